@@ -1,0 +1,171 @@
+"""The registry (departments, lists, headers) and the county policy, read from `config/*.yaml`.
+
+Everything that differs between counties or years lives in those files; code asks this module.
+`FANGPIN_CONFIG_DIR` points at another folder of the same two files (a different county).
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import yaml
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def config_dir() -> Path:
+    return Path(os.environ.get("FANGPIN_CONFIG_DIR", PROJECT_ROOT / "config"))
+
+
+@dataclass(frozen=True)
+class Department:
+    slug: str  # English slug, e.g. civil_affairs
+    name: str  # Chinese name, e.g. 民政局
+    aliases: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ListSpec:
+    """One department list (e.g. civil_affairs.dibao) and what it means for a household."""
+
+    key: str  # "department.list"
+    department: str
+    title: str
+    keywords: tuple[str, ...]
+    exclude_keywords: tuple[str, ...] = ()
+    kind: str = "risk"  # risk | eligibility
+    risk_type: str | None = None  # an A27 label or "from_detail"
+    gap: str | None = None  # an A23-A26 assurance gap
+    finding: str | None = None  # eligibility finding label
+    subtype_from_detail: tuple[str, ...] = ()
+    detail_overrides: dict = field(default_factory=dict)
+
+    @property
+    def asset_name(self) -> str:
+        return self.key.replace(".", "__")
+
+    @property
+    def is_risk(self) -> bool:
+        return self.kind == "risk"
+
+    def matches(self, text: str) -> bool:
+        """True when `text` (a file name, sheet name or title) names this list."""
+        if any(word in text for word in self.exclude_keywords):
+            return False
+        return any(word in text for word in self.keywords)
+
+
+@dataclass(frozen=True)
+class Registry:
+    departments: dict[str, Department]
+    lists: dict[str, ListSpec]
+    detail_words: tuple[tuple[tuple[str, ...], str], ...]
+    default_risk_type: str
+    risk_types: tuple[str, ...]
+    assurance_gaps: tuple[str, ...]
+    list_headers: dict[str, tuple[str, ...]]
+    roster_headers: dict[str, tuple[str, ...]]
+    roster_required: tuple[str, ...]
+    list_required: tuple[str, ...]
+    total_row_words: tuple[str, ...]
+
+    def lists_of(self, department: str) -> list[ListSpec]:
+        return [spec for spec in self.lists.values() if spec.department == department]
+
+    def department_for_folder(self, folder_name: str) -> str | None:
+        """The slug for a drop-zone folder named by slug or Chinese name (`civil_affairs`, `民政局`)."""
+        if folder_name in self.departments:
+            return folder_name
+        cleaned = folder_name.strip()
+        for dept in self.departments.values():
+            if cleaned == dept.name or cleaned in dept.aliases:
+                return dept.slug
+        return None
+
+    def risk_type_from_detail(self, detail: str | None) -> str:
+        """The A27 risk type that a free-text detail (原因, 困难描述) points to."""
+        for words, risk_type in self.detail_words:
+            if detail and any(word in detail for word in words):
+                return risk_type
+        return self.default_risk_type
+
+
+def _load_yaml(name: str) -> dict:
+    with open(config_dir() / name, encoding="utf-8") as handle:
+        return yaml.safe_load(handle)
+
+
+@lru_cache(maxsize=None)
+def registry() -> Registry:
+    raw = _load_yaml("registry.yaml")
+    departments = {
+        slug: Department(slug, body["name"], tuple(body.get("aliases", ())))
+        for slug, body in raw["departments"].items()
+    }
+    lists = {}
+    for key, body in raw["lists"].items():
+        department = key.split(".", 1)[0]
+        if department not in departments:
+            raise ValueError(f"registry.yaml: list {key} names unknown department {department}")
+        lists[key] = ListSpec(
+            key=key,
+            department=department,
+            title=body.get("title", key),
+            keywords=tuple(str(k) for k in body["keywords"]),
+            exclude_keywords=tuple(str(k) for k in body.get("exclude_keywords", ())),
+            kind=body.get("kind", "risk"),
+            risk_type=body.get("risk_type"),
+            gap=body.get("gap"),
+            finding=body.get("finding"),
+            subtype_from_detail=tuple(body.get("subtype_from_detail", ())),
+            detail_overrides=dict(body.get("detail_overrides", {})),
+        )
+    return Registry(
+        departments=departments,
+        lists=lists,
+        detail_words=tuple((tuple(rule["words"]), rule["risk_type"]) for rule in raw["detail_words"]),
+        default_risk_type=raw["default_risk_type"],
+        risk_types=tuple(raw["risk_types"]),
+        assurance_gaps=tuple(raw["assurance_gaps"]),
+        list_headers={k: tuple(v) for k, v in raw["list_headers"].items()},
+        roster_headers={k: tuple(v) for k, v in raw["roster_headers"].items()},
+        roster_required=tuple(raw["roster_required"]),
+        list_required=tuple(raw["list_required"]),
+        total_row_words=tuple(raw["total_row_words"]),
+    )
+
+
+@lru_cache(maxsize=None)
+def county() -> dict:
+    """The county policy file as a dict (monitoring line, deadlines, weights, thresholds)."""
+    return _load_yaml("county.yaml")
+
+
+def monitoring_line(year: int) -> float:
+    """The monitoring line (yuan per person per year) in force for `year`.
+
+    A relative line is a multiple of the *previous* year's provincial rural 低保 standard (seed 001).
+    """
+    policy = county()
+    rule = policy["monitoring_line"].get(str(year))
+    if rule is None:
+        raise ValueError(f"county.yaml: no monitoring_line for {year}")
+    if "absolute" in rule:
+        return float(rule["absolute"])
+    standard = policy["rural_dibao_standard"].get(str(year - 1))
+    if standard is None:
+        raise ValueError(f"county.yaml: relative monitoring line for {year} needs rural_dibao_standard {year - 1}")
+    return round(float(rule["relative"]) * float(standard), 2)
+
+
+MONTH_PATTERN = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+
+
+def check_month(month: str) -> str:
+    """`month` if it reads YYYY-MM, else a ValueError a user understands."""
+    if not MONTH_PATTERN.match(month):
+        raise ValueError(f"month must look like 2026-10, got {month!r}")
+    return month
