@@ -1,0 +1,35 @@
+# fangpin: two commands on a fresh machine with Python 3.11 — `make demo` and `make test`.
+# Both create the virtual environment (.venv, from uv.lock) first; `make demo` also generates the demo county.
+PYTHON ?= python3.11
+UV := .tools/bin/uv
+VENV := .venv
+export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
+export UV_PYTHON_DOWNLOADS := never
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+export DAGSTER_DISABLE_TELEMETRY := 1
+export FANGPIN_DATA_DIR ?= $(CURDIR)/data
+
+.PHONY: demo test ui bench env clean
+
+env: $(VENV)/.synced
+
+$(UV):
+	$(PYTHON) -m venv .tools || python3 -m venv .tools
+	.tools/bin/pip install --quiet uv==0.13.8
+
+$(VENV)/.synced: $(UV) pyproject.toml uv.lock
+	$(UV) sync --frozen --python $(PYTHON)
+	touch $@
+
+demo: env  ## generate the demo county and run its latest months through Dagster
+	$(VENV)/bin/fangpin demo --data-dir $(FANGPIN_DATA_DIR)
+
+test: env  ## the whole test suite (a few minutes)
+	$(VENV)/bin/pytest -n 2 --dist loadfile
+
+ui: env  ## the Dagster UI on the same instance as the CLI's runs (http://127.0.0.1:3000)
+	$(VENV)/bin/python -c "from fangpin.instance import dagster_home; dagster_home()"
+	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+clean:
+	rm -rf $(VENV) .tools .dagster_home

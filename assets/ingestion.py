@@ -1,0 +1,115 @@
+"""Ingestion assets: the drop zone, the roster, one asset per department list (generated from the registry),
+and the month's warehouse load.
+
+Lineage in the UI: drop_zone + roster -> civil_affairs__dibao, health__major_disease, ... -> warehouse_month.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import dagster as dg
+
+from assets.partitions import MONTHLY
+from fangpin import ingest, reading
+from fangpin.config import ListSpec, registry
+from fangpin.warehouse import transaction
+from pipelines.resources import FangpinData
+
+RECONCILES = "reconciles"  # read = accepted + rejected
+
+
+def _count_by(values) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for value in values:
+        counts[value] = counts.get(value, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+@dg.asset(partitions_def=MONTHLY, group_name="intake", kinds={"python"})
+def drop_zone(context: dg.AssetExecutionContext, fangpin: FangpinData) -> reading.MonthScan:
+    """Every file of `raw/<month>/`: hashed, read once, each sheet recognised as one department list (or not)."""
+    scan = reading.scan_month(fangpin.root, context.partition_key, registry())
+    context.log.info(f"{len(scan.files)} 个文件，{sum(len(t) for t in scan.tables.values())} 张表，{len(scan.problems)} 个文件问题")
+    context.add_output_metadata({
+        "files": len(scan.files),
+        "lists_recognised": len(scan.tables),
+        "file_problems": len(scan.problems),
+        "files_by_status": dg.MetadataValue.json(_count_by(f.status for f in scan.files)),
+    })
+    return scan
+
+
+@dg.asset(partitions_def=MONTHLY, group_name="intake", kinds={"python"})
+def roster(context: dg.AssetExecutionContext, fangpin: FangpinData) -> ingest.RosterMonth:
+    """The household roster (花名册) as of the month: persons, households with A33/A34/A37/A38, places."""
+    month_roster = ingest.load_roster(fangpin.root, context.partition_key)
+    context.log.info(
+        f"花名册 {month_roster.rows_read} 行：{month_roster.persons.height} 人，{month_roster.households.height} 户，"
+        f"拒收 {month_roster.rejected.height} 行"
+    )
+    context.add_output_metadata({
+        "rows_read": month_roster.rows_read,
+        "persons": month_roster.persons.height,
+        "households": month_roster.households.height,
+        "townships": month_roster.townships.height,
+        "villages": month_roster.villages.height,
+        "rejected_rows": month_roster.rejected.height,
+    })
+    return month_roster
+
+
+def build_list_asset(spec: ListSpec) -> dg.AssetsDefinition:
+    """The asset for one department list, e.g. `civil_affairs__dibao`, with its reconciliation check."""
+
+    @dg.asset(
+        name=spec.asset_name,
+        partitions_def=MONTHLY,
+        group_name=spec.department,
+        description=f"{registry().departments[spec.department].name}：{spec.title}（{spec.kind}）",
+        kinds={"polars"},
+        tags={"fangpin/kind": spec.kind},
+        check_specs=[dg.AssetCheckSpec(RECONCILES, asset=spec.asset_name, blocking=True,
+                                       description="rows read = rows accepted + rows rejected (nothing lost)")],
+    )
+    def _list_asset(context: dg.AssetExecutionContext, drop_zone: reading.MonthScan,
+                    roster: ingest.RosterMonth) -> dg.Output:
+        result = ingest.ingest_list(drop_zone, spec, roster.places, context.partition_key)
+        context.log.info(f"读取 {result.rows_read} 行，接收 {result.accepted.height}，拒收 {result.rejected.height}")
+        yield dg.Output(result, metadata={
+            "rows_read": result.rows_read, "rows_accepted": result.accepted.height,
+            "rows_rejected": result.rejected.height, "file_problems": result.file_problems.height,
+            "files": dg.MetadataValue.json(result.files),
+            "received": bool(result.files),
+        })
+        yield dg.AssetCheckResult(
+            check_name=RECONCILES, passed=result.reconciles, severity=dg.AssetCheckSeverity.ERROR,
+            metadata={"read": result.rows_read, "accepted": result.accepted.height, "rejected": result.rejected.height},
+        )
+
+    return _list_asset
+
+
+LIST_ASSETS = [build_list_asset(spec) for spec in registry().lists.values()]
+
+
+@dg.asset(
+    partitions_def=MONTHLY,
+    group_name="warehouse",
+    kinds={"duckdb"},
+    ins={spec.asset_name: dg.AssetIn(spec.asset_name) for spec in registry().lists.values()},
+    tags={"fangpin/writes": "warehouse"},
+)
+def warehouse_month(context: dg.AssetExecutionContext, fangpin: FangpinData, drop_zone: reading.MonthScan,
+                    roster: ingest.RosterMonth, **lists: ingest.ListResult) -> dg.MaterializeResult:
+    """One transaction that replaces the month in raw, staging, roster and quarantine; other months untouched."""
+    month = context.partition_key
+    results = [lists[spec.asset_name] for spec in registry().lists.values()]
+    now = datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0)
+    with fangpin.writer() as con, transaction(con):
+        written = ingest.write_month(con, month, drop_zone, roster, results, now)
+    context.log.info("写入数据仓库：" + "，".join(f"{table} {rows}" for table, rows in written.items()))
+    return dg.MaterializeResult(metadata={**{table: rows for table, rows in written.items()},
+                                          "warehouse": str(fangpin.warehouse_path)})
+
+
+INGESTION_ASSETS = [drop_zone, roster, *LIST_ASSETS, warehouse_month]

@@ -1,0 +1,98 @@
+"""Warning assets: link persons to households, rank the warned households, write each township's workbook, and
+read the workbooks the townships send back.
+
+Every step is SQL in DuckDB (fangpin.linkage, fangpin.warnings, fangpin.cases) or a writer of the township files;
+each replaces only its own month.
+"""
+from __future__ import annotations
+
+import getpass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+
+from assets.ingestion import warehouse_month
+from assets.partitions import MONTHLY
+from fangpin import feedback, linkage, warnings, workbooks
+from fangpin.warehouse import replace_month, transaction
+from pipelines.resources import FangpinData
+
+
+@dg.asset(partitions_def=MONTHLY, group_name="warnings", kinds={"duckdb"}, deps=[warehouse_month])
+def person_links(context: dg.AssetExecutionContext, fangpin: FangpinData) -> dg.MaterializeResult:
+    """Each accepted list row linked to a roster person by ID (or offered as a probable match by name)."""
+    with fangpin.writer() as con, transaction(con):
+        counts = linkage.link_month(con, context.partition_key)
+    context.log.info("匹配：" + "，".join(f"{rule} {n}" for rule, n in counts.items()))
+    return dg.MaterializeResult(metadata={str(k): v for k, v in counts.items()})
+
+
+@dg.asset(partitions_def=MONTHLY, group_name="warnings", kinds={"duckdb"}, deps=[person_links])
+def warning_queue(context: dg.AssetExecutionContext, fangpin: FangpinData) -> dg.MaterializeResult:
+    """marts.warning_queue: one row per warned household, with category, priority, reasons and due date."""
+    with fangpin.writer() as con, transaction(con):
+        counts = warnings.build_warning_queue(con, context.partition_key)
+    context.log.info("预警：" + "，".join(f"{k} {v}" for k, v in counts.items()))
+    return dg.MaterializeResult(metadata={str(k): v for k, v in counts.items()})
+
+
+def _month_frames(fangpin: FangpinData, month: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    with fangpin.writer() as con:
+        queue = con.sql("SELECT * FROM marts.warning_queue WHERE month = ?", params=[month]).pl()
+        unmatched = con.sql("SELECT * FROM marts.unmatched_persons WHERE month = ?", params=[month]).pl()
+    return queue, unmatched
+
+
+@dg.asset(partitions_def=MONTHLY, group_name="exports", kinds={"excel"}, deps=[warning_queue])
+def township_workbooks(context: dg.AssetExecutionContext, fangpin: FangpinData) -> dg.MaterializeResult:
+    """exports/<month>/<township>.xlsx: each township's own households only, and an audit row per file."""
+    month = context.partition_key
+    queue, unmatched = _month_frames(fangpin, month)
+    out_dir = fangpin.exports_dir(month)
+    paths = workbooks.write_township_workbooks(queue, unmatched, month, out_dir)
+    audit = _audit_rows(paths, queue, month)
+    with fangpin.writer() as con, transaction(con):
+        if audit.height:
+            con.register("_audit", audit.to_arrow())
+            con.execute("INSERT INTO audit.exports SELECT * FROM _audit")
+            con.unregister("_audit")
+    context.log.info(f"{len(paths)} 个乡镇工作簿 → {out_dir}")
+    return dg.MaterializeResult(metadata={"workbooks": len(paths), "households": queue.height,
+                                          "exports_dir": dg.MetadataValue.path(str(out_dir))})
+
+
+def _audit_rows(paths: list[Path], queue: pl.DataFrame, month: str) -> pl.DataFrame:
+    per_township = dict(queue.group_by("township").len().iter_rows()) if queue.height else {}
+    now = datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0)
+    user = getpass.getuser()
+    for path in paths:
+        path.chmod(0o600)
+    return pl.DataFrame(
+        [{"exported_at": now, "month": month, "township": p.stem, "path": str(p),
+          "households": per_township.get(p.stem, 0), "os_user": user} for p in paths],
+        schema={"exported_at": pl.Datetime("us"), "month": pl.String, "township": pl.String, "path": pl.String,
+                "households": pl.Int32, "os_user": pl.String},
+    )
+
+
+@dg.asset(partitions_def=MONTHLY, group_name="exports", kinds={"excel"}, deps=[warning_queue])
+def township_feedback(context: dg.AssetExecutionContext, fangpin: FangpinData) -> dg.MaterializeResult:
+    """Verification results returned in raw/<month>/feedback/: recorded per case; altered workbooks rejected."""
+    month = context.partition_key
+    folder = fangpin.root / "raw" / month / "feedback"
+    files = sorted(p for p in folder.glob("*.xlsx") if not p.name.startswith("~$")) if folder.is_dir() else []
+    queue, _ = _month_frames(fangpin, month)
+    results = [feedback.read_feedback(path, queue) for path in files]
+    verifications = pl.concat([r[0] for r in results], how="diagonal_relaxed") if results else pl.DataFrame()
+    rejections = pl.concat([r[1] for r in results], how="diagonal_relaxed") if results else pl.DataFrame()
+    with fangpin.writer() as con, transaction(con):
+        replace_month(con, "cases.verifications", month, verifications)
+        replace_month(con, "quarantine.rejected_rows", month, rejections, keep="list_key = 'feedback'")
+    context.log.info(f"{len(files)} 个回传工作簿：核实 {verifications.height} 户，拒收 {rejections.height} 条")
+    return dg.MaterializeResult(metadata={"files": len(files), "verifications": verifications.height,
+                                          "rejected": rejections.height})
+
+
+WARNING_ASSETS = [person_links, warning_queue, township_workbooks, township_feedback]

@@ -1,0 +1,49 @@
+"""The end-of-run summary a county officer reads at a glance: per list, rows read / accepted / rejected, and paths."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from fangpin.config import registry
+from fangpin.warehouse import WarehouseBusy, reader, warehouse_path
+
+
+def _fetch(con, query: str, month: str) -> list[tuple]:
+    return con.execute(query, [month]).fetchall()
+
+
+def summary_lines(con, month: str) -> list[str]:
+    """Lines of the summary table, read from the warehouse."""
+    names = {d.slug: d.name for d in registry().departments.values()}
+    lines = [f"{'部门 department':<22}{'名单 list':<36}{'读取':>8}{'接收':>8}{'拒收':>8}"]
+    for list_key, department, files, read, accepted, rejected, problems in _fetch(
+        con, "SELECT list_key, department, files, rows_read, rows_accepted, rows_rejected, file_problems "
+             "FROM raw.list_counts WHERE month = ? ORDER BY list_key", month):
+        flag = "  未报送 not received" if files == 0 and problems == 0 else (f"  {problems} 个文件无法处理" if problems else "")
+        lines.append(f"{names.get(department, department):<20}{list_key:<36}{read:>10}{accepted:>10}{rejected:>10}{flag}")
+    roster = _fetch(con, "SELECT count(*), count(DISTINCT household_id) FROM roster.persons WHERE month = ?", month)[0]
+    unassigned = _fetch(con, "SELECT count(*) FROM quarantine.rejected_rows WHERE month = ? AND list_key IS NULL", month)[0][0]
+    lines.append(f"花名册 roster: {roster[0]} 人 persons, {roster[1]} 户 households")
+    if unassigned:
+        lines.append(f"无法识别或无法读取的文件 unrecognised/unreadable files: {unassigned}（见 quarantine.rejected_rows）")
+    try:
+        warned = _fetch(con, "SELECT count(*) FROM marts.warning_queue WHERE month = ?", month)[0][0]
+        lines.append(f"预警户 warned households: {warned}")
+    except Exception:  # the warnings mart does not exist before the first full run
+        pass
+    return lines
+
+
+def print_summary(data_dir: Path, month: str, run_id: str, success: bool) -> None:
+    out = sys.stdout
+    print(f"\n== fangpin {month}: {'完成 done' if success else '失败 FAILED'} (Dagster run {run_id}) ==", file=out)
+    path = warehouse_path(data_dir)
+    if path.exists():
+        try:
+            with reader(data_dir, wait_seconds=10) as con:
+                for line in summary_lines(con, month):
+                    print(line, file=out)
+        except WarehouseBusy as error:
+            print(error, file=out)
+    print(f"warehouse: {path}", file=out)
+    print(f"exports:   {Path(data_dir) / 'exports' / month}", file=out)

@@ -1,0 +1,172 @@
+"""The DuckDB warehouse: one file, one writer, one transaction per month.
+
+Why a lock of our own on top of DuckDB's: DuckDB refuses a second writer instantly, and a reader held open in
+another process (an analyst's session) blocks writers too. fangpin waits a bounded time for both, then fails with a
+message that names the process holding the file and what to do, instead of a raw IOException.
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import duckdb
+import polars as pl
+
+from fangpin.config import PROJECT_ROOT, county
+
+SCHEMA_FILES = ("schemas/warehouse.sql", "schemas/marts.sql")
+
+
+class WarehouseBusy(RuntimeError):
+    """Another process holds the warehouse; the message says which and what to do."""
+
+
+def warehouse_path(data_dir: Path) -> Path:
+    return Path(data_dir) / "warehouse" / "fangpin.duckdb"
+
+
+def _holder_description(message: str) -> str:
+    """'PID 1234 (python analyst.py)' from DuckDB's lock error, as far as it can be told."""
+    match = re.search(r"PID (\d+)", message)
+    if not match:
+        return "另一个程序"
+    pid = match.group(1)
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        cmdline = "?"
+    return f"进程 PID {pid}（{cmdline}）"
+
+
+def busy_message(path: Path, holder: str, waited: float) -> str:
+    return (
+        f"数据仓库 {path} 正被{holder}占用，已等待 {waited:.0f} 秒。"
+        f" The warehouse is held by {holder}. Close that DuckDB session (an analyst's open connection blocks writers; "
+        f"analysts should use the read-only snapshot), or wait for the other fangpin run to finish, then run again."
+    )
+
+
+def _connect_with_wait(path: Path, read_only: bool, wait_seconds: float) -> duckdb.DuckDBPyConnection:
+    deadline = time.monotonic() + wait_seconds
+    started = time.monotonic()
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=read_only)
+        except duckdb.IOException as error:
+            if "lock" not in str(error).lower():
+                raise
+            if time.monotonic() >= deadline:
+                raise WarehouseBusy(busy_message(path, _holder_description(str(error)), time.monotonic() - started)) from error
+            time.sleep(0.5)
+
+
+@contextmanager
+def _writer_lock(path: Path, wait_seconds: float) -> Iterator[None]:
+    """An advisory lock beside the warehouse file, so fangpin runs (schedule, sensor, CLI) take turns."""
+    lock_path = path.with_suffix(".writer.lock")
+    started = time.monotonic()
+    with open(lock_path, "a+") as handle:
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() - started >= wait_seconds:
+                    handle.seek(0)
+                    holder = handle.read().strip() or "另一个 fangpin 运行"
+                    raise WarehouseBusy(busy_message(path, holder, time.monotonic() - started)) from None
+                time.sleep(0.5)
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"fangpin run PID {os.getpid()}")
+        handle.flush()
+        try:
+            yield
+        finally:
+            handle.seek(0)
+            handle.truncate()
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def lock_wait_seconds() -> float:
+    return float(os.environ.get("FANGPIN_LOCK_WAIT", county().get("warehouse", {}).get("lock_wait_seconds", 120)))
+
+
+@contextmanager
+def writer(data_dir: Path, wait_seconds: float | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+    """The one writing connection to the warehouse, schema ensured; closed (and the lock released) on exit."""
+    path = warehouse_path(data_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    wait = lock_wait_seconds() if wait_seconds is None else wait_seconds
+    with _writer_lock(path, wait):
+        con = _connect_with_wait(path, read_only=False, wait_seconds=wait)
+        try:
+            ensure_schema(con)
+            yield con
+        finally:
+            con.close()
+    os.chmod(path, 0o600)
+
+
+@contextmanager
+def reader(data_dir: Path, wait_seconds: float | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+    path = warehouse_path(data_dir)
+    wait = lock_wait_seconds() if wait_seconds is None else wait_seconds
+    con = _connect_with_wait(path, read_only=True, wait_seconds=wait)
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
+    for name in SCHEMA_FILES:
+        sql_file = PROJECT_ROOT / name
+        if sql_file.exists():
+            con.execute(sql_file.read_text(encoding="utf-8"))
+
+
+def table_columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
+    schema, name = table.split(".")
+    rows = con.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
+        [schema, name],
+    ).fetchall()
+    return [row[0] for row in rows]
+
+
+def replace_month(con: duckdb.DuckDBPyConnection, table: str, month: str, frame: pl.DataFrame,
+                  keep: str | None = None) -> int:
+    """Delete `month` from `table`, insert `frame` (matched by column name). Inside the caller's transaction.
+
+    `keep` narrows the delete to the rows this writer owns (a SQL condition), e.g. quarantine rows of one source.
+    """
+    owned = f" AND ({keep})" if keep else ""
+    con.execute(f"DELETE FROM {table} WHERE month = ?{owned}", [month])
+    if frame.is_empty():
+        return 0
+    columns = [c for c in table_columns(con, table) if c in frame.columns]
+    con.register("_incoming", frame.select(columns).to_arrow())
+    try:
+        column_list = ", ".join(f'"{c}"' for c in columns)
+        con.execute(f"INSERT INTO {table} ({column_list}) SELECT {column_list} FROM _incoming")
+    finally:
+        con.unregister("_incoming")
+    return frame.height
+
+
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """BEGIN ... COMMIT, or ROLLBACK on any error, so a month is written whole or not at all."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield con
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")

@@ -1,0 +1,39 @@
+"""A Dagster logger that prints one short line per asset for the person watching `fangpin run`."""
+from __future__ import annotations
+
+import logging
+import sys
+
+import dagster as dg
+
+_SHOWN_EVENTS = {"STEP_START", "STEP_FAILURE", "ASSET_CHECK_EVALUATION", "RUN_FAILURE"}
+
+
+class _ProgressHandler(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        meta = getattr(record, "dagster_meta", {}) or {}
+        event = meta.get("dagster_event")
+        step = meta.get("step_key") or ""
+        message = meta.get("orig_message") or record.getMessage()
+        if event is None:
+            if record.levelno >= logging.INFO:
+                print(f"  {step}: {message}", file=sys.stderr, flush=True)
+            return
+        kind = event.event_type_value
+        if kind == "STEP_START":
+            print(f"▶ {step}", file=sys.stderr, flush=True)
+        elif kind == "ASSET_CHECK_EVALUATION":
+            evaluation = event.event_specific_data
+            if not evaluation.passed:
+                print(f"  ✗ check {evaluation.check_name} on {step} FAILED", file=sys.stderr, flush=True)
+        elif kind in _SHOWN_EVENTS:
+            print(f"✗ {step or 'run'}: {message}", file=sys.stderr, flush=True)
+
+
+@dg.logger(description="Short progress lines, one per asset (used by `fangpin run`).")
+def progress_logger(init_context: dg.InitLoggerContext) -> logging.Logger:
+    log = logging.getLogger("fangpin.progress")
+    log.setLevel(logging.DEBUG)
+    log.handlers = [_ProgressHandler()]
+    log.propagate = False
+    return log

@@ -1,0 +1,75 @@
+"""Every reason a row or file is quarantined, and every note on a kept row: a code and the sentence a clerk reads.
+
+One place for the wording: reading, validation, tests and the demo county's ground truth all use these codes.
+Templates are `str.format` strings; the placeholders are filled from the offending value.
+"""
+from __future__ import annotations
+
+# Rejections: the row (or the whole file) goes to quarantine.rejected_rows.
+REJECT = {
+    # identity number (居民身份证号码, GB 11643)
+    "id_missing": "身份证号码为空，无法确认是谁",
+    "id_float_mangled": "身份证号码被Excel存成了数字（显示为“{value}”），后几位已经丢失，无法恢复；请把该列设为“文本”格式后重新填写报送",
+    "id_bad_length": "身份证号码位数不对（应为18位或旧的15位），收到“{value}”",
+    "id_bad_chars": "身份证号码含有数字和末位X以外的字符：“{value}”",
+    "id_bad_birthdate": "身份证号码中的出生日期不存在：“{value}”",
+    "id_bad_checksum": "身份证号码校验位错误：“{value}”的最后一位应为“{expected}”，请核对是否抄错",
+    # disability certificate (残疾人证号 = holder's ID + category + grade)
+    "disability_cert_invalid": "残疾人证号格式不对（应为20位：身份证号码+残疾类别1-7+等级1-4），收到“{value}”",
+    "disability_cert_mismatch": "残疾人证号前18位与本行身份证号码不一致，无法确认证件属于此人",
+    # the row as a whole
+    "duplicate_in_list": "与本表第{first_row}行是同一人（重复报送），只保留第一条",
+    "total_row": "合计/总计行，不是人员记录",
+    "roster_household_missing": "花名册该行没有户编号，无法归户",
+    # the file or sheet as a whole (row_number is empty)
+    "file_unreadable": "文件无法打开（文件损坏、加密或不是Excel/CSV文件）：{detail}",
+    "file_unrecognised": "无法识别这是哪一张名单：文件名、工作表名和标题里都没有关键词。可用的关键词：{keywords}",
+    "file_ambiguous": "同时符合多张名单（{lists}），系统不猜测；请在文件名或工作表名中写明是哪一张",
+    "unknown_department": "文件夹“{folder}”不是已登记的部门，文件未处理；请放到部门文件夹中（如 civil_affairs 或 民政局）",
+    "no_header": "找不到表头行（需要“身份证号码”等列名），该表未处理",
+    "missing_required_column": "缺少必需的列“{column}”，该表未处理",
+    # township verification workbooks returned (data/raw/<month>/feedback/, list_key 'feedback')
+    "feedback_meta_missing": "不是系统下发的核实工作簿（缺少隐藏的“{sheet}”工作表），无法确认是哪个乡镇哪个月的清单，整本未采用；请在系统下发的原工作簿中填写后报回",
+    "feedback_meta_altered": "工作簿隐藏的“{sheet}”工作表被改动过，无法确认是哪个乡镇哪个月的清单，整本未采用；请在系统下发的原工作簿中填写后报回",
+    "feedback_wrong_month": "这是{found}的核实清单，不是{expected}的，整本未采用；请放到{found}的反馈文件夹中",
+    "feedback_sheet_missing": "找不到工作表“{sheet}”（被删除或改了名），整本未采用；请不要修改工作表名称",
+    "feedback_row_added": "户编号“{value}”不在{township}本月下发的核实清单中（新增的行或改动了户编号），本行未采用",
+    "feedback_household_id_changed": "户编号被改成了“{value}”，但户主身份证号码是本清单中户编号“{expected}”那一户的；请恢复原户编号，本行未采用",
+    "feedback_id_changed": "户主身份证号码与下发时不一致（户编号“{household_id}”），本行未采用；请不要修改身份证号码",
+    "feedback_other_township": "户编号“{value}”是{other}的户，不属于{township}，本行未采用；每个乡镇只能报回本乡镇的户",
+    "feedback_duplicate_row": "户编号“{value}”与第{first_row}行重复，只采用第{first_row}行",
+    "feedback_bad_result": "核实结果“{value}”不是下拉选项之一（{options}），本行未采用",
+    "feedback_bad_date": "核实日期“{value}”无法识别，本行未采用；请填写日期，如2026-11-05",
+    "feedback_date_missing": "填写了核实结果但没有填写核实日期，本行未采用",
+    "feedback_date_out_of_range": "核实日期{value}不可能（早于预警下发日期{issued_on}或晚于今天），本行未采用",
+    "feedback_verifier_missing": "填写了核实结果但没有填写核实人，本行未采用",
+}
+
+# Notes: the row is kept (accepted) but one value could not be used; recorded in quarantine.row_notes.
+NOTE = {
+    "date_unparsed": "日期“{value}”无法识别，已留空",
+    "date_outside_month": "日期{value}不在报送月份内",
+    "amount_unparsed": "金额“{value}”无法识别，已留空",
+    "township_unknown": "乡镇“{value}”在花名册中找不到",
+    "village_unknown": "村“{value}”在花名册该乡镇中找不到",
+}
+
+# Files that are not lists at all: skipped with a note in raw.received_files, not quarantined.
+IGNORED = {
+    "lock_file": "Excel临时锁定文件（~$开头），已忽略",
+    "not_spreadsheet": "不是Excel或CSV文件，已忽略",
+    "duplicate_file": "与“{other}”内容完全相同（重复报送），只计一次",
+}
+
+
+def reject(code: str, **values: object) -> str:
+    """The clerk's sentence for rejection `code`."""
+    return REJECT[code].format(**values)
+
+
+def note(code: str, **values: object) -> str:
+    return NOTE[code].format(**values)
+
+
+def ignored(code: str, **values: object) -> str:
+    return IGNORED[code].format(**values)
