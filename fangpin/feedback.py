@@ -1,0 +1,340 @@
+"""Reading back the townships' verification results (入户核实 feedback) from the workbooks we sent them.
+
+A township returns its workbook into `data/raw/<month>/feedback/`. Each household row with a result (核实结果)
+becomes one verification (result, date, verifier, remarks) for its case. A returned workbook is checked against
+what was sent (`marts.warning_queue` of that month): rows we never sent, a changed household number or ID, another
+township's household, a result outside the dropdown, an unreadable date are rejected row by row, with a sentence
+naming file, sheet, row and column; the valid rows still count. A workbook whose hidden meta sheet is missing or was
+edited, or that belongs to another month, is rejected whole. Nothing here deletes or overwrites: rows without a
+result are simply "not yet verified" and produce no output, so an earlier verification is never erased.
+"""
+from __future__ import annotations
+
+import string
+from datetime import date, datetime, time
+from pathlib import Path
+
+import openpyxl
+import polars as pl
+
+from fangpin.workbooks import (META_FORMAT, META_KEYS, META_VERSION, RESULTS, column_specs, meta_digest,
+                               sheet_name)
+from schemas.reasons import REJECT, reject
+
+LIST_KEY = "feedback"
+HEADER_SEARCH_ROWS = 10  # the header is row 2 as sent; look a little further in case a clerk inserted a row above
+REQUIRED_KEYS = ("household_id", "head_id_number", "result", "verified_on", "verifier")
+WORKBOOK_SUFFIXES = (".xlsx", ".xlsm")
+
+VERIFICATION_SCHEMA = {
+    "month": pl.String, "township": pl.String, "household_id": pl.String, "case_id": pl.String,
+    "result": pl.String, "verified_on": pl.Date, "verifier": pl.String, "remarks": pl.String,
+    "source_file": pl.String, "row_number": pl.Int32,
+}
+# Same columns and types as quarantine.rejected_rows (schemas/warehouse.sql).
+REJECTION_SCHEMA = {
+    "month": pl.String, "source_file": pl.String, "sheet": pl.String, "row_number": pl.Int32,
+    "list_key": pl.String, "column_name": pl.String, "reason_code": pl.String, "reason": pl.String,
+    "id_raw": pl.String, "name": pl.String, "township_raw": pl.String, "village_raw": pl.String, "raw": pl.String,
+}
+
+
+class WorkbookRejected(Exception):
+    """The whole returned workbook is unusable (not ours, meta edited, wrong month, sheet or column missing)."""
+
+    def __init__(self, code: str, sheet: str | None = None, **values: object):
+        super().__init__(reject(code, **values))
+        self.code, self.sheet, self.values = code, sheet, values
+
+
+def source_name(path: Path) -> str:
+    """The path as the warehouse records files: relative to the data dir (the folder holding `raw/`) if it can."""
+    parts = Path(path).parts
+    if "raw" in parts:
+        index = len(parts) - 1 - parts[::-1].index("raw")
+        return Path(*parts[index:]).as_posix()
+    return Path(path).as_posix()
+
+
+def _empty_verifications() -> pl.DataFrame:
+    return pl.DataFrame(schema=VERIFICATION_SCHEMA)
+
+
+def _whole_rejection(month: str | None, path: Path, error: WorkbookRejected, township: str | None = None
+                     ) -> pl.DataFrame:
+    """One quarantine row for the whole workbook (row_number empty)."""
+    reason = f"文件《{Path(path).name}》" + (f"工作表“{error.sheet}”" if error.sheet else "") + f"：{error}"
+    return pl.DataFrame([{
+        "month": month, "source_file": source_name(path), "sheet": error.sheet, "row_number": None,
+        "list_key": LIST_KEY, "column_name": error.values.get("column"), "reason_code": error.code,
+        "reason": reason, "id_raw": None, "name": None, "township_raw": township, "village_raw": None, "raw": None,
+    }], schema=REJECTION_SCHEMA)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Opening the workbook: meta sheet, verification sheet, header.
+
+def cell_text(value: object) -> str | None:
+    """A cell as text the checks can compare: dates as YYYY-MM-DD, whole numbers without .0, blanks as None.
+
+    Cell-by-cell I/O of one township's sheet; the checks themselves are Polars expressions below.
+    """
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.date().isoformat()
+    if isinstance(value, (date, time)):
+        return value.isoformat()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    text = str(value).strip()
+    return text or None
+
+
+def read_meta(wb: openpyxl.Workbook) -> dict[str, str]:
+    """The meta sheet's fields, checked: ours (format, version) and unedited (digest)."""
+    name = sheet_name("meta")
+    if name not in wb.sheetnames:
+        raise WorkbookRejected("feedback_meta_missing", meta_sheet=name)
+    fields = {}
+    for row in wb[name].iter_rows(min_col=1, max_col=2, values_only=True):
+        key, value = (cell_text(v) for v in row)
+        if key:
+            fields[key] = value or ""
+    complete = all(key in fields for key in META_KEYS) and "digest" in fields
+    if (not complete or fields["format"] != META_FORMAT or fields["version"] != META_VERSION
+            or fields["digest"] != meta_digest(fields)):
+        raise WorkbookRejected("feedback_meta_altered", meta_sheet=name)
+    return fields
+
+
+def _normal_header(text: str | None) -> str:
+    """Header text compared without spaces and with half-width brackets, as clerks' edits vary."""
+    return (text or "").replace(" ", "").replace("\u3000", "").replace("(", "（").replace(")", "）").strip("：:")
+
+
+def find_header(ws) -> tuple[int, dict[str, int]]:
+    """The header row (1-based) and configured key -> 0-based column index, found by header text."""
+    wanted = {_normal_header(spec["header"]): spec["key"] for spec in column_specs("verification")}
+    by_key = {spec["key"]: spec["header"] for spec in column_specs("verification")}
+    best: tuple[int, dict[str, int]] = (0, {})
+    for number, row in enumerate(ws.iter_rows(max_row=HEADER_SEARCH_ROWS, values_only=True), start=1):
+        found: dict[str, int] = {}
+        for index, value in enumerate(row):
+            key = wanted.get(_normal_header(cell_text(value)))
+            if key and key not in found:
+                found[key] = index
+        if len(found) > len(best[1]):
+            best = (number, found)
+    for key in REQUIRED_KEYS:
+        if key not in best[1]:
+            raise WorkbookRejected("missing_required_column", sheet=ws.title, column=by_key[key])
+    return best
+
+
+def sheet_frame(ws, header_row: int, columns: dict[str, int]) -> pl.DataFrame:
+    """The data rows below the header as text, with the Excel row number and the row as JSON (`raw`)."""
+    headers = {spec["key"]: spec["header"] for spec in column_specs("verification")}
+    rows = list(ws.iter_rows(min_row=header_row + 1, values_only=True))
+    data = {
+        key: pl.Series(key, [cell_text(row[index]) if index < len(row) else None for row in rows], dtype=pl.String)
+        for key, index in columns.items()
+    }
+    frame = pl.DataFrame(data).with_columns(
+        pl.int_range(header_row + 1, header_row + 1 + len(rows), dtype=pl.Int32).alias("row_number"))
+    read = list(columns)
+    identifying = [key for key in ("household_id", "head_id_number", "result") if key in columns]
+    # Rows naming no household and giving no result (a signature line, a note) are not household rows.
+    return frame.filter(pl.any_horizontal(pl.col(identifying).is_not_null())).with_columns(
+        pl.struct([pl.col(key).alias(headers[key]) for key in read]).struct.json_encode().alias("raw"),
+        pl.col("head_id_number").str.replace_all(r"[\s'‘’]", "").str.to_uppercase(),
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Checks, as Polars expressions over the whole sheet.
+
+def parse_date(expr: pl.Expr) -> pl.Expr:
+    """A date typed by a clerk: 2026-11-05, 2026/11/5, 2026.11.05, 2026年11月5日, 20261105, or an Excel serial."""
+    text = expr.str.strip_chars()
+    parts = text.str.extract_groups(
+        r"^(\d{4})\s*[-/.年]\s*(\d{1,2})\s*[-/.月]\s*(\d{1,2})\s*日?(?:[ T]\d{1,2}:\d{2}(?::\d{2})?)?$")
+    compact = text.str.extract_groups(r"^(\d{4})(\d{2})(\d{2})$")
+    year = pl.coalesce(parts.struct.field("1"), compact.struct.field("1"))
+    month = pl.coalesce(parts.struct.field("2"), compact.struct.field("2")).str.zfill(2)
+    day = pl.coalesce(parts.struct.field("3"), compact.struct.field("3")).str.zfill(2)
+    written = pl.concat_str([year, month, day], separator="-").str.to_date("%Y-%m-%d", strict=False)
+    serial = text.str.extract(r"^(\d{5})(?:\.0+)?$").cast(pl.Int64)
+    from_serial = pl.when(serial.is_between(20000, 80000)).then(
+        pl.lit(date(1899, 12, 30)) + pl.duration(days=serial))
+    return pl.coalesce(written, from_serial.cast(pl.Date))
+
+
+def reason_expr(code: str, **fields: pl.Expr) -> pl.Expr:
+    """The sentence of `code` (schemas/reasons.py) filled from columns, so wording stays in one place."""
+    parts: list[pl.Expr] = []
+    for literal, field, _, _ in string.Formatter().parse(REJECT[code]):
+        if literal:
+            parts.append(pl.lit(literal))
+        if field is not None:
+            parts.append(fields[field].cast(pl.String).fill_null(""))
+    return pl.concat_str(parts)
+
+
+def _problems(township: str) -> list[tuple[str, str, pl.Expr, pl.Expr]]:
+    """(code, column key, condition, sentence) in the order they are checked; a row gets its first problem.
+
+    Identity problems come first: a row that is not the household we sent cannot verify anything.
+    """
+    options = "、".join(RESULTS)
+    hid, value = pl.col("household_id"), pl.col("household_id").fill_null("（空）")
+    sent = pl.col("sent_township")
+    filled = pl.col("result").is_not_null()
+    return [
+        ("feedback_household_id_changed", "household_id", sent.is_null() & pl.col("id_owner").is_not_null(),
+         reason_expr("feedback_household_id_changed", value=value, expected=pl.col("id_owner"))),
+        ("feedback_row_added", "household_id", sent.is_null(),
+         reason_expr("feedback_row_added", value=value, township=pl.lit(township))),
+        ("feedback_other_township", "household_id", sent != township,
+         reason_expr("feedback_other_township", value=value, other=sent, township=pl.lit(township))),
+        ("feedback_duplicate_row", "household_id", hid.is_not_null() & (pl.col("row_number") != pl.col("first_row")),
+         reason_expr("feedback_duplicate_row", value=value, first_row=pl.col("first_row"))),
+        ("feedback_id_changed", "head_id_number", pl.col("head_id_number").ne_missing(pl.col("sent_head_id")),
+         reason_expr("feedback_id_changed", household_id=hid)),
+        ("feedback_bad_result", "result", filled & ~pl.col("result").is_in(RESULTS),
+         reason_expr("feedback_bad_result", value=pl.col("result"), options=pl.lit(options))),
+        ("feedback_date_missing", "verified_on", filled & pl.col("verified_on").is_null(),
+         reason_expr("feedback_date_missing")),
+        ("feedback_bad_date", "verified_on", filled & pl.col("verified_date").is_null(),
+         reason_expr("feedback_bad_date", value=pl.col("verified_on"))),
+        ("feedback_date_out_of_range", "verified_on",
+         filled & ((pl.col("verified_date") < pl.col("issued_on")) | (pl.col("verified_date") > date.today())),
+         reason_expr("feedback_date_out_of_range", value=pl.col("verified_date"), issued_on=pl.col("issued_on"))),
+        ("feedback_verifier_missing", "verifier", filled & pl.col("verifier").is_null(),
+         reason_expr("feedback_verifier_missing")),
+    ]
+
+
+def _sent(expected: pl.DataFrame, month: str) -> pl.DataFrame:
+    """What we sent for `month`, one row per household, with the head's ID normalised like the sheet's."""
+    columns = {"case_id": pl.String, "issued_on": pl.Date, "head_id_number": pl.String}
+    frame = expected.filter(pl.col("month") == month).with_columns(
+        pl.lit(None, dtype).alias(name) for name, dtype in columns.items() if name not in expected.columns)
+    return frame.select(
+        pl.col("household_id").cast(pl.String),
+        pl.col("township").alias("sent_township"),
+        pl.col("head_id_number").cast(pl.String).str.replace_all(r"\s", "").str.to_uppercase().alias("sent_head_id"),
+        pl.col("case_id").cast(pl.String), pl.col("issued_on").cast(pl.Date),
+    ).unique("household_id", keep="first")
+
+
+def check_rows(rows: pl.DataFrame, sent: pl.DataFrame, township: str) -> pl.DataFrame:
+    """Each sheet row with `problem` (a reason code or null), `problem_column` and `problem_reason`."""
+    owners = sent.filter(pl.col("sent_township") == township).select(
+        pl.col("sent_head_id").alias("head_id_number"), pl.col("household_id").alias("id_owner"),
+    ).drop_nulls("head_id_number").unique("head_id_number", keep="first")
+    frame = (
+        rows.join(sent, on="household_id", how="left")
+        .join(owners, on="head_id_number", how="left")
+        .with_columns(
+            pl.col("row_number").min().over("household_id").alias("first_row"),
+            parse_date(pl.col("verified_on")).alias("verified_date"),
+        )
+    )
+    problems = _problems(township)
+    code = pl.lit(None, pl.String)
+    column = pl.lit(None, pl.String)
+    reason = pl.lit(None, pl.String)
+    for name, key, condition, sentence in reversed(problems):  # the first matching problem wins
+        hit = condition.fill_null(False)
+        code = pl.when(hit).then(pl.lit(name)).otherwise(code)
+        column = pl.when(hit).then(pl.lit(key)).otherwise(column)
+        reason = pl.when(hit).then(sentence).otherwise(reason)
+    return frame.with_columns(code.alias("problem"), column.alias("problem_column"), reason.alias("problem_reason"))
+
+
+def _rejections(checked: pl.DataFrame, month: str, path: Path, sheet: str, township: str) -> pl.DataFrame:
+    headers = {spec["key"]: spec["header"] for spec in column_specs("verification")}
+    bad = checked.filter(pl.col("problem").is_not_null())
+    column_name = pl.col("problem_column").replace_strict(headers, default=pl.col("problem_column"))
+    return bad.select(
+        pl.lit(month).alias("month"), pl.lit(source_name(path)).alias("source_file"), pl.lit(sheet).alias("sheet"),
+        pl.col("row_number").cast(pl.Int32), pl.lit(LIST_KEY).alias("list_key"), column_name.alias("column_name"),
+        pl.col("problem").alias("reason_code"),
+        pl.format(f"文件《{Path(path).name}》工作表“{sheet}”第{{}}行“{{}}”列：{{}}",
+                  pl.col("row_number"), column_name, pl.col("problem_reason")).alias("reason"),
+        pl.col("head_id_number").alias("id_raw"), pl.col("head_name").alias("name"),
+        pl.lit(township).alias("township_raw"), pl.col("village").alias("village_raw"), "raw",
+    ).cast(REJECTION_SCHEMA)
+
+
+def _verifications(checked: pl.DataFrame, month: str, path: Path, township: str) -> pl.DataFrame:
+    good = checked.filter(pl.col("problem").is_null() & pl.col("result").is_not_null())
+    return good.select(
+        pl.lit(month).alias("month"), pl.lit(township).alias("township"), "household_id", "case_id", "result",
+        pl.col("verified_date").alias("verified_on"), "verifier", "remarks",
+        pl.lit(source_name(path)).alias("source_file"), pl.col("row_number").cast(pl.Int32),
+    ).cast(VERIFICATION_SCHEMA)
+
+
+def read_feedback(path: Path, expected: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(verifications, rejections) from one returned township workbook.
+
+    `expected` is `marts.warning_queue` of the month (all townships). Verifications: month, township,
+    household_id, case_id, result, verified_on, verifier, remarks, source_file, row_number — only rows with a
+    result. Rejections: quarantine.rejected_rows columns, list_key 'feedback'.
+    """
+    path = Path(path)
+    months = sorted(expected.get_column("month").drop_nulls().unique().to_list()) if expected.height else []
+    month = months[0] if len(months) == 1 else None
+    township = None
+    try:
+        try:
+            wb = openpyxl.load_workbook(path, data_only=True)
+        except Exception as exc:  # noqa: BLE001 - any unreadable file is reported, never crashes the run
+            raise WorkbookRejected("file_unreadable", detail=type(exc).__name__) from exc
+        meta = read_meta(wb)
+        township = meta["township"]
+        if months and meta["month"] not in months:
+            raise WorkbookRejected("feedback_wrong_month", found=meta["month"],
+                                   expected="、".join(months))
+        month = meta["month"]
+        name = sheet_name("verification")
+        if name not in wb.sheetnames:
+            raise WorkbookRejected("feedback_sheet_missing", expected_sheet=name)
+        ws = wb[name]
+        header_row, columns = find_header(ws)
+    except WorkbookRejected as error:
+        return _empty_verifications(), _whole_rejection(month, path, error, township)
+    rows = sheet_frame(ws, header_row, columns)
+    for key in ("head_name", "village", "remarks"):
+        if key not in rows.columns:
+            rows = rows.with_columns(pl.lit(None, pl.String).alias(key))
+    checked = check_rows(rows, _sent(expected, month), township)
+    return (_verifications(checked, month, path, township),
+            _rejections(checked, month, path, ws.title, township))
+
+
+def read_feedback_dir(folder: Path, expected: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Every returned workbook in `data/raw/<month>/feedback/`, stacked (files in name order).
+
+    Excel lock files (~$...) are skipped; other files are rejected as unreadable (townships must return xlsx).
+    A household verified in two files appears twice: the case history keeps both, newest date first to apply.
+    """
+    folder = Path(folder)
+    verifications, rejections = [_empty_verifications()], [pl.DataFrame(schema=REJECTION_SCHEMA)]
+    if not folder.is_dir():
+        return verifications[0], rejections[0]
+    for path in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("~$")):
+        if path.suffix.lower() not in WORKBOOK_SUFFIXES:
+            error = WorkbookRejected("file_unreadable", detail="请用系统下发的xlsx工作簿填写后报回")
+            month = expected.get_column("month").drop_nulls().first() if expected.height else None
+            rejections.append(_whole_rejection(month, path, error))
+            continue
+        found, rejected = read_feedback(path, expected)
+        verifications.append(found)
+        rejections.append(rejected)
+    return pl.concat(verifications), pl.concat(rejections)
+
+
+__all__ = ["RESULTS", "read_feedback", "read_feedback_dir", "parse_date", "source_name"]

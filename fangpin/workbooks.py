@@ -1,0 +1,460 @@
+"""Township workbooks (乡镇预警核实工作簿): one xlsx per township with only that township's warned households.
+
+A township may only see its own households (DOMAIN.md, personal data), so each workbook is built from the rows of
+one township. Sheets:
+- 入户核实清单 (verification list, household verification = 入户核实): the only sheet read back by
+  `fangpin.feedback`; it shows the head's full ID (staff need it to find the household) but never phones or health
+  details (disease names, disability categories);
+- 公示用名单 (public-notice list): masked IDs and risk types only, safe to post after verification;
+- 未匹配人员 (persons on a department list not found in the roster): masked IDs;
+- 填写说明 (instructions, Chinese);
+- a very hidden, protected meta sheet saying which township and month the workbook is for, with a digest so that
+  an edited meta sheet is detected when the workbook comes back.
+
+Wording, headers, widths and the dropdown live in `config/workbook.yaml`. Workbooks are written in one pass
+(openpyxl write-only mode), every string is written as text (department data starting with = + - @ never becomes a
+formula), and the bytes are deterministic for the same input (fixed document dates and zip timestamps).
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import re
+import zipfile
+from datetime import datetime
+from functools import lru_cache
+from pathlib import Path
+
+import polars as pl
+import yaml
+from openpyxl import Workbook
+from openpyxl.cell import WriteOnlyCell
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+from openpyxl.styles import Alignment, Border, Font, NamedStyle, PatternFill, Side
+from openpyxl.utils import get_column_letter
+from openpyxl.worksheet.datavalidation import DataValidation
+
+from fangpin.config import PROJECT_ROOT, check_month, config_dir, county, registry
+
+WORKBOOK_CONFIG = "workbook.yaml"
+META_FORMAT = "fangpin-township-workbook"
+META_VERSION = "1"
+META_KEYS = ("format", "version", "month", "township", "households", "unmatched_persons")
+HEADER_ROW = 2  # row 1 is the title; data starts on row 3 on every listing sheet
+# Leading characters that make a spreadsheet treat typed-in text as a formula (CSV/formula injection).
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+A4_PAPER = 9  # openpyxl/Excel paperSize code for A4
+
+
+@lru_cache(maxsize=None)
+def workbook_config() -> dict:
+    """`config/workbook.yaml`; a county folder without one (FANGPIN_CONFIG_DIR) falls back to the bundled file."""
+    path = config_dir() / WORKBOOK_CONFIG
+    if not path.exists():
+        path = PROJECT_ROOT / "config" / WORKBOOK_CONFIG
+    with open(path, encoding="utf-8") as handle:
+        return yaml.safe_load(handle)
+
+
+RESULTS: tuple[str, ...] = tuple(item["value"] for item in workbook_config()["results"])
+
+
+def sheet_name(role: str) -> str:
+    """The configured name of a sheet role (verification, public, unmatched, instructions, meta)."""
+    return workbook_config()["sheets"][role]
+
+
+def column_specs(sheet: str) -> list[dict]:
+    """The configured columns (key, header, width, fill_in) of a sheet, in order."""
+    return workbook_config()["columns"][sheet]
+
+
+def mask_id(expr: pl.Expr) -> pl.Expr:
+    """An ID number masked for anything but the verification sheet: first 6 digits, 8 stars, last 4.
+
+    The 6-digit address code and last 4 let a clerk tell people apart; the birth date is hidden.
+    Anything too short to mask safely becomes all stars. (Lead: move to fangpin/ids.py if that module appears.)
+    """
+    text = expr.cast(pl.String).str.strip_chars()
+    return (
+        pl.when(text.is_null() | (text == "")).then(pl.lit(None, pl.String))
+        .when(text.str.len_chars() >= 10)
+        .then(pl.concat_str([text.str.slice(0, 6), pl.lit("*" * 8), text.str.slice(-4)]))
+        .otherwise(pl.lit("*" * 18))
+    )
+
+
+def meta_digest(fields: dict[str, str]) -> str:
+    """A digest of the meta sheet's fields, so a hand-edited meta sheet (another township, month) is detected."""
+    text = "|".join(f"{key}={fields.get(key, '')}" for key in META_KEYS)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+
+def safe_file_name(township: str) -> str:
+    """A township name usable as a file name on Windows, macOS and Linux (no / \\ : * ? " < > |)."""
+    cleaned = re.sub(r'[\\/:*?"<>|\x00-\x1f]', "_", str(township)).strip().strip(".")
+    return cleaned[:80] or "未知乡镇"
+
+
+def month_label(month: str) -> str:
+    year, number = month.split("-")
+    return f"{year}年{int(number)}月"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Frames: what goes into each sheet, computed with Polars expressions for all townships at once.
+
+def _joined(column: str) -> pl.Expr:
+    """A list column as one cell of text, items separated by 、 (the Chinese enumeration comma)."""
+    return pl.col(column).list.join("、")
+
+
+def _source_titles() -> dict[str, str]:
+    """`department.list` -> e.g. 民政局新增农村低保人员名单, so a clerk knows which department to ask."""
+    reg = registry()
+    return {key: f"{reg.departments[spec.department].name}{spec.title}" for key, spec in reg.lists.items()}
+
+
+def _ensure(frame: pl.DataFrame, columns: dict[str, pl.DataType]) -> pl.DataFrame:
+    """The columns a sheet needs, in the types it expects; missing optional columns become null.
+
+    Casting also settles untyped empties (a list[null] from an empty mart) so list joins and sorts never fail.
+    """
+    return frame.with_columns(
+        pl.col(name).cast(dtype, strict=False) if name in frame.columns else pl.lit(None, dtype).alias(name)
+        for name, dtype in columns.items()
+    )
+
+
+QUEUE_COLUMNS = {
+    "month": pl.String, "household_id": pl.String, "township": pl.String, "village": pl.String,
+    "head_name": pl.String, "head_id_number": pl.String, "household_size": pl.Int64, "household_type": pl.String,
+    "monitoring_category": pl.String, "members": pl.List(pl.String), "risk_types": pl.List(pl.String),
+    "assurance_gaps": pl.List(pl.String), "sources": pl.List(pl.String), "findings": pl.List(pl.String),
+    "suggested_category": pl.String, "a34_per_capita": pl.Float64, "a38_per_capita": pl.Float64,
+    "a38_after_event": pl.Float64, "monitoring_line": pl.Float64, "priority": pl.Float64,
+    "priority_reasons": pl.String, "case_status": pl.String, "first_warned_on": pl.Date, "due_date": pl.Date,
+    "match_rule": pl.String, "cadre": pl.String,
+}
+UNMATCHED_COLUMNS = {
+    "month": pl.String, "id_number": pl.String, "name": pl.String, "sources": pl.List(pl.String),
+    "township": pl.String, "village": pl.String,
+}
+
+
+def verification_rows(queue: pl.DataFrame, month: str) -> pl.DataFrame:
+    """The warning queue of `month` as the verification sheet shows it, sorted by priority (highest first).
+
+    Members keep the list they came from but lose the detail after "：" in the closing bracket, as in
+    张三（新增30种大病人员名单：白血病） -> 张三（新增30种大病人员名单） (a disease name, a disability category):
+    the sheet never carries health details. Phones are never selected.
+    """
+    titles = _source_titles()
+    frame = _ensure(queue, QUEUE_COLUMNS).filter(pl.col("month") == month)
+    return frame.sort(
+        ["priority", "village", "household_id"], descending=[True, False, False], nulls_last=True,
+    ).select(
+        "township", "household_id", "village", "head_name",
+        pl.col("head_id_number").cast(pl.String).str.strip_chars(),
+        "household_size", "household_type", "monitoring_category",
+        pl.col("members").list.eval(pl.element().str.replace(r"[：:][^（）()]*([）)])$", "${1}")).list.join("、"),
+        _joined("risk_types"), _joined("assurance_gaps"),
+        pl.col("sources").list.eval(pl.element().replace(titles)).list.join("、"),
+        _joined("findings"), "suggested_category", "a34_per_capita", "a38_per_capita", "a38_after_event",
+        "monitoring_line", "priority", "priority_reasons", "case_status", "first_warned_on", "due_date",
+        "match_rule", "cadre",
+    ).with_columns(pl.int_range(1, pl.len() + 1).over("township").alias("row_index"))
+
+
+def public_rows(verification: pl.DataFrame) -> pl.DataFrame:
+    """The public-notice list: village, head, masked ID, size and risk types only (no details, no phones)."""
+    return verification.sort(["village", "head_name", "household_id"], nulls_last=True).select(
+        "township", "village", "head_name", mask_id(pl.col("head_id_number")).alias("head_id_masked"),
+        "household_size", "risk_types",
+    ).with_columns(pl.int_range(1, pl.len() + 1).over("township").alias("row_index"))
+
+
+def unmatched_rows(unmatched: pl.DataFrame, month: str) -> pl.DataFrame:
+    """Unmatched persons with masked IDs and the lists they came from; the list detail (a disease) is left out."""
+    titles = _source_titles()
+    frame = _ensure(unmatched, UNMATCHED_COLUMNS).filter(pl.col("month") == month)
+    return frame.sort(["village", "name", "id_number"], nulls_last=True).select(
+        "township", "village", "name", mask_id(pl.col("id_number")).alias("id_masked"),
+        pl.col("sources").list.eval(pl.element().replace(titles)).list.join("、"),
+    ).with_columns(pl.int_range(1, pl.len() + 1).over("township").alias("row_index"))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Styles and cells.
+
+THIN = Side(style="thin", color="999999")
+BORDER = Border(left=THIN, right=THIN, top=THIN, bottom=THIN)
+FILL_IN = PatternFill("solid", fgColor="FFF2CC")  # light yellow: the columns the township fills in
+KIND = {  # how a column's values are formatted; anything not listed is wrapped text
+    "row_index": "int", "household_size": "int", "head_id_number": "id", "household_id": "id",
+    "head_id_masked": "id", "id_masked": "id",
+    "a34_per_capita": "money", "a38_per_capita": "money", "a38_after_event": "money", "monitoring_line": "money",
+    "priority": "number", "first_warned_on": "date", "due_date": "date", "verified_on": "date",
+}
+
+
+def _register_styles(wb: Workbook) -> None:
+    """Named styles once per workbook: cheaper than per-cell fonts and fills, and the same bytes every time."""
+    base = dict(font=Font(name="宋体", size=10), border=BORDER)
+    wrap = Alignment(wrap_text=True, vertical="top")
+    styles = [
+        NamedStyle("fp_title", font=Font(name="黑体", size=14, bold=True), alignment=Alignment(vertical="center")),
+        NamedStyle("fp_header", font=Font(name="宋体", size=10, bold=True), border=BORDER,
+                   fill=PatternFill("solid", fgColor="D9E1F2"),
+                   alignment=Alignment(wrap_text=True, horizontal="center", vertical="center")),
+        NamedStyle("fp_header_fill_in", font=Font(name="宋体", size=10, bold=True, color="9C0006"), border=BORDER,
+                   fill=PatternFill("solid", fgColor="FFD966"),
+                   alignment=Alignment(wrap_text=True, horizontal="center", vertical="center")),
+        NamedStyle("fp_text", alignment=wrap, number_format="@", **base),
+        NamedStyle("fp_id", alignment=Alignment(vertical="top"), number_format="@", **base),
+        NamedStyle("fp_int", alignment=Alignment(vertical="top"), number_format="0", **base),
+        NamedStyle("fp_money", alignment=Alignment(vertical="top"), number_format="#,##0.00", **base),
+        NamedStyle("fp_number", alignment=Alignment(vertical="top"), number_format="0.0", **base),
+        NamedStyle("fp_date", alignment=Alignment(vertical="top"), number_format="yyyy-mm-dd", **base),
+        NamedStyle("fp_fill_text", alignment=wrap, number_format="@", fill=FILL_IN, **base),
+        NamedStyle("fp_fill_date", alignment=Alignment(vertical="top"), number_format="yyyy-mm-dd",
+                   fill=FILL_IN, **base),
+        NamedStyle("fp_note", font=Font(name="宋体", size=11), alignment=Alignment(wrap_text=True, vertical="top")),
+    ]
+    for style in styles:
+        wb.add_named_style(style)
+
+
+def _cell(ws, value, style: str | None = None) -> WriteOnlyCell:
+    """A cell whose text is always text: a leading = + - @ never becomes a formula, even after the clerk edits it.
+
+    openpyxl would store "=..." as a formula; data_type "s" keeps it a string, and quotePrefix tells Excel/WPS to
+    keep it text when the cell is edited. Characters XML cannot hold are dropped rather than failing the run.
+    """
+    if isinstance(value, str):
+        value = ILLEGAL_CHARACTERS_RE.sub("", value)
+    cell = WriteOnlyCell(ws, value=value)
+    if style:
+        cell.style = style
+    if isinstance(value, str):
+        cell.data_type = "s"
+        if value.startswith(FORMULA_PREFIXES):
+            cell.quotePrefix = True
+    return cell
+
+
+def _data_style(key: str, fill_in: bool) -> str:
+    kind = KIND.get(key, "text")
+    if fill_in:
+        return "fp_fill_date" if kind == "date" else "fp_fill_text"
+    return {"int": "fp_int", "id": "fp_id", "money": "fp_money", "number": "fp_number", "date": "fp_date"}.get(
+        kind, "fp_text")
+
+
+def _print_setup(ws, last_column: str, last_row: int) -> None:
+    """A4 landscape, fit to one page wide, header row repeated on every printed page, page numbers in the footer."""
+    ws.page_setup.orientation = "landscape"
+    ws.page_setup.paperSize = A4_PAPER
+    ws.page_setup.fitToWidth = 1
+    ws.page_setup.fitToHeight = 0
+    ws.sheet_properties.pageSetUpPr.fitToPage = True
+    ws.print_title_rows = f"{HEADER_ROW}:{HEADER_ROW}"
+    ws.print_options.horizontalCentered = True
+    ws.page_margins.left = ws.page_margins.right = 0.4
+    ws.page_margins.top = ws.page_margins.bottom = 0.6
+    ws.oddFooter.center.text = "第 &P 页，共 &N 页"
+    ws.print_area = f"A1:{last_column}{max(last_row, HEADER_ROW)}"
+
+
+def _write_listing(wb: Workbook, role: str, columns: list[dict], rows: pl.DataFrame, title: str,
+                   freeze: str, footer_note: str | None = None) -> object:
+    """One listing sheet: title row, styled header, data rows, widths, freeze, filter, print setup."""
+    ws = wb.create_sheet(sheet_name(role))
+    last_column = get_column_letter(len(columns))
+    last_row = HEADER_ROW + rows.height
+    printed_to = last_row + (2 if footer_note else 0)
+    for index, spec in enumerate(columns, start=1):
+        ws.column_dimensions[get_column_letter(index)].width = spec["width"]
+    ws.freeze_panes = freeze
+    ws.auto_filter.ref = f"A{HEADER_ROW}:{last_column}{last_row}"
+    _print_setup(ws, last_column, printed_to)
+    ws.merged_cells.add(f"A1:{last_column}1")
+    ws.row_dimensions[1].height = 28
+    ws.row_dimensions[HEADER_ROW].height = 32
+    ws.append([_cell(ws, title, "fp_title")])
+    ws.append([_cell(ws, spec["header"], "fp_header_fill_in" if spec.get("fill_in") else "fp_header")
+               for spec in columns])
+    styles = [_data_style(spec["key"], bool(spec.get("fill_in"))) for spec in columns]
+    keys = [spec["key"] if spec["key"] in rows.columns else None for spec in columns]
+    present = [key for key in keys if key is not None]
+    for values in rows.select(present).iter_rows():  # per-row I/O of one township's sheet
+        by_key = dict(zip(present, values))
+        ws.append([_cell(ws, by_key.get(key) if key else None, style) for key, style in zip(keys, styles)])
+    if footer_note:
+        ws.append([])
+        ws.append([_cell(ws, footer_note, "fp_note")])
+    return ws
+
+
+def _add_dropdowns(ws, columns: list[dict], first_row: int, last_row: int) -> None:
+    """The result dropdown (核实结果) and a date check on the date column, over the data rows."""
+    if last_row < first_row:
+        return
+    letters = {spec["key"]: get_column_letter(i) for i, spec in enumerate(columns, start=1)}
+    texts = workbook_config()
+    result = DataValidation(type="list", formula1='"' + ",".join(RESULTS) + '"', allow_blank=True,
+                            showDropDown=False, showErrorMessage=True, showInputMessage=True,
+                            errorTitle=texts["dropdown"]["error_title"], error=texts["dropdown"]["error"],
+                            promptTitle=texts["dropdown"]["prompt_title"], prompt=texts["dropdown"]["prompt"])
+    result.add(f"{letters['result']}{first_row}:{letters['result']}{last_row}")
+    ws.data_validations.append(result)
+    if "verified_on" in letters:
+        when = DataValidation(type="date", operator="greaterThan", formula1="36526", allow_blank=True,
+                              showErrorMessage=True, errorTitle=texts["date_validation"]["error_title"],
+                              error=texts["date_validation"]["error"])  # 36526 = 2000-01-01
+        when.add(f"{letters['verified_on']}{first_row}:{letters['verified_on']}{last_row}")
+        ws.data_validations.append(when)
+
+
+def _instruction_lines(township: str, month: str, households: pl.DataFrame, persons: int) -> list[str]:
+    """The instruction sheet's lines, filled in from config; the dropdown table is one line per choice."""
+    config = workbook_config()
+    due = households.get_column("due_date").drop_nulls() if households.height else pl.Series([], dtype=pl.Date)
+    fill_in = "、".join(f"“{spec['header']}”" for spec in column_specs("verification") if spec.get("fill_in"))
+    values = {
+        "township": township, "month_label": month_label(month), "households": households.height,
+        "persons": persons, "earliest_due": due.min() or "（无）", "latest_due": due.max() or "（无）",
+        "period_days": county().get("verification", {}).get("period_days", ""),
+        "verification_sheet": sheet_name("verification"), "public_sheet": sheet_name("public"),
+        "unmatched_sheet": sheet_name("unmatched"), "fill_in_columns": fill_in,
+    }
+    lines: list[str] = []
+    for line in config["instructions"]:
+        if line.strip() == "{results_table}":
+            lines.extend(f"　　{item['value']}：{item['meaning']}" for item in config["results"])
+        else:
+            lines.append(line.format(**values))
+    return lines
+
+
+def _write_instructions(wb: Workbook, township: str, month: str, households: pl.DataFrame, persons: int) -> None:
+    ws = wb.create_sheet(sheet_name("instructions"))
+    ws.column_dimensions["A"].width = 120
+    title = workbook_config()["titles"]["instructions"].format(
+        township=township, year=month[:4], month_number=int(month[5:]))
+    ws.page_setup.orientation = "landscape"
+    ws.page_setup.paperSize = A4_PAPER
+    ws.page_setup.fitToWidth = 1
+    ws.page_setup.fitToHeight = 0
+    ws.sheet_properties.pageSetUpPr.fitToPage = True
+    ws.append([_cell(ws, title, "fp_title")])
+    for line in _instruction_lines(township, month, households, persons):
+        ws.append([_cell(ws, line, "fp_note")])
+
+
+def _write_meta(wb: Workbook, fields: dict[str, str]) -> None:
+    """The hidden meta sheet: very hidden (not listed under Unhide) and protected; the digest detects edits."""
+    ws = wb.create_sheet(sheet_name("meta"))
+    ws.sheet_state = "veryHidden"
+    ws.protection.sheet = True
+    for key in META_KEYS:
+        ws.append([_cell(ws, key), _cell(ws, fields[key])])
+    ws.append([_cell(ws, "digest"), _cell(ws, meta_digest(fields))])
+
+
+def _document_time(month: str) -> datetime:
+    """A fixed created/modified time for the workbook: the first day after the month the lists are about."""
+    year, number = int(month[:4]), int(month[5:])
+    return datetime(year + number // 12, number % 12 + 1, 1)
+
+
+def _save_deterministic(wb: Workbook, path: Path, stamp: datetime) -> None:
+    """Save with fixed document dates and zip timestamps, so the same input gives the same bytes.
+
+    openpyxl stamps `modified` with the current time and zip entries with the local time; both are replaced.
+    Written to a temporary file first so a half-written workbook never replaces a good one.
+    """
+    buffer = io.BytesIO()
+    wb.save(buffer)
+    buffer.seek(0)
+    fixed = stamp.strftime("%Y-%m-%dT%H:%M:%SZ").encode()
+    temporary = path.with_name(path.name + ".tmp")
+    with zipfile.ZipFile(buffer) as source, zipfile.ZipFile(temporary, "w", zipfile.ZIP_DEFLATED) as target:
+        for info in source.infolist():
+            data = source.read(info.filename)
+            if info.filename == "docProps/core.xml":
+                data = re.sub(rb"(<dcterms:(?:created|modified)[^>]*>)[^<]*(</dcterms:)", rb"\g<1>" + fixed + rb"\g<2>",
+                              data)
+            entry = zipfile.ZipInfo(info.filename, date_time=stamp.timetuple()[:6])
+            entry.compress_type = zipfile.ZIP_DEFLATED
+            entry.external_attr = 0o644 << 16
+            target.writestr(entry, data)
+    os.replace(temporary, path)
+
+
+def _file_names(townships: list[str]) -> dict[str, str]:
+    """township -> file name, unique even if two names clean to the same text."""
+    names: dict[str, str] = {}
+    used: set[str] = set()
+    for township in townships:
+        base = safe_file_name(township)
+        name, counter = base, 2
+        while name in used:
+            name, counter = f"{base}_{counter}", counter + 1
+        used.add(name)
+        names[township] = f"{name}.xlsx"
+    return names
+
+
+def write_township_workbook(township: str, month: str, households: pl.DataFrame, public: pl.DataFrame,
+                            persons: pl.DataFrame, path: Path) -> Path:
+    """One township's workbook from its already-filtered rows (see `write_township_workbooks`)."""
+    config = workbook_config()
+    label = dict(township=township, year=month[:4], month_number=int(month[5:]))
+    wb = Workbook(write_only=True)
+    wb.properties.creator = "fangpin"
+    wb.properties.title = config["titles"]["verification"].format(households=households.height, **label)
+    wb.properties.created = _document_time(month)
+    _register_styles(wb)
+    columns = column_specs("verification")
+    verification = _write_listing(
+        wb, "verification", columns, households,
+        config["titles"]["verification"].format(households=households.height, **label),
+        freeze=f"{get_column_letter(5)}{HEADER_ROW + 1}",  # header and 序号..户主姓名 stay visible
+    )
+    _add_dropdowns(verification, columns, HEADER_ROW + 1, HEADER_ROW + households.height)
+    _write_listing(wb, "public", column_specs("public"), public, config["titles"]["public"].format(**label),
+                   freeze=f"A{HEADER_ROW + 1}", footer_note=config["titles"]["public_note"])
+    _write_listing(wb, "unmatched", column_specs("unmatched"), persons,
+                   config["titles"]["unmatched"].format(persons=persons.height, **label), freeze=f"A{HEADER_ROW + 1}")
+    _write_instructions(wb, township, month, households, persons.height)
+    _write_meta(wb, {"format": META_FORMAT, "version": META_VERSION, "month": month, "township": township,
+                     "households": str(households.height), "unmatched_persons": str(persons.height)})
+    _save_deterministic(wb, path, _document_time(month))
+    return path
+
+
+def write_township_workbooks(queue: pl.DataFrame, unmatched: pl.DataFrame, month: str, out_dir: Path) -> list[Path]:
+    """One `<township>.xlsx` per township present in either frame, holding only that township's rows.
+
+    `queue` is `marts.warning_queue`, `unmatched` is `marts.unmatched_persons` (rows of other months are ignored).
+    Rows without a township cannot be routed to anyone and are left out. Returns the paths written, sorted.
+    """
+    check_month(month)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    households = verification_rows(queue, month)
+    public = public_rows(households)
+    persons = unmatched_rows(unmatched, month)
+    townships = sorted(set(households.get_column("township").drop_nulls().to_list())
+                       | set(persons.get_column("township").drop_nulls().to_list()))
+    names = _file_names(townships)
+    paths = []
+    for township in townships:  # per-township loop: a handful of files per county
+        of_township = pl.col("township") == township
+        paths.append(write_township_workbook(
+            township, month, households.filter(of_township), public.filter(of_township),
+            persons.filter(of_township), out_dir / names[township],
+        ))
+    return sorted(paths)

@@ -1,0 +1,255 @@
+"""Reading back township verification workbooks: valid rows update cases, altered rows and workbooks are rejected."""
+from __future__ import annotations
+
+from datetime import date, datetime
+from pathlib import Path
+
+import openpyxl
+import polars as pl
+import pytest
+
+from fangpin.feedback import REJECTION_SCHEMA, parse_date, read_feedback, read_feedback_dir, source_name
+from fangpin.workbooks import sheet_name, write_township_workbooks
+
+MONTH = "2026-10"
+RESULT, WHEN, WHO, NOTE = "核实结果（下拉选择）", "核实日期", "核实人", "备注"
+
+
+def household(hid: str, township: str, head: str, head_id: str, priority: float) -> dict:
+    return dict(
+        month=MONTH, household_id=hid, township=township, village="东村", head_name=head, head_id_number=head_id,
+        household_size=3, household_type="一般农户", monitoring_category=None, members=[f"{head}（新增农村低保人员名单）"],
+        member_ids=[head_id], risk_types=["其他"], risk_details=[], assurance_gaps=[], sources=["civil_affairs.dibao"],
+        findings=[], is_monitored=False, suggested_category="边缘易致贫户", a34_per_capita=None, a38_per_capita=None,
+        a38_after_event=None, monitoring_line=11160.0, priority=priority, priority_reasons="", issued_on=date(2026, 11, 11),
+        due_date=date(2026, 11, 21), case_id=f"case-{hid}", case_status="新预警", first_warned_on=date(2026, 11, 11),
+        is_repeat=False, overdue=False, match_rule="身份证号码一致", cadre=None, phone=None,
+    )
+
+
+@pytest.fixture
+def queue() -> pl.DataFrame:
+    return pl.DataFrame([
+        household("A001", "甲镇", "赵一", "360799198001011111", 3.0),
+        household("A002", "甲镇", "钱二", "360799198102022222", 2.0),
+        household("A003", "甲镇", "孙三", "360799198203033333", 1.0),
+        household("B001", "乙乡", "周五", "360799198405055555", 9.0),
+    ])
+
+
+@pytest.fixture
+def sent(tmp_path: Path, queue: pl.DataFrame) -> Path:
+    """The 甲镇 workbook as it comes back: copied into the month's feedback folder."""
+    paths = write_township_workbooks(queue, pl.DataFrame(), MONTH, tmp_path / "exports" / MONTH)
+    feedback = tmp_path / "raw" / MONTH / "feedback"
+    feedback.mkdir(parents=True)
+    target = feedback / "甲镇.xlsx"
+    target.write_bytes(next(p for p in paths if p.name == "甲镇.xlsx").read_bytes())
+    return target
+
+
+class Clerk:
+    """Edits a returned workbook the way a township clerk does: by header, by household, with openpyxl."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.wb = openpyxl.load_workbook(path)
+        self.ws = self.wb[sheet_name("verification")]
+        self.columns = {cell.value: cell.column for cell in self.ws[2]}
+
+    def row_of(self, household_id: str) -> int:
+        column = self.columns["户编号"]
+        return next(r for r in range(3, self.ws.max_row + 1) if self.ws.cell(r, column).value == household_id)
+
+    def set(self, household_id: str, **values) -> int:
+        row = self.row_of(household_id)
+        for header, value in values.items():
+            self.ws.cell(row, self.columns[header], value)
+        return row
+
+    def fill(self, household_id: str, result="存在风险", when=datetime(2026, 11, 15), who="李核实", note=None) -> int:
+        return self.set(household_id, **{RESULT: result, WHEN: when, WHO: who, NOTE: note})
+
+    def append(self, **values) -> int:
+        row = self.ws.max_row + 1
+        for header, value in values.items():
+            self.ws.cell(row, self.columns[header], value)
+        return row
+
+    def save(self) -> Path:
+        self.wb.save(self.path)
+        return self.path
+
+
+def test_round_trip_clerk_fills_results(sent, queue):
+    clerk = Clerk(sent)
+    row_a = clerk.fill("A001", note="低保已到位")
+    row_b = clerk.fill("A002", result="不存在风险", when="2026年11月16日", who="王核实")
+    clerk.save()  # A003 left blank: not yet verified
+    verifications, rejections = read_feedback(sent, queue)
+    assert rejections.is_empty()
+    assert verifications.sort("household_id").to_dicts() == [
+        dict(month=MONTH, township="甲镇", household_id="A001", case_id="case-A001", result="存在风险",
+             verified_on=date(2026, 11, 15), verifier="李核实", remarks="低保已到位",
+             source_file=f"raw/{MONTH}/feedback/甲镇.xlsx", row_number=row_a),
+        dict(month=MONTH, township="甲镇", household_id="A002", case_id="case-A002", result="不存在风险",
+             verified_on=date(2026, 11, 16), verifier="王核实", remarks=None,
+             source_file=f"raw/{MONTH}/feedback/甲镇.xlsx", row_number=row_b),
+    ]
+
+
+def test_untouched_workbook_gives_nothing(sent, queue):
+    verifications, rejections = read_feedback(sent, queue)
+    assert verifications.is_empty() and rejections.is_empty()
+    assert verifications.schema["verified_on"] == pl.Date
+
+
+def test_altered_rows_rejected_and_valid_rows_still_count(sent, queue):
+    clerk = Clerk(sent)
+    good = clerk.fill("A001")
+    changed_id = clerk.fill("A002")
+    clerk.set("A002", 户主身份证号码="360799198102020000")
+    changed_household = clerk.fill("A003")
+    clerk.set("A003", 户编号="A333")  # the head's ID still says it is A003
+    pasted = clerk.append(户编号="B001", 户主姓名="周五", 户主身份证号码="360799198405055555",
+                          **{RESULT: "存在风险", WHEN: "2026-11-15", WHO: "李核实"})
+    added = clerk.append(户编号="N001", 户主姓名="新户", 户主身份证号码="360799199912120011")
+    duplicate = clerk.append(户编号="A001", 户主姓名="赵一", 户主身份证号码="360799198001011111",
+                             **{RESULT: "不存在风险", WHEN: "2026-11-15", WHO: "李核实"})
+    clerk.append(序号="填表人：张三")  # a signature line: not a household row, ignored
+    clerk.save()
+    verifications, rejections = read_feedback(sent, queue)
+    assert verifications.get_column("household_id").to_list() == ["A001"]
+    assert verifications.get_column("row_number").to_list() == [good]
+    got = {row["row_number"]: row for row in rejections.to_dicts()}
+    expected = {
+        changed_id: ("feedback_id_changed", "户主身份证号码"),
+        changed_household: ("feedback_household_id_changed", "户编号"),
+        pasted: ("feedback_other_township", "户编号"),
+        added: ("feedback_row_added", "户编号"),
+        duplicate: ("feedback_duplicate_row", "户编号"),
+    }
+    assert {r: (g["reason_code"], g["column_name"]) for r, g in got.items()} == expected
+    for row, (code, column) in expected.items():
+        reason = got[row]["reason"]
+        assert "甲镇.xlsx" in reason and "入户核实清单" in reason and f"第{row}行" in reason and column in reason
+    assert "乙乡" in got[pasted]["reason"] and "A003" in got[changed_household]["reason"]
+    assert f"第{good}行" in got[duplicate]["reason"]
+    assert all(r["list_key"] == "feedback" and r["sheet"] == "入户核实清单" for r in got.values())
+    assert rejections.schema == pl.Schema(REJECTION_SCHEMA)
+
+
+def test_bad_values_rejected(sent, queue):
+    clerk = Clerk(sent)
+    bad_result = clerk.fill("A001", result="有风险")
+    bad_date = clerk.fill("A002", when="下周二")
+    no_verifier = clerk.fill("A003", who=None)
+    clerk.save()
+    verifications, rejections = read_feedback(sent, queue)
+    assert verifications.is_empty()
+    got = {r["row_number"]: (r["reason_code"], r["column_name"]) for r in rejections.to_dicts()}
+    assert got == {bad_result: ("feedback_bad_result", RESULT), bad_date: ("feedback_bad_date", WHEN),
+                   no_verifier: ("feedback_verifier_missing", WHO)}
+    reasons = " ".join(rejections.get_column("reason").to_list())
+    assert "有风险" in reasons and "下周二" in reasons
+
+
+def test_date_before_warning_rejected(sent, queue):
+    clerk = Clerk(sent)
+    early = clerk.fill("A001", when=datetime(2026, 10, 1))
+    clerk.fill("A002", when="20261112")
+    clerk.save()
+    verifications, rejections = read_feedback(sent, queue)
+    assert verifications.get_column("verified_on").to_list() == [date(2026, 11, 12)]
+    assert rejections.get_column("row_number").to_list() == [early]
+    assert rejections.get_column("reason_code").to_list() == ["feedback_date_out_of_range"]
+
+
+def test_clerk_sorting_rows_is_fine(sent, queue):
+    clerk = Clerk(sent)
+    first, last = clerk.row_of("A001"), clerk.row_of("A003")
+    values_first = [c.value for c in clerk.ws[first]]
+    values_last = [c.value for c in clerk.ws[last]]
+    for index, (a, b) in enumerate(zip(values_first, values_last), start=1):
+        clerk.ws.cell(first, index, b)
+        clerk.ws.cell(last, index, a)
+    clerk.fill("A003")
+    clerk.save()
+    verifications, rejections = read_feedback(sent, queue)
+    assert rejections.is_empty()
+    assert verifications.select("household_id", "row_number").to_dicts() == [
+        {"household_id": "A003", "row_number": first}]
+
+
+def whole(rejections: pl.DataFrame) -> tuple[str, object]:
+    assert rejections.height == 1
+    row = rejections.row(0, named=True)
+    assert row["row_number"] is None and "甲镇.xlsx" in row["reason"]
+    return row["reason_code"], row["month"]
+
+
+def test_meta_sheet_missing_rejects_whole_workbook(sent, queue):
+    clerk = Clerk(sent)
+    clerk.fill("A001")
+    del clerk.wb[sheet_name("meta")]
+    clerk.save()
+    verifications, rejections = read_feedback(sent, queue)
+    assert verifications.is_empty()
+    assert whole(rejections) == ("feedback_meta_missing", MONTH)
+
+
+def test_meta_sheet_edited_rejects_whole_workbook(sent, queue):
+    clerk = Clerk(sent)
+    clerk.fill("A001")
+    meta = clerk.wb[sheet_name("meta")]
+    row = next(r for r in range(1, meta.max_row + 1) if meta.cell(r, 1).value == "township")
+    meta.cell(row, 2, "乙乡")  # pretending to be another township
+    clerk.save()
+    verifications, rejections = read_feedback(sent, queue)
+    assert verifications.is_empty()
+    assert whole(rejections)[0] == "feedback_meta_altered"
+
+
+def test_wrong_month_rejects_whole_workbook(sent, queue):
+    Clerk(sent).save()
+    next_month = queue.with_columns(pl.lit("2026-11").alias("month"))
+    verifications, rejections = read_feedback(sent, next_month)
+    assert verifications.is_empty()
+    code, _ = whole(rejections)
+    assert code == "feedback_wrong_month" and "2026-10" in rejections.item(0, "reason")
+
+
+def test_renamed_sheet_and_unreadable_file(sent, queue, tmp_path):
+    clerk = Clerk(sent)
+    clerk.ws.title = "Sheet1"
+    clerk.save()
+    assert whole(read_feedback(sent, queue)[1])[0] == "feedback_sheet_missing"
+    junk = tmp_path / "raw" / MONTH / "feedback" / "甲镇(1).xlsx"
+    junk.write_bytes(b"not a zip at all")
+    verifications, rejections = read_feedback(junk, queue)
+    assert verifications.is_empty() and rejections.item(0, "reason_code") == "file_unreadable"
+
+
+def test_feedback_folder(sent, queue):
+    clerk = Clerk(sent)
+    clerk.fill("A001")
+    clerk.save()
+    folder = sent.parent
+    (folder / "~$甲镇.xlsx").write_bytes(b"lock")
+    (folder / "乙乡.csv").write_text("户编号,核实结果\n", encoding="utf-8")
+    verifications, rejections = read_feedback_dir(folder, queue)
+    assert verifications.get_column("household_id").to_list() == ["A001"]
+    assert rejections.select("source_file", "reason_code").to_dicts() == [
+        {"source_file": f"raw/{MONTH}/feedback/乙乡.csv", "reason_code": "file_unreadable"}]
+
+
+def test_parse_date_variants():
+    texts = ["2026-11-05", "2026/11/5", "2026.11.05", "2026年11月5日", "20261105", "46331", "2026-11-05 08:30",
+             "2026-02-30", "下周", None]
+    parsed = pl.DataFrame({"t": texts}).select(parse_date(pl.col("t"))).to_series().to_list()
+    assert parsed == [date(2026, 11, 5)] * 7 + [None, None, None]
+
+
+def test_source_name_relative_to_data_dir(tmp_path):
+    assert source_name(tmp_path / "data" / "raw" / MONTH / "feedback" / "x.xlsx") == f"raw/{MONTH}/feedback/x.xlsx"
+    assert source_name(Path("elsewhere/x.xlsx")) == "elsewhere/x.xlsx"
