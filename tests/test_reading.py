@@ -1,0 +1,379 @@
+"""fangpin.reading on hand-made department files: what clerks really send, read as text and recognised."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import openpyxl
+import polars as pl
+import pytest
+import xlwt
+
+from fangpin import reading
+from fangpin.config import registry
+from schemas.reasons import ignored
+
+MONTH = "2026-10"
+REG = registry()
+ID_A = "32120219900101123X"
+ID_B = "321202199001011234"
+
+
+def _xlsx(path: Path, sheets: dict[str, list[list]]) -> Path:
+    """A workbook with one sheet per entry, rows written from A1 (None = empty cell)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    book = openpyxl.Workbook()
+    book.remove(book.active)
+    for name, rows in sheets.items():
+        sheet = book.create_sheet(name)
+        for row in rows:
+            sheet.append(row)
+    book.save(path)
+    return path
+
+
+def _read(path: Path, data_dir: Path):
+    return reading.read_table_file(path, data_dir, REG.list_headers, REG.list_required)
+
+
+def _dept_file(data_dir: Path, folder: str, name: str) -> Path:
+    return data_dir / "raw" / MONTH / folder / name
+
+
+PERSON_ROWS = [["序号", "姓名", "身份证号码", "乡镇", "村"], [1, "张三", ID_A, "城关镇", "东村"]]
+
+
+def _persons(tag: str) -> list[list]:
+    """PERSON_ROWS with a distinct village, so two files never share a SHA-256 by accident."""
+    return [PERSON_ROWS[0], [1, "张三", ID_A, "城关镇", tag]]
+
+
+# ---------------------------------------------------------------------------------------------- sheet layout
+def test_title_rows_header_variants_total_and_blank_rows(tmp_path):
+    path = tmp_path / "低保.xlsx"
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.title = "Sheet1"
+    sheet["A1"] = "XX县2026年10月新增低保人员名单"
+    sheet.merge_cells("A1:G1")
+    sheet["A2"] = "填报单位：县民政局"
+    sheet.append(["序号", "姓　名", "身份证号码（18位）", "乡镇（街道）：", "村(社区)", "月保障金额", "备注"])
+    sheet.append([1, "张三", ID_A, "城关镇", "东村", "500", "新增"])
+    sheet.append([])
+    sheet.append([2, "李四", ID_B, "河口镇", "西村", 300, None])
+    sheet.append([None, "  ", None, None, None, None, None])  # whitespace only: blank to a clerk
+    sheet.append(["合 计", None, None, None, None, 800, None])
+    book.save(path)
+
+    tables, problems, notes = _read(path, tmp_path)
+
+    assert problems == [] and notes == []
+    [table] = tables
+    assert table.header_row == 3
+    assert table.title == "XX县2026年10月新增低保人员名单 填报单位：县民政局"
+    assert table.unmapped_headers == ["序号", "备注"]
+    assert table.blank_rows == 2
+    frame = table.frame
+    assert frame["row_number"].to_list() == [4, 6, 8]
+    assert frame["is_total_row"].to_list() == [False, False, True]
+    assert frame["name"].to_list() == ["张三", "李四", None]
+    assert frame["id_number"].to_list() == [ID_A, ID_B, None]
+    assert frame["township"].to_list()[:2] == ["城关镇", "河口镇"]
+    assert frame["amount"].to_list() == ["500", "300", "800"]  # integral numbers as "300", not "300.0"
+    assert {name: dtype for name, dtype in frame.schema.items()} == {
+        "name": pl.String, "id_number": pl.String, "township": pl.String, "village": pl.String,
+        "amount": pl.String, "row_number": pl.Int64, "is_total_row": pl.Boolean, "raw": pl.String,
+        "source_file": pl.String, "sheet": pl.String,
+    }
+    raw = json.loads(frame["raw"][0])
+    assert raw["姓　名"] == "张三" and raw["备注"] == "新增" and raw["序号"] == "1"
+    assert set(frame["source_file"]) == {"低保.xlsx"} and set(frame["sheet"]) == {"Sheet1"}
+
+
+def test_table_starting_mid_sheet_keeps_excel_row_numbers_and_unlabelled_columns(tmp_path):
+    path = tmp_path / "低保.xlsx"
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet["B3"], sheet["C3"], sheet["D3"] = "姓名", "身份证号", "姓名"  # a duplicated header: first one is mapped
+    sheet["B4"], sheet["C4"], sheet["D4"], sheet["E4"] = "王五", ID_A, "别名", "无表头的值"
+    book.save(path)
+
+    [table], problems, _ = _read(path, tmp_path)
+
+    assert problems == []
+    assert table.header_row == 3
+    assert table.frame["row_number"].to_list() == [4]
+    assert table.frame["name"].to_list() == ["王五"]
+    raw = json.loads(table.frame["raw"][0])
+    assert raw == {"姓名": "王五", "身份证号": ID_A, "姓名_2": "别名", "列E": "无表头的值"}
+
+
+def test_no_header_missing_column_and_notes_sheet(tmp_path):
+    path = _xlsx(tmp_path / "低保.xlsx", {
+        "数据": [["张三", ID_A, "城关镇", "东村"]],  # records without any header
+        "缺列": [["姓名", "乡镇"], ["张三", "城关镇"]],  # header without 身份证号码
+        "填表说明": [["填表说明："], ["1. 身份证号码请填写18位"], ["2. 每月10日前报送"]],
+        "空": [],
+    })
+
+    tables, problems, notes = _read(path, tmp_path)
+
+    assert tables == []
+    assert [(p.sheet, p.reason_code) for p in problems] == [("数据", "no_header"), ("缺列", "missing_required_column")]
+    assert "身份证号码" in problems[1].reason and "缺列" in problems[1].reason
+    assert len(notes) == 2 and "填表说明" in notes[0] and "空" in notes[1]
+
+
+# ---------------------------------------------------------------------------------------------- cell values
+def test_excel_number_ids_dates_and_apostrophe_text(tmp_path):
+    path = tmp_path / "低保.xlsx"
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append(["姓名", "身份证号码", "残疾人证号", "审批日期", "金额（元）"])
+    sheet.append(["数字", int(ID_B), None, dt.date(2026, 10, 5), 1234.5])
+    sheet.append(["旧证", 321202900101123, None, dt.datetime(2026, 10, 6), 12.0])
+    sheet.append(["撇号", "'" + ID_A, "'32120219900101123X41", "2026/10/5", "1,234.50"])
+    sheet.append(["文本", ID_B, 32120219900101123441, "2026年10月5日", None])
+    book.save(path)
+
+    [table], problems, _ = _read(path, tmp_path)
+
+    assert problems == []
+    frame = table.frame
+    assert frame["id_number"].to_list() == ["3.21202199001011E+17", "321202900101123", "'" + ID_A, ID_B]
+    assert frame["disability_cert"].to_list() == [None, None, "'32120219900101123X41", "3.21202199001011E+19"]
+    assert frame["event_date"].to_list() == ["2026-10-05", "2026-10-06", "2026/10/5", "2026年10月5日"]
+    assert frame["amount"].to_list() == ["1234.5", "12", "1,234.50", None]
+
+
+def test_excel_number_text_matches_python_format():
+    values = [321202199001011234.0, 321202900101123.0, 999999999999999.0, 1e15, 1.5e15, 9999999999999999.0,
+              12345678901234567890.0, -321202199001011234.0, 12.0, 1234.5, 0.0, 1234567890123455e4]
+    out = pl.DataFrame({"x": values}).select(reading.excel_number_text(pl.col("x"))).to_series().to_list()
+    assert out == [format(v, ".15g").upper() for v in values]
+    assert out[0] == "3.21202199001011E+17"
+
+
+def test_xls_written_by_xlwt(tmp_path):
+    path = tmp_path / "特困人员.xls"
+    book = xlwt.Workbook()
+    sheet = book.add_sheet("Sheet1")
+    sheet.write(0, 0, "2026年10月特困供养人员")
+    for col, text in enumerate(["姓名", "公民身份号码", "认定日期"]):
+        sheet.write(1, col, text)
+    sheet.write(2, 0, "赵六")
+    sheet.write(2, 1, ID_A)
+    sheet.write(2, 2, dt.date(2026, 10, 8), xlwt.easyxf(num_format_str="YYYY-MM-DD"))
+    sheet.write(3, 0, "钱七")
+    sheet.write(3, 1, float(ID_B))
+    book.save(str(path))
+
+    [table], problems, _ = _read(path, tmp_path)
+
+    assert problems == []
+    assert table.header_row == 2 and table.title == "2026年10月特困供养人员"
+    assert table.frame["id_number"].to_list() == [ID_A, "3.21202199001011E+17"]
+    assert table.frame["event_date"].to_list() == ["2026-10-08", None]
+    assert table.frame["row_number"].to_list() == [3, 4]
+
+
+# ---------------------------------------------------------------------------------------------- CSV
+def test_csv_gb18030_with_ragged_title_row(tmp_path):
+    text = ("XX县2026年10月临时救助名单\r\n"
+            "\r\n"
+            "姓名,身份证号,救助金额（元）,救助原因,备注\r\n"
+            f'张三,{ID_A},"1,500",因病住院,\r\n'
+            f"李四,{ID_B},800,火灾,多出的字段,再多一个\r\n"
+            "合计,,2300\r\n")
+    path = tmp_path / "临时救助.csv"
+    path.write_bytes(text.encode("gb18030"))
+
+    [table], problems, _ = _read(path, tmp_path)
+
+    assert problems == []
+    assert table.sheet == "" and table.header_row == 3 and table.title == "XX县2026年10月临时救助名单"
+    frame = table.frame
+    assert frame["row_number"].to_list() == [4, 5, 6]
+    assert frame["name"].to_list() == ["张三", "李四", "合计"]
+    assert frame["amount"].to_list() == ["1,500", "800", "2300"]
+    assert frame["detail"].to_list() == ["因病住院", "火灾", None]
+    assert frame["is_total_row"].to_list() == [False, False, True]
+    raw = json.loads(frame["raw"][1])
+    assert raw["备注"] == "多出的字段" and raw["列F"] == "再多一个"  # ragged rows keep every field
+
+
+def test_csv_utf8_with_bom_and_without(tmp_path):
+    body = f"身份证号码,姓名\n{ID_A},张三\n"
+    for name, data in (("bom.csv", b"\xef\xbb\xbf" + body.encode()), ("plain.csv", body.encode())):
+        path = tmp_path / name
+        path.write_bytes(data)
+        [table], problems, _ = _read(path, tmp_path)
+        assert problems == []
+        assert table.header_row == 1 and table.unmapped_headers == []
+        assert table.frame["id_number"].to_list() == [ID_A]
+        assert table.frame["name"].to_list() == ["张三"]
+
+
+def test_large_csv_reads_fast(tmp_path):
+    import time
+
+    lines = ["姓名,身份证号码,乡镇,村,金额"] + [f"张{i},3212021990{i:08d},城关镇,东村,{i}.5" for i in range(200_000)]
+    path = tmp_path / "big.csv"
+    path.write_text("\n".join(lines), encoding="gb18030")
+    started = time.perf_counter()
+    [table], _, _ = _read(path, tmp_path)
+    assert table.frame.height == 200_000
+    assert table.frame["row_number"][-1] == 200_001
+    assert time.perf_counter() - started < 10
+
+
+# ---------------------------------------------------------------------------------------------- recognition
+def test_workbook_with_two_lists_and_notes_sheet_in_chinese_folder(tmp_path):
+    _xlsx(_dept_file(tmp_path, "民政局", "民政局2026年10月报送.xlsx"), {
+        "低保": PERSON_ROWS,
+        "分散供养特困": [["XX县新增特困人员名单"], ["姓名", "身份证号码"], ["李四", ID_B], ["王五", ID_A]],
+        "说明": [["本表由县民政局填报"]],
+    })
+
+    scan = reading.scan_month(tmp_path, MONTH)
+
+    assert scan.problems == []
+    assert sorted(scan.tables) == ["civil_affairs.dibao", "civil_affairs.tekun"]
+    assert scan.tables["civil_affairs.dibao"][0].frame["name"].to_list() == ["张三"]
+    assert scan.tables["civil_affairs.tekun"][0].frame.height == 2
+    [received] = scan.files
+    assert received.department == "civil_affairs" and received.folder == "民政局"
+    assert received.status == "read" and received.lists == ["civil_affairs.dibao", "civil_affairs.tekun"]
+    assert received.source_file == "raw/2026-10/民政局/民政局2026年10月报送.xlsx"
+    assert len(received.sha256) == 64 and received.size_bytes > 0
+
+
+def test_dibao_edge_is_not_dibao_and_ambiguous_names_are_not_guessed(tmp_path):
+    _xlsx(_dept_file(tmp_path, "civil_affairs", "低保.xlsx"), {"Sheet1": _persons("一村")})
+    _xlsx(_dept_file(tmp_path, "civil_affairs", "低保边缘户名单.xlsx"), {"Sheet1": _persons("二村")})
+    _xlsx(_dept_file(tmp_path, "civil_affairs", "低保特困合并.xlsx"), {"Sheet1": _persons("三村")})
+    _xlsx(_dept_file(tmp_path, "civil_affairs", "低保特困分表.xlsx"), {"特困": _persons("四村")})
+
+    scan = reading.scan_month(tmp_path, MONTH)
+
+    by_file = {Path(p.source_file).name: p for p in scan.problems}
+    assert by_file["低保边缘户名单.xlsx"].reason_code == "file_unrecognised"
+    assert by_file["低保特困合并.xlsx"].reason_code == "file_ambiguous"
+    assert "新增农村低保人员名单" in by_file["低保特困合并.xlsx"].reason
+    assert len(scan.problems) == 2
+    assert [Path(t.source_file).name for t in scan.tables["civil_affairs.dibao"]] == ["低保.xlsx"]
+    assert [Path(t.source_file).name for t in scan.tables["civil_affairs.tekun"]] == ["低保特困分表.xlsx"]
+    status = {Path(f.source_file).name: f.status for f in scan.files}
+    assert status["低保边缘户名单.xlsx"] == "quarantined" and status["低保.xlsx"] == "read"
+
+
+def test_recognition_falls_back_to_title_and_names_keywords_when_unrecognised(tmp_path):
+    _xlsx(_dept_file(tmp_path, "housing", "10月报表.xlsx"), {"Sheet1": [["XX县新增危房改造名单"], *PERSON_ROWS]})
+    _xlsx(_dept_file(tmp_path, "emergency", "10月报表.xlsx"), {"Sheet1": _persons("二村")})
+
+    scan = reading.scan_month(tmp_path, MONTH)
+
+    assert list(scan.tables) == ["housing.dangerous_house"]
+    [problem] = scan.problems
+    assert problem.reason_code == "file_unrecognised" and problem.list_key is None
+    assert problem.source_file == "raw/2026-10/emergency/10月报表.xlsx" and problem.sheet == "Sheet1"
+    for word in ("受灾", "灾害", "灾情"):
+        assert word in problem.reason
+
+
+# ---------------------------------------------------------------------------------------------- drop zone
+def test_lock_files_documents_duplicates_and_unknown_folders(tmp_path):
+    first = _xlsx(_dept_file(tmp_path, "民政局", "a_低保.xlsx"), {"Sheet1": PERSON_ROWS})
+    copy = _dept_file(tmp_path, "民政局", "b_低保(1).xlsx")
+    copy.write_bytes(first.read_bytes())
+    _dept_file(tmp_path, "民政局", "~$a_低保.xlsx").write_bytes(b"\x05lock")
+    _dept_file(tmp_path, "民政局", "说明.txt").write_text("十月名单", encoding="utf-8")
+    _dept_file(tmp_path, "民政局", ".DS_Store").write_bytes(b"\x00\x00")
+    _xlsx(_dept_file(tmp_path, "统计局", "低保.xlsx"), {"Sheet1": _persons("二村")})
+    _xlsx(tmp_path / "raw" / MONTH / "roster" / "花名册.xlsx", {"Sheet1": _persons("三村")})  # not a department
+
+    scan = reading.scan_month(tmp_path, MONTH)
+
+    files = {f.source_file.split("/", 2)[2]: f for f in scan.files}
+    assert "roster/花名册.xlsx" not in files
+    assert files["民政局/a_低保.xlsx"].status == "read"
+    duplicate = files["民政局/b_低保(1).xlsx"]
+    assert duplicate.status == "duplicate" and duplicate.duplicate_of == "raw/2026-10/民政局/a_低保.xlsx"
+    assert duplicate.note == ignored("duplicate_file", other="raw/2026-10/民政局/a_低保.xlsx")
+    assert files["民政局/~$a_低保.xlsx"].status == "ignored"
+    assert files["民政局/~$a_低保.xlsx"].note == ignored("lock_file")
+    assert files["民政局/说明.txt"].note == ignored("not_spreadsheet")
+    assert files["民政局/.DS_Store"].status == "ignored"
+    assert len(scan.tables["civil_affairs.dibao"]) == 1  # the same content twice counts once
+    assert files["统计局/低保.xlsx"].status == "quarantined" and files["统计局/低保.xlsx"].department is None
+    [problem] = scan.problems
+    assert problem.reason_code == "unknown_department" and "统计局" in problem.reason
+    assert [f.source_file for f in scan.files] == sorted(f.source_file for f in scan.files)
+
+
+def test_corrupt_encrypted_and_html_files_are_quarantined_not_raised(tmp_path):
+    good = _xlsx(_dept_file(tmp_path, "disability", "残疾人.xlsx"), {"Sheet1": PERSON_ROWS})
+    _dept_file(tmp_path, "disability", "残疾人_损坏.xlsx").write_bytes(good.read_bytes()[:400])
+    _dept_file(tmp_path, "disability", "残疾人_网页.xls").write_text(
+        "<html><body><table><tr><td>姓名</td></tr></table></body></html>", encoding="utf-8")
+    _dept_file(tmp_path, "disability", "残疾人_空.xlsx").write_bytes(b"")
+
+    scan = reading.scan_month(tmp_path, MONTH)
+
+    problems = {Path(p.source_file).name: p for p in scan.problems}
+    assert {name: p.reason_code for name, p in problems.items()} == {
+        "残疾人_损坏.xlsx": "file_unreadable", "残疾人_网页.xls": "file_unreadable", "残疾人_空.xlsx": "file_unreadable"}
+    assert "HTML" in problems["残疾人_网页.xls"].reason
+    status = {Path(f.source_file).name: f.status for f in scan.files}
+    assert status == {"残疾人.xlsx": "read", "残疾人_损坏.xlsx": "quarantined", "残疾人_网页.xls": "quarantined",
+                      "残疾人_空.xlsx": "quarantined"}
+    assert scan.tables["disability.severe"][0].frame.height == 1
+
+
+# ---------------------------------------------------------------------------------------------- roster
+def test_roster_split_across_files_sheets_and_parquet(tmp_path):
+    roster_dir = tmp_path / "raw" / MONTH / "roster"
+    header = ["户编号", "姓名", "证件号码", "与户主关系", "乡镇", "村"]
+    _xlsx(roster_dir / "花名册_城关镇.xlsx", {
+        "城关镇": [["XX县防返贫监测花名册"], header, ["H001", "张三", ID_A, "户主", "城关镇", "东村"]],
+        "河口镇": [header, ["H002", "李四", ID_B, "户主", "河口镇", "西村"]],
+    })
+    pl.DataFrame({"户号": ["H003"], "姓名": ["王五"], "身份证号码": [321202900101123.0], "家庭人口数": [3.0]}) \
+        .write_parquet(roster_dir / "花名册_其他.parquet")
+    _xlsx(roster_dir / "花名册_缺户号.xlsx", {"Sheet1": [["姓名", "证件号码"], ["赵六", ID_A]]})
+    (roster_dir / "~$花名册_城关镇.xlsx").write_bytes(b"lock")
+
+    tables, problems, files = reading.read_roster(tmp_path, MONTH)
+
+    assert [(Path(t.source_file).name, t.sheet) for t in tables] == [
+        ("花名册_其他.parquet", ""), ("花名册_城关镇.xlsx", "城关镇"), ("花名册_城关镇.xlsx", "河口镇")]
+    parquet = tables[0].frame
+    assert parquet["household_id"].to_list() == ["H003"] and parquet["row_number"].to_list() == [1]
+    assert parquet["id_number"].to_list() == ["321202900101123"] and parquet["household_size"].to_list() == ["3"]
+    assert tables[1].frame["relation"].to_list() == ["户主"] and tables[1].header_row == 2
+    [problem] = problems
+    assert problem.reason_code == "missing_required_column" and problem.list_key == "roster"
+    assert "户编号" in problem.reason
+    status = {Path(f.source_file).name: f.status for f in files}
+    assert status == {"花名册_其他.parquet": "read", "花名册_城关镇.xlsx": "read", "花名册_缺户号.xlsx": "quarantined",
+                      "~$花名册_城关镇.xlsx": "ignored"}
+    assert all(f.folder == "roster" and f.department is None for f in files)
+
+
+def test_header_matcher_exact_before_prefix_and_short_variants_need_brackets():
+    matcher = reading.HeaderMatcher(REG.list_headers)
+    assert matcher.match("身份证号码（18位）") == ("id_number", False)
+    assert matcher.match(" 身份证号码： ") == ("id_number", True)
+    assert matcher.match("村（居）") == ("village", False)
+    assert matcher.match("村民小组") == (None, False)
+    assert matcher.match("身份证号码请按18位填写") == (None, False)
+    assert matcher.match("月保障金额") == ("amount", False)
+    assert matcher.match("乡镇名称") == ("township", True)
+
+
+@pytest.mark.parametrize("month_missing", [True])
+def test_missing_month_folder_is_empty_not_an_error(tmp_path, month_missing):
+    scan = reading.scan_month(tmp_path, MONTH)
+    assert scan.files == [] and scan.tables == {} and scan.problems == []
+    assert reading.read_roster(tmp_path, MONTH) == ([], [], [])
