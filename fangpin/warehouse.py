@@ -19,7 +19,7 @@ import polars as pl
 
 from fangpin.config import PROJECT_ROOT, county
 
-SCHEMA_FILES = ("schemas/warehouse.sql", "schemas/marts.sql")
+SCHEMA_FILES = ("schemas/warehouse.sql", "schemas/marts.sql", "schemas/risk.sql", "schemas/quality.sql")
 
 
 class WarehouseBusy(RuntimeError):

@@ -1,0 +1,424 @@
+"""Dataset-level data quality: great-expectations suites per department list and for the roster, every month.
+
+Row validation (fangpin.validate) decides which rows are usable; this module judges each department's *file* as a
+whole, so the joint-meeting office can tell a department "92% of your ID numbers were usable, 95% is required".
+That is why a list's frame has one row per row READ, accepted and rejected alike: a duplicate the validator dropped
+is still a fault of the department's file.
+
+The suites are configuration (schemas/expectations.yaml); results land in quality.results (schemas/quality.sql) and
+in fangpin's own HTML fragment. GE's Data Docs are not used: they load CSS/JS from CDNs and county networks are offline.
+great-expectations has no Polars backend, so each month-sized frame is converted to pandas (small: one list, one month).
+"""
+from __future__ import annotations
+
+import html
+import os
+from contextlib import contextmanager
+from datetime import datetime
+from functools import lru_cache
+from typing import Any, Iterator
+
+import duckdb
+import polars as pl
+import yaml
+
+from fangpin.config import PROJECT_ROOT, check_month, registry
+from fangpin.warehouse import replace_month
+
+# great-expectations must never reach the network (county networks are offline): no usage analytics.
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+
+SUITES_FILE = PROJECT_ROOT / "schemas" / "expectations.yaml"
+QUALITY_SQL = PROJECT_ROOT / "schemas" / "quality.sql"
+ROSTER_SUITE = "roster"
+NOT_A_PERSON = ("total_row",)  # rejected rows that are not person records (合计 rows): not judged
+EXAMPLES = 3  # offending rows named in a sentence
+
+RESULT_SCHEMA = {
+    "month": pl.String, "suite": pl.String, "department": pl.String, "check_name": pl.String,
+    "expectation": pl.String, "column": pl.String, "success": pl.Boolean, "observed": pl.String,
+    "threshold": pl.String, "description_zh": pl.String, "rows_evaluated": pl.Int64,
+    "unexpected_count": pl.Int64, "examples": pl.String,
+}
+# Keys of an expectation's YAML entry that are fangpin's, not arguments of the GE expectation.
+_OWN_KEYS = ("expectation", "label", "frame", "enabled")
+
+
+# --- configuration -------------------------------------------------------------------------------------------------
+
+@lru_cache(maxsize=None)
+def suites_config() -> dict:
+    """schemas/expectations.yaml, parsed once."""
+    with open(SUITES_FILE, encoding="utf-8") as handle:
+        return yaml.safe_load(handle)
+
+
+def _merge(base: dict, layer: dict | None) -> dict:
+    """`base` with each expectation's arguments updated from `layer` (an override names only what it changes)."""
+    merged = {name: dict(spec) for name, spec in base.items()}
+    for name, change in (layer or {}).items():
+        merged.setdefault(name, {}).update(change or {})
+    return merged
+
+
+def list_suite(list_key: str) -> dict[str, dict]:
+    """The expectations of one list: default, then its kind (risk/eligibility), then the list's own overrides."""
+    config = suites_config()["lists"]
+    spec = registry().lists.get(list_key)
+    kind = spec.kind if spec else None
+    merged = _merge(config["default"], config.get("by_kind", {}).get(kind))
+    merged = _merge(merged, config.get("by_list", {}).get(list_key))
+    return {name: body for name, body in merged.items() if body.get("enabled", True)}
+
+
+def roster_suite() -> dict[str, dict]:
+    return {name: body for name, body in suites_config()["roster"].items() if body.get("enabled", True)}
+
+
+# --- the quality frames (DuckDB SQL: one query per month, no per-row Python) -----------------------------------------
+
+def _id_key_sql(column: str) -> str:
+    """SQL normalising a raw ID cell the way the validator does (spaces, full-width digits, x, legacy 15 digits).
+
+    Only rows rejected for a non-ID reason (a duplicate, a bad disability certificate) need it: their ID is usable,
+    and a duplicate must compare equal to the accepted first occurrence.
+    """
+    cleaned = (f"upper(regexp_replace(translate(coalesce({column}, ''), '０１２３４５６７８９ｘＸ', '0123456789xX'), "
+               f"'[^0-9A-Za-z]', '', 'g'))")
+    body = f"(substr({cleaned}, 1, 6) || '19' || substr({cleaned}, 7, 9))"
+    check = (f"substr('10X98765432', CAST(list_sum(list_transform(range(17), lambda i: "
+             f"(ascii(substr({body}, i + 1, 1)) - 48) * [7,9,10,5,8,4,2,1,6,3,7,9,10,5,8,4,2][i + 1])) % 11 AS INTEGER) + 1, 1)")
+    return (f"CASE WHEN regexp_full_match({cleaned}, '[0-9]{{15}}') THEN {body} || {check} "
+            f"ELSE nullif({cleaned}, '') END")
+
+
+def _row_ref_sql(file_col: str = "source_file", sheet_col: str = "sheet", row_col: str = "row_number") -> str:
+    """'低保.xlsx 工作表“Sheet1”第5行': where a clerk finds the row (file name without the drop-zone folders)."""
+    return (f"regexp_extract({file_col}, '[^/\\\\]+$') || ' 工作表“' || coalesce({sheet_col}, '') || '”第' "
+            f"|| coalesce(CAST({row_col} AS VARCHAR), '?') || '行'")
+
+
+def list_frames(con: duckdb.DuckDBPyConnection, month: str) -> pl.DataFrame:
+    """Every row read this month for every registered list, in the shape the list suites judge.
+
+    Accepted rows come from staging.list_rows; rejected rows (quarantine.rejected_rows, one person row may carry
+    several reasons) are folded to one row each. File-level problems and total rows are not person rows.
+    """
+    keys = list(registry().lists)
+    month_start = f"{check_month(month)}-01"
+    query = f"""
+    WITH accepted AS (
+        SELECT list_key, source_file, sheet, row_number, TRUE AS id_valid, id_number AS person_key,
+               event_date, amount,
+               CASE WHEN township IS NOT NULL THEN TRUE
+                    WHEN nullif(trim(township_raw), '') IS NOT NULL OR nullif(trim(division_code), '') IS NOT NULL
+                    THEN FALSE END AS township_known
+        FROM staging.list_rows WHERE month = $month AND list_key IN (SELECT unnest($keys))
+    ), rejected AS (
+        SELECT list_key, source_file, sheet, row_number,
+               NOT bool_or(starts_with(reason_code, 'id_')) AS id_valid,
+               CASE WHEN bool_or(starts_with(reason_code, 'id_')) THEN NULL ELSE any_value({_id_key_sql('id_raw')}) END
+                   AS person_key,
+               NULL::DATE AS event_date, NULL::DOUBLE AS amount, NULL::BOOLEAN AS township_known
+        FROM quarantine.rejected_rows
+        WHERE month = $month AND list_key IN (SELECT unnest($keys)) AND row_number IS NOT NULL
+          AND reason_code NOT IN (SELECT unnest($not_person))
+        GROUP BY list_key, source_file, sheet, row_number
+    )
+    SELECT list_key, split_part(list_key, '.', 1) AS department, id_valid, person_key, event_date, amount,
+           township_known,
+           event_date >= DATE '{month_start}' AND event_date < DATE '{month_start}' + INTERVAL 1 MONTH AS in_month,
+           {_row_ref_sql()} AS row_ref
+    FROM (SELECT * FROM accepted UNION ALL BY NAME SELECT * FROM rejected)
+    ORDER BY list_key, source_file, sheet, row_number
+    """
+    return con.sql(query, params={"month": month, "keys": keys, "not_person": list(NOT_A_PERSON)}).pl()
+
+
+def roster_frames(con: duckdb.DuckDBPyConnection, month: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(persons, households) of the month's roster, the frames the roster suite judges.
+
+    A roster row rejected for another reason than a missing 户编号 (household number) keeps a placeholder
+    household_id: its household number was not the fault, so it is not judged for it.
+    """
+    persons = con.sql(f"""
+        SELECT TRUE AS id_valid, id_number AS person_key, household_id, {_row_ref_sql()} AS row_ref,
+               source_file, sheet, row_number
+        FROM roster.persons WHERE month = $month
+        UNION ALL
+        SELECT NOT bool_or(starts_with(reason_code, 'id_')),
+               CASE WHEN bool_or(starts_with(reason_code, 'id_')) THEN NULL ELSE any_value({_id_key_sql('id_raw')}) END,
+               CASE WHEN bool_or(reason_code = 'roster_household_missing') THEN NULL ELSE '(未判断)' END,
+               {_row_ref_sql()}, source_file, sheet, row_number
+        FROM quarantine.rejected_rows
+        WHERE month = $month AND list_key = 'roster' AND row_number IS NOT NULL
+          AND reason_code NOT IN (SELECT unnest($not_person))
+        GROUP BY source_file, sheet, row_number
+        ORDER BY source_file, sheet, row_number
+    """, params={"month": month, "not_person": list(NOT_A_PERSON)}).pl()
+    households = con.sql("""
+        SELECT household_size, a38_per_capita, township, '户编号' || household_id AS row_ref
+        FROM roster.households WHERE month = $month ORDER BY household_id
+    """, params={"month": month}).pl()
+    return persons, households
+
+
+# --- great-expectations ----------------------------------------------------------------------------------------------
+
+@lru_cache(maxsize=1)
+def _batch_definition():
+    """One ephemeral GE context for the process (building one per suite would cost more than validating).
+
+    Imported lazily: great-expectations takes seconds to import and Dagster loads this module's callers at startup.
+    """
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context = gx.get_context(mode="ephemeral")
+    context.enable_analytics(False)
+    context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+    source = context.data_sources.add_pandas("fangpin_quality")
+    return source.add_dataframe_asset("month_frame").add_batch_definition_whole_dataframe("whole")
+
+
+def _expectation(spec: dict):
+    """The GE expectation object for one YAML entry (type name -> class, other keys -> arguments)."""
+    import great_expectations as gx
+
+    class_name = "".join(part.capitalize() for part in spec["expectation"].split("_"))
+    arguments = {key: value for key, value in spec.items() if key not in _OWN_KEYS}
+    return getattr(gx.expectations, class_name)(**arguments)
+
+
+def _validate(frame: pl.DataFrame, checks: dict[str, dict], suite_name: str) -> dict[str, Any]:
+    """GE results of `checks` on `frame`, by check name; offending rows identified by their row_ref."""
+    import great_expectations as gx
+
+    batch_definition = _batch_definition()
+    order = list(checks)
+    # Expectations given to the constructor: the suite stays unsaved, bound to no store (nothing to persist).
+    suite = gx.ExpectationSuite(name=suite_name, expectations=[_expectation(checks[name]) for name in order])
+    batch = batch_definition.get_batch(batch_parameters={"dataframe": frame.to_pandas()})
+    outcome = batch.validate(suite, result_format={
+        "result_format": "SUMMARY", "unexpected_index_column_names": ["row_ref"], "partial_unexpected_count": 20})
+    return dict(zip(order, outcome.results))
+
+
+# --- results as sentences --------------------------------------------------------------------------------------------
+
+def _percent(share: float) -> str:
+    """0.95 -> '95%', 0.995 -> '99.5%', 0.92 -> '92.0%' (observed shares keep one decimal)."""
+    return f"{share:.1%}"
+
+
+def _required(mostly: float) -> str:
+    text = f"{mostly * 100:.1f}".rstrip("0").rstrip(".")
+    return f"{text}%"
+
+
+def _number(value: Any) -> str:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    return f"{number:,.0f}" if number == int(number) else f"{number:,.2f}"
+
+
+def _examples(result: dict, column: str, with_value: bool) -> str:
+    """Up to three offending rows as '低保.xlsx 工作表“Sheet1”第5行', the value added when it helps."""
+    seen: list[str] = []
+    for entry in result.get("partial_unexpected_index_list") or []:
+        ref = str(entry.get("row_ref"))
+        text = f"{ref}（{_number(entry.get(column))}）" if with_value else ref
+        if text not in seen:
+            seen.append(text)
+        if len(seen) == EXAMPLES:
+            break
+    return "、".join(seen)
+
+
+def _describe(spec: dict, result: dict, success: bool) -> tuple[str, str, str, int, int, str]:
+    """(observed, threshold, sentence, rows evaluated, rows failing, examples) for one expectation's result."""
+    kind, label, column = spec["expectation"], spec.get("label", spec["column"]), spec["column"]
+    total = int(result.get("element_count") or 0)
+    missing = int(result.get("missing_count") or 0)
+    bad = int(result.get("unexpected_count") or 0)
+    evaluated = total if kind == "expect_column_values_to_not_be_null" else total - missing
+    examples = _examples(result, column, with_value=kind == "expect_column_values_to_be_between")
+    where = f"，如 {examples}" if examples and not success else ""
+    if evaluated == 0:
+        return "无", "", f"{label}：本月没有可检查的行", 0, 0, ""
+    if kind == "expect_column_values_to_be_between":
+        low, high = spec.get("min_value"), spec.get("max_value")
+        bounds = f"{_number(low) if low is not None else ''}–{_number(high) if high is not None else ''}"
+        sentence = (f"{label}全部在 {bounds} 之间（{evaluated} 行）" if success
+                    else f"{label}应在 {bounds} 之间，有 {bad} 行超出{where}")
+        return f"{bad}/{evaluated} 行超出", bounds, sentence, evaluated, bad, examples
+    if "mostly" in spec and spec["mostly"] < 1:
+        observed, threshold = _percent((evaluated - bad) / evaluated), _required(spec["mostly"])
+        verdict = "达到" if success else "低于"
+        sentence = f"{label} {observed}，{verdict}要求的 {threshold}"
+        if bad and not success:
+            sentence += f"；{bad} 行不合格{where}"
+        return observed, f">= {threshold}", sentence, evaluated, bad, examples
+    threshold = "不重复" if kind == "expect_column_values_to_be_unique" else "0 行"
+    sentence = f"{label}：无（已检查 {evaluated} 行）" if success else f"{label}：{bad} 行{where}"
+    return f"{bad} 行", threshold, sentence, evaluated, bad, examples
+
+
+def _failure_message(outcome: Any) -> str | None:
+    """GE's message when an expectation could not run (e.g. a column missing), else None."""
+    info = outcome.exception_info or {}
+    infos = [info] if "raised_exception" in info else list(info.values())
+    for item in infos:
+        if isinstance(item, dict) and item.get("raised_exception"):
+            return str(item.get("exception_message") or "未知错误")
+    return None
+
+
+def _rows(month: str, suite: str, department: str, checks: dict[str, dict], outcomes: dict[str, Any]) -> list[dict]:
+    """One result row per expectation of a suite."""
+    rows = []
+    for name, spec in checks.items():
+        outcome = outcomes[name]
+        failure = _failure_message(outcome)
+        if failure:
+            observed, threshold, sentence, evaluated, bad, examples = (
+                "错误", "", f"{spec.get('label', name)}：检查无法运行（{failure}）", 0, 0, "")
+            success = False
+        else:
+            success = bool(outcome.success)
+            observed, threshold, sentence, evaluated, bad, examples = _describe(spec, outcome.result, success)
+        rows.append({
+            "month": month, "suite": suite, "department": department, "check_name": name,
+            "expectation": spec["expectation"], "column": spec["column"], "success": success, "observed": observed,
+            "threshold": threshold, "description_zh": sentence, "rows_evaluated": evaluated,
+            "unexpected_count": bad, "examples": examples or None,
+        })
+    return rows
+
+
+# --- public API --------------------------------------------------------------------------------------------------------
+
+def run_list_suites(con: duckdb.DuckDBPyConnection, month: str) -> pl.DataFrame:
+    """Every list suite (lists with at least one row read this month) and the roster suite, one row per expectation.
+
+    Columns: month, suite (list_key or 'roster'), department, check_name, expectation, column, success, observed,
+    threshold, description_zh, rows_evaluated, unexpected_count, examples.
+    """
+    rows: list[dict] = []
+    frames = list_frames(con, month)
+    for (list_key,), frame in frames.partition_by("list_key", as_dict=True, maintain_order=True).items():
+        checks = list_suite(list_key)
+        outcomes = _validate(frame, checks, list_key)
+        rows += _rows(month, list_key, frame["department"][0], checks, outcomes)
+    persons, households = roster_frames(con, month)
+    if persons.height or households.height:
+        checks = roster_suite()
+        outcomes: dict[str, Any] = {}
+        for frame_name, frame in (("persons", persons), ("households", households)):
+            mine = {name: spec for name, spec in checks.items() if spec.get("frame", "persons") == frame_name}
+            if mine:
+                outcomes |= _validate(frame, mine, f"{ROSTER_SUITE}.{frame_name}")
+        rows += _rows(month, ROSTER_SUITE, ROSTER_SUITE, checks, outcomes)
+    return pl.DataFrame(rows, schema=RESULT_SCHEMA)
+
+
+@contextmanager
+def _atomic(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """Own transaction unless the caller already holds one (then the caller's commit decides).
+
+    DuckDB has no "in transaction?" call, and a failed BEGIN would abort the caller's transaction; but in autocommit
+    mode every statement gets a new transaction id, while inside a transaction the id stays the same.
+    """
+    first = con.execute("SELECT txid_current()").fetchone()[0]
+    if con.execute("SELECT txid_current()").fetchone()[0] == first:
+        yield
+        return
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+
+
+def write_results(con: duckdb.DuckDBPyConnection, month: str, results: pl.DataFrame) -> int:
+    """Replace `month` in quality.results with `results` (other months are kept); the number of rows written."""
+    others = results.filter(pl.col("month") != month).height
+    if others:
+        raise ValueError(f"write_results({month}): {others} result rows belong to another month")
+    frame = results.rename({"column": "column_name"}).with_columns(checked_at=pl.lit(datetime.now()))
+    with _atomic(con):
+        con.execute(QUALITY_SQL.read_text(encoding="utf-8"))
+        return replace_month(con, "quality.results", month, frame)
+
+
+def suite_passed(results: pl.DataFrame, suite: str) -> bool:
+    """True when every expectation of `suite` passed (a suite with no results has nothing against it)."""
+    return bool(results.filter(pl.col("suite") == suite)["success"].all())
+
+
+def suite_metadata(results: pl.DataFrame, suite: str) -> dict[str, Any]:
+    """What a Dagster asset check shows for one suite: failed check names, every sentence, rows judged."""
+    rows = results.filter(pl.col("suite") == suite)
+    return {
+        "failed_checks": ", ".join(rows.filter(~pl.col("success"))["check_name"].to_list()) or "无",
+        "description_zh": "\n".join(("✓ " if ok else "✗ ") + text
+                                     for ok, text in rows.select("success", "description_zh").iter_rows()),
+        "rows_evaluated": int(rows["rows_evaluated"].max() or 0),
+    }
+
+
+# --- the offline report ----------------------------------------------------------------------------------------------
+
+_STYLE = """
+.fp-quality{font-family:"Microsoft YaHei","PingFang SC","Noto Sans CJK SC",sans-serif;font-size:14px;color:#222}
+.fp-quality h2{font-size:18px;margin:8px 0}
+.fp-quality details{border:1px solid #ddd;border-radius:4px;margin:6px 0;padding:4px 8px}
+.fp-quality summary{cursor:pointer;font-weight:bold}
+.fp-quality table{border-collapse:collapse;width:100%;margin:6px 0}
+.fp-quality th,.fp-quality td{border-bottom:1px solid #eee;padding:4px 6px;text-align:left;vertical-align:top}
+.fp-quality .ok{color:#1a7f37}.fp-quality .fail{color:#c62828}
+.fp-quality .badge{display:inline-block;padding:0 6px;border-radius:3px;color:#fff;font-size:12px;margin-right:6px}
+.fp-quality .badge.ok{background:#1a7f37;color:#fff}.fp-quality .badge.fail{background:#c62828;color:#fff}
+"""
+
+
+def _suite_title(suite: str) -> str:
+    """'民政局 · 新增农村低保人员名单' for a list key, '花名册' for the roster."""
+    if suite == ROSTER_SUITE:
+        return "花名册（户籍人口）"
+    reg = registry()
+    spec = reg.lists.get(suite)
+    if spec is None:
+        return suite
+    department = reg.departments.get(spec.department)
+    return f"{department.name if department else spec.department} · {spec.title}"
+
+
+def render_quality_html(results: pl.DataFrame, month: str) -> str:
+    """A self-contained HTML fragment (inline style, no scripts, no external links): failed suites open, first."""
+    esc = html.escape
+    suites = (results.group_by("suite", maintain_order=True).agg(passed=pl.col("success").all())
+              .sort(["passed", "suite"]))
+    failed = suites.filter(~pl.col("passed")).height
+    parts = [f'<section class="fp-quality"><style>{_STYLE}</style>',
+             f"<h2>{esc(month)} 数据质量检查</h2>",
+             f"<p>共检查 {suites.height} 张名单（含花名册），<span class=\"{'fail' if failed else 'ok'}\">"
+             f"{failed} 张未通过</span>。</p>"]
+    for suite, passed in suites.iter_rows():
+        rows = results.filter(pl.col("suite") == suite)
+        badge = '<span class="badge ok">通过</span>' if passed else '<span class="badge fail">未通过</span>'
+        parts.append(f"<details{'' if passed else ' open'}><summary>{badge}{esc(_suite_title(suite))}"
+                     f" <small>({esc(suite)})</small></summary>")
+        parts.append("<table><tr><th>结果</th><th>说明</th><th>实际</th><th>要求</th><th>检查行数</th></tr>")
+        for row in rows.iter_rows(named=True):
+            mark = '<span class="ok">✓</span>' if row["success"] else '<span class="fail">✗</span>'
+            parts.append(f"<tr><td>{mark}</td><td>{esc(row['description_zh'] or '')}</td>"
+                         f"<td>{esc(row['observed'] or '')}</td><td>{esc(row['threshold'] or '')}</td>"
+                         f"<td>{row['rows_evaluated'] if row['rows_evaluated'] is not None else ''}</td></tr>")
+        parts.append("</table></details>")
+    parts.append("</section>")
+    return "\n".join(parts)

@@ -1,0 +1,248 @@
+"""The great-expectations suites catch planted faults, write only their month, and render offline."""
+from __future__ import annotations
+
+import socket
+from datetime import date
+
+import duckdb
+import polars as pl
+import pytest
+
+from fangpin import quality
+from fangpin.config import PROJECT_ROOT
+
+MONTH = "2026-10"
+WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+
+
+def valid_id(sequence: int, birth: str = "19800101") -> str:
+    """A GB 11643 ID number with a correct check character (distinct per sequence)."""
+    body = f"360799{birth}{sequence % 1000:03d}"
+    if sequence >= 1000:  # vary the birth day to keep IDs distinct beyond 999
+        body = f"360799{1950 + sequence // 1000}0101{sequence % 1000:03d}"
+    return body + "10X98765432"[sum(int(d) * w for d, w in zip(body, WEIGHTS)) % 11]
+
+
+@pytest.fixture
+def con():
+    connection = duckdb.connect()
+    connection.execute((PROJECT_ROOT / "schemas" / "warehouse.sql").read_text(encoding="utf-8"))
+    yield connection
+    connection.close()
+
+
+def _insert(con, table: str, rows: list[dict]) -> None:
+    con.register("_rows", pl.DataFrame(rows).to_arrow())
+    con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _rows")
+    con.unregister("_rows")
+
+
+def accepted(con, list_key: str, n: int, first: int = 0, month: str = MONTH, **override) -> list[str]:
+    """`n` clean accepted rows of `list_key`; `override` maps a column to a list of values (None = keep clean)."""
+    ids = [valid_id(first + i) for i in range(n)]
+    rows = []
+    for i, id_number in enumerate(ids):
+        row = {"month": month, "list_key": list_key, "department": list_key.split(".")[0],
+               "source_file": f"raw/{month}/{list_key.split('.')[0]}/名单.xlsx", "sheet": "Sheet1",
+               "row_number": 3 + i, "id_number": id_number, "name": f"人{i}", "township": "红旗镇",
+               "township_raw": "红旗镇", "event_date": date(2026, 10, 1 + i % 28), "amount": 12000.0}
+        for column, values in override.items():
+            if values[i] is not None:
+                row[column] = values[i]
+        rows.append(row)
+    _insert(con, "staging.list_rows", rows)
+    return ids
+
+
+def rejected(con, list_key: str, reasons: list[tuple[int, str, str]], month: str = MONTH) -> None:
+    """Quarantined rows: (row_number, reason_code, id_raw)."""
+    _insert(con, "quarantine.rejected_rows", [
+        {"month": month, "source_file": f"raw/{month}/{list_key.split('.')[0]}/名单.xlsx", "sheet": "Sheet1",
+         "row_number": row, "list_key": list_key, "reason_code": code, "reason": "…", "id_raw": id_raw}
+        for row, code, id_raw in reasons])
+
+
+def roster(con, n: int, month: str = MONTH, ids: list[str] | None = None, sizes: list[int] | None = None) -> None:
+    ids = ids or [valid_id(5000 + i) for i in range(n)]
+    _insert(con, "roster.persons", [
+        {"month": month, "household_id": f"H{i // 2:04d}", "id_number": id_number, "name": f"民{i}",
+         "source_file": f"raw/{month}/roster/花名册.xlsx", "sheet": "花名册", "row_number": 2 + i}
+        for i, id_number in enumerate(ids)])
+    households = sorted({f"H{i // 2:04d}" for i in range(len(ids))})
+    sizes = sizes or [2] * len(households)
+    _insert(con, "roster.households", [
+        {"month": month, "household_id": hid, "township": "红旗镇", "household_size": size, "a38_per_capita": 8000.0}
+        for hid, size in zip(households, sizes)])
+
+
+def check(results: pl.DataFrame, suite: str, name: str) -> dict:
+    rows = results.filter((pl.col("suite") == suite) & (pl.col("check_name") == name)).to_dicts()
+    assert len(rows) == 1, (suite, name, results)
+    return rows[0]
+
+
+def failed_checks(results: pl.DataFrame, suite: str) -> set[str]:
+    return set(results.filter((pl.col("suite") == suite) & ~pl.col("success"))["check_name"])
+
+
+def test_clean_list_and_roster_pass(con):
+    accepted(con, "medical_insurance.high_cost", 30)
+    roster(con, 40)
+    results = quality.run_list_suites(con, MONTH)
+    assert quality.suite_passed(results, "medical_insurance.high_cost")
+    assert quality.suite_passed(results, "roster")
+    assert set(results.filter(pl.col("suite") == "medical_insurance.high_cost")["check_name"]) == {
+        "valid_ids", "no_duplicate_person", "dates_in_month", "amount_in_range", "township_known"}
+    assert check(results, "medical_insurance.high_cost", "valid_ids")["rows_evaluated"] == 30
+    assert "有效身份证号码占比 100.0%，达到要求的 95%" in check(results, "medical_insurance.high_cost", "valid_ids")["description_zh"]
+    assert results["month"].unique().to_list() == [MONTH]
+
+
+def test_many_float_mangled_ids_fail_the_valid_id_share(con):
+    accepted(con, "civil_affairs.dibao", 40, amount=[500.0] * 40)
+    rejected(con, "civil_affairs.dibao", [(50 + i, "id_float_mangled", "3.60799E+17") for i in range(4)]
+             + [(60, "id_bad_checksum", "360799198001010011"), (60, "disability_cert_invalid", "360799198001010011")]
+             + [(70, "total_row", None)])
+    results = quality.run_list_suites(con, MONTH)
+    valid = check(results, "civil_affairs.dibao", "valid_ids")
+    assert not valid["success"]
+    assert valid["rows_evaluated"] == 45  # 40 accepted + 5 rejected person rows; the total row is not a person
+    assert valid["observed"] == "88.9%" and valid["threshold"] == ">= 95%"
+    assert "有效身份证号码占比 88.9%，低于要求的 95%" in valid["description_zh"]
+    assert "名单.xlsx 工作表“Sheet1”第50行" in valid["description_zh"]
+    assert failed_checks(results, "civil_affairs.dibao") == {"valid_ids"}
+    assert not quality.suite_passed(results, "civil_affairs.dibao")
+
+
+def test_a_few_bad_ids_stay_within_the_tolerance(con):
+    accepted(con, "civil_affairs.dibao", 40, amount=[500.0] * 40)
+    rejected(con, "civil_affairs.dibao", [(80, "id_bad_checksum", "360799198001010011")])
+    assert quality.suite_passed(quality.run_list_suites(con, MONTH), "civil_affairs.dibao")
+
+
+def test_a_duplicated_person_counts_even_when_the_validator_dropped_it(con):
+    ids = accepted(con, "health.major_disease", 20)
+    spelled_differently = " '" + ids[3].lower().replace("0", "０", 2) + " "  # apostrophe, full-width digits, x
+    rejected(con, "health.major_disease", [(40, "duplicate_in_list", spelled_differently)])
+    results = quality.run_list_suites(con, MONTH)
+    duplicate = check(results, "health.major_disease", "no_duplicate_person")
+    assert not duplicate["success"] and duplicate["unexpected_count"] == 2
+    assert "第6行" in duplicate["description_zh"] and "第40行" in duplicate["description_zh"]
+    assert failed_checks(results, "health.major_disease") == {"no_duplicate_person"}
+
+
+def test_a_legacy_15_digit_duplicate_matches_its_18_digit_first_row(con):
+    legacy = "360799800101003"  # 15 digits: born 1980-01-01, sequence 003
+    ids = accepted(con, "health.major_disease", 5)
+    assert ids[3] == valid_id(3)
+    rejected(con, "health.major_disease", [(40, "duplicate_in_list", legacy)])
+    results = quality.run_list_suites(con, MONTH)
+    assert not check(results, "health.major_disease", "no_duplicate_person")["success"]
+
+
+def test_dates_in_another_month_fail(con):
+    dates = [date(2026, 9, 15)] * 3 + [None] * 7
+    accepted(con, "housing.dangerous_house", 10, event_date=dates, amount=[0.0] * 10)
+    results = quality.run_list_suites(con, MONTH)
+    in_month = check(results, "housing.dangerous_house", "dates_in_month")
+    assert not in_month["success"] and in_month["observed"] == "70.0%"
+    assert failed_checks(results, "housing.dangerous_house") == {"dates_in_month"}
+
+
+def test_an_amount_out_of_range_fails_with_the_list_s_own_bounds(con):
+    accepted(con, "medical_insurance.high_cost", 10, amount=[5000.0] + [None] * 9)
+    accepted(con, "civil_affairs.temporary_assistance", 10, first=100, amount=[5000.0] * 10)
+    results = quality.run_list_suites(con, MONTH)
+    amount = check(results, "medical_insurance.high_cost", "amount_in_range")
+    assert not amount["success"] and amount["unexpected_count"] == 1
+    assert "10,000–5,000,000" in amount["description_zh"] and "（5,000）" in amount["description_zh"]
+    assert failed_checks(results, "medical_insurance.high_cost") == {"amount_in_range"}
+    assert quality.suite_passed(results, "civil_affairs.temporary_assistance")
+
+
+def test_unknown_townships_fail_and_missing_places_are_not_judged(con):
+    raws = ["不存在镇", "火星乡"] + [None] * 8
+    accepted(con, "water.unsafe_water", 10, township_raw=raws)
+    con.execute("UPDATE staging.list_rows SET township = NULL, township_raw = NULL WHERE row_number = 12")
+    con.execute("UPDATE staging.list_rows SET township = NULL WHERE row_number IN (3, 4)")
+    results = quality.run_list_suites(con, MONTH)
+    township = check(results, "water.unsafe_water", "township_known")
+    assert not township["success"] and township["rows_evaluated"] == 9 and township["unexpected_count"] == 2
+    assert failed_checks(results, "water.unsafe_water") == {"township_known"}
+
+
+def test_eligibility_lists_do_not_judge_dates_or_townships(con):
+    accepted(con, "banking.deposit", 5, event_date=[date(2019, 1, 1)] * 5, amount=[2_000_000.0] * 5)
+    results = quality.run_list_suites(con, MONTH)
+    assert quality.suite_passed(results, "banking.deposit")
+    assert set(results.filter(pl.col("suite") == "banking.deposit")["check_name"]) == {
+        "valid_ids", "no_duplicate_person", "amount_in_range"}
+
+
+def test_roster_suite_catches_a_duplicated_id_number_and_a_bad_household(con):
+    ids = [valid_id(7000 + i) for i in range(10)]
+    ids[9] = ids[0]
+    roster(con, 10, ids=ids, sizes=[2, 2, 2, 2, 25])
+    _insert(con, "quarantine.rejected_rows", [
+        {"month": MONTH, "source_file": "raw/2026-10/roster/花名册.xlsx", "sheet": "花名册", "row_number": 30,
+         "list_key": "roster", "reason_code": "roster_household_missing", "reason": "…", "id_raw": valid_id(7100)}])
+    results = quality.run_list_suites(con, MONTH)
+    assert failed_checks(results, "roster") == {"unique_id_number", "household_size_in_range", "household_id_present"}
+    assert "花名册.xlsx 工作表“花名册”第2行" in check(results, "roster", "unique_id_number")["description_zh"]
+    assert "户编号H0004" in check(results, "roster", "household_size_in_range")["description_zh"]
+
+
+def test_results_replace_only_their_month(con):
+    accepted(con, "civil_affairs.dibao", 5, amount=[500.0] * 5)
+    accepted(con, "civil_affairs.dibao", 5, first=200, month="2026-09", amount=[500.0] * 5)
+    september = quality.run_list_suites(con, "2026-09")
+    october = quality.run_list_suites(con, MONTH)
+    assert quality.write_results(con, "2026-09", september) == september.height
+    quality.write_results(con, MONTH, october)
+    quality.write_results(con, MONTH, october.head(2))
+    counts = dict(con.execute("SELECT month, count(*) FROM quality.results GROUP BY month").fetchall())
+    assert counts == {"2026-09": september.height, MONTH: 2}
+    assert con.execute("SELECT count(*) FROM quality.results WHERE column_name = 'id_valid'").fetchone()[0] == 2
+    with pytest.raises(ValueError):
+        quality.write_results(con, MONTH, september)
+
+
+def test_write_results_inside_the_caller_s_transaction_rolls_back_with_it(con):
+    accepted(con, "civil_affairs.dibao", 5, amount=[500.0] * 5)
+    results = quality.run_list_suites(con, MONTH)
+    con.execute("BEGIN TRANSACTION")
+    quality.write_results(con, MONTH, results)
+    con.execute("ROLLBACK")
+    assert con.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'quality'").fetchone()[0] == 0
+
+
+def test_html_is_self_contained_and_escaped(con):
+    accepted(con, "civil_affairs.dibao", 10, amount=[500.0] * 10)
+    rejected(con, "civil_affairs.dibao", [(50 + i, "id_float_mangled", "3.6E+17") for i in range(3)])
+    con.execute("UPDATE quarantine.rejected_rows SET sheet = '<b>表</b>'")
+    page = quality.render_quality_html(quality.run_list_suites(con, MONTH), MONTH)
+    lowered = page.lower()
+    assert "http://" not in lowered and "https://" not in lowered
+    assert "<script" not in lowered and "<link" not in lowered and "@import" not in lowered
+    assert "&lt;b&gt;表&lt;/b&gt;" in page and "<b>表</b>" not in page
+    assert "<details open><summary>" in page and "民政局 · 新增农村低保人员名单" in page
+    assert "未通过" in page
+
+
+def test_suites_run_without_any_network(con, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise OSError("network is off in county offices")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    quality._batch_definition.cache_clear()  # build the GE context again, offline
+    accepted(con, "civil_affairs.dibao", 5, amount=[500.0] * 5)
+    results = quality.run_list_suites(con, MONTH)
+    assert quality.suite_passed(results, "civil_affairs.dibao")
+
+
+def test_suite_layers_from_configuration():
+    assert quality.list_suite("medical_insurance.high_cost")["amount_in_range"]["min_value"] == 10000
+    assert "dates_in_month" not in quality.list_suite("education.dropout")
+    assert quality.list_suite("civil_affairs.dibao")["valid_ids"]["mostly"] == 0.95
+    assert "dates_in_month" not in quality.list_suite("police.vehicle")
