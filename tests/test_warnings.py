@@ -1,0 +1,187 @@
+"""The warning queue (fangpin.warnings): meanings, findings, category boundaries, priority, follow-ups."""
+from __future__ import annotations
+
+import pytest
+
+from fangpin.config import monitoring_line
+from fangpin.linkage import link_month
+from fangpin.warnings import build_warning_queue
+from test_linkage import MONTH, add_household, add_rejected, add_row, needs_values, rows, warehouse
+
+LINE = monitoring_line(2026)
+
+
+def run(con, month: str = MONTH) -> dict:
+    link_month(con, month)
+    return build_warning_queue(con, month)
+
+
+def queue(con, household_id: str, *columns: str):
+    """One household's queue row of MONTH as a dict."""
+    names = ", ".join(columns)
+    found = rows(con, f"SELECT {names} FROM marts.warning_queue WHERE month = ? AND household_id = ?", MONTH, household_id)
+    return dict(zip(columns, found[0])) if found else None
+
+
+def test_eligibility_alone_never_warns_but_findings_attach_to_warned_households():
+    con = warehouse()
+    only_car = add_household(con, "1")
+    warned = add_household(con, "2")
+    add_row(con, "police.vehicle", only_car[0])
+    add_row(con, "police.vehicle", warned[0])
+    add_row(con, "market_regulation.company", warned[0])
+    add_row(con, "housing.dangerous_house", warned[0], detail="D级")
+    counts = run(con)
+    assert counts["households"] == 1
+    assert queue(con, "1", "household_id") is None
+    row = queue(con, "2", "findings", "sources", "assurance_gaps", "risk_types", "members")
+    assert row["findings"] == sorted(["名下有机动车（公安局）", "注册有企业或市场主体（市场监督管理局）"])
+    assert row["sources"] == ["housing.dangerous_house"]  # eligibility lists are not sources of a warning
+    assert row["assurance_gaps"] == ["住房安全"] and row["risk_types"] == []
+    assert row["members"] == ["户主2（housing.dangerous_house：住房安全）"]
+
+
+def test_risk_types_from_detail_words_subtypes_and_overrides():
+    con = warehouse()
+    ids = add_household(con, "1", members=[{"name": "甲"}, {"name": "乙"}, {"name": "丙"}])
+    add_row(con, "civil_affairs.dibao", ids[0], detail="因病致贫")          # 病 -> 因病
+    add_row(con, "civil_affairs.temporary_assistance", ids[1], detail="生活困难")  # no word -> 其他
+    add_row(con, "emergency.disaster", ids[2], detail="暴雨洪涝")           # subtype 洪涝
+    add_row(con, "police.incident", ids[1], detail="森林火灾")              # override: 火灾 -> 因自然灾害
+    add_row(con, "education.dropout", ids[2])                               # 因学 + gap 义务教育
+    run(con)
+    row = queue(con, "1", "risk_types", "risk_details", "assurance_gaps", "sources", "members", "member_ids")
+    assert row["risk_types"] == sorted(["因病", "其他", "因自然灾害", "因学"])
+    assert row["risk_details"] == sorted(["因病", "其他", "因自然灾害-洪涝", "因自然灾害-火灾", "因学"])
+    assert row["assurance_gaps"] == ["义务教育"]
+    assert "丙（emergency.disaster：因自然灾害-洪涝）" in row["members"]
+    assert "丙（education.dropout：因学、义务教育）" in row["members"]
+    assert row["member_ids"] == sorted(ids)
+    assert len(row["sources"]) == 5
+
+
+@pytest.mark.parametrize("a34, a38, household_type, amount, expected", [
+    (LINE, LINE, "一般农户", None, "边缘易致贫户"),                   # exactly at the line: included
+    (LINE, LINE + 0.01, "一般农户", None, "收入高于监测线（暂不符合纳入条件）"),  # just above: not included
+    (LINE - 1000, LINE - 1000, "脱贫户", None, "脱贫不稳定户"),
+    (LINE + 800, LINE + 800, "一般农户", 3000, "突发严重困难户"),      # above the line until this month's medical cost
+    (LINE + 800, LINE + 800, "一般农户", 1000, "收入高于监测线（暂不符合纳入条件）"),  # cost too small to cross
+    (None, LINE, "一般农户", None, "待核实"),                         # missing income: verify, no crash
+    (LINE, None, "脱贫户", None, "待核实"),
+])
+def test_category_boundaries(a34, a38, household_type, amount, expected):
+    con = warehouse()
+    ids = add_household(con, "1", size=2, a34=a34, a38=a38, household_type=household_type)
+    add_row(con, "medical_insurance.high_cost", ids[0], amount=amount)
+    counts = run(con)
+    row = queue(con, "1", "suggested_category", "a38_after_event", "monitoring_line", "event_costs")
+    assert row["suggested_category"] == expected
+    assert row["monitoring_line"] == LINE
+    if amount and a38 is not None:
+        assert row["a38_after_event"] == pytest.approx(a38 - amount / 2)
+        assert row["event_costs"] == amount
+    assert counts["to_verify"] == (expected == "待核实")
+
+
+def test_priority_orders_obvious_pairs_and_says_why():
+    con = warehouse()
+    rich = {"a34": 50000, "a38": 50000}
+    two = add_household(con, "1", members=[{"name": "甲", "labour": "技能劳动力"}], **rich)
+    one = add_household(con, "2", members=[{"name": "乙", "labour": "技能劳动力"}], **rich)
+    unable = add_household(con, "3", members=[{"name": "丙", "labour": "丧失劳动力"}], **rich)
+    skilled = add_household(con, "4", members=[{"name": "丁", "labour": "技能劳动力"}], **rich)
+    add_row(con, "civil_affairs.dibao", two[0], detail="因病")
+    add_row(con, "civil_affairs.tekun", two[0])
+    add_row(con, "civil_affairs.dibao", one[0], detail="因病")
+    add_row(con, "disability.severe", unable[0])
+    add_row(con, "disability.severe", skilled[0])
+    run(con)
+    p = {h: queue(con, h, "priority", "priority_reasons") for h in "1234"}
+    assert p["1"]["priority"] > p["2"]["priority"]
+    assert "风险2项" in p["1"]["priority_reasons"]
+    assert p["3"]["priority"] > p["4"]["priority"]
+    assert "家庭无劳动能力成员" in p["3"]["priority_reasons"]
+    assert "成员残疾：丙" in p["3"]["priority_reasons"]  # on the severe-disability list
+
+
+def test_priority_income_lifted_out_children_and_departments():
+    con = warehouse()
+    poor = add_household(con, "1", a34=LINE - 100, a38=LINE - 100, household_type="脱贫户",
+                         members=[{"name": "母亲"}, {"name": "小孩", "birth": "20180101", "labour": "无劳动力"}])
+    near = add_household(con, "2", a34=LINE * 1.1, a38=LINE * 1.1)
+    far = add_household(con, "3", a34=LINE * 2, a38=LINE * 2)
+    add_row(con, "civil_affairs.dibao", poor[0], detail="因病")
+    add_row(con, "health.major_disease", poor[1])
+    add_row(con, "housing.dangerous_house", near[0])
+    add_row(con, "housing.dangerous_house", far[0])
+    run(con)
+    first = queue(con, "1", "priority", "priority_reasons")
+    reasons = first["priority_reasons"].split("；")
+    assert any(r.startswith("人均纯收入约") and "不高于监测线" in r for r in reasons)
+    assert "脱贫户" in reasons
+    assert any(r.startswith("低保/特困家庭有未满16岁儿童") and "小孩（8岁）" in r for r in reasons)
+    assert any(r.startswith("2个部门同时报送") for r in reasons)
+    assert "成员患大病：小孩" in reasons
+    near_row, far_row = queue(con, "2", "priority", "priority_reasons"), queue(con, "3", "priority", "priority_reasons")
+    assert "接近监测线" in near_row["priority_reasons"] and near_row["priority"] > far_row["priority"]
+    assert first["priority"] > near_row["priority"]
+
+
+def test_monitored_household_is_a_follow_up():
+    con = warehouse()
+    monitored = add_household(con, "1", monitoring_category="边缘易致贫户", risk_eliminated=False)
+    eliminated = add_household(con, "2", monitoring_category="边缘易致贫户", risk_eliminated=True)
+    add_row(con, "health.major_disease", monitored[0])
+    add_row(con, "health.major_disease", eliminated[0])
+    counts = run(con)
+    assert counts["monitored"] == 1
+    assert queue(con, "1", "is_monitored", "action")["is_monitored"] is True
+    assert "跟踪帮扶" in queue(con, "1", "action")["action"]
+    assert queue(con, "2", "is_monitored")["is_monitored"] is False
+
+
+def test_probable_match_appears_marked_never_merged():
+    needs_values()
+    con = warehouse()
+    ids = add_household(con, "1", members=[{"name": "张三"}, {"name": "李四"}])
+    add_row(con, "health.major_disease", ids[0])
+    add_rejected(con, "civil_affairs.dibao", "李四", detail="因残")
+    counts = run(con)
+    assert counts["probable"] == 1
+    row = queue(con, "1", "match_rule", "members", "risk_types")
+    assert row["match_rule"] == "身份证号码一致；疑似：姓名+乡镇+村唯一匹配"
+    assert "李四（疑似匹配，civil_affairs.dibao：因残）" in row["members"]
+    assert row["risk_types"] == ["因残", "因病"]
+
+
+def test_columns_and_types_the_workbooks_rely_on():
+    con = warehouse()
+    ids = add_household(con, "1")
+    add_row(con, "civil_affairs.dibao", ids[0], detail="因病")
+    run(con)
+    types = dict(rows(con, "SELECT column_name, data_type FROM information_schema.columns "
+                           "WHERE table_schema = 'marts' AND table_name = 'warning_queue'"))
+    expected = {"household_size": "INTEGER", "members": "VARCHAR[]", "risk_types": "VARCHAR[]",
+                "is_monitored": "BOOLEAN", "priority": "DOUBLE", "issued_on": "DATE", "due_date": "DATE",
+                "first_warned_on": "DATE", "is_repeat": "BOOLEAN", "overdue": "BOOLEAN", "monitoring_line": "DOUBLE"}
+    assert {k: types[k] for k in expected} == expected
+    row = queue(con, "1", "head_name", "household_size", "cadre", "phone", "match_rule", "case_status", "issued_on")
+    assert row["head_name"] == "户主1" and row["household_size"] == 2 and row["cadre"] == "李干部"
+    assert row["match_rule"] == "身份证号码一致" and row["case_status"] == "新预警"
+    assert str(row["issued_on"]) == "2026-11-11"
+
+
+def test_event_costs_add_losses_of_members_and_count_a_resent_row_once():
+    con = warehouse()
+    ids = add_household(con, "1", size=2, a34=LINE + 1500, a38=LINE + 1500,
+                        members=[{"name": "甲"}, {"name": "乙"}])
+    add_row(con, "emergency.disaster", ids[0], detail="洪涝", amount=1000)
+    add_row(con, "medical_insurance.high_cost", ids[1], amount=1500, source_file="medical_insurance/a.xlsx")
+    add_row(con, "medical_insurance.high_cost", ids[1], amount=1500, source_file="medical_insurance/b.xlsx")
+    add_row(con, "police.incident", ids[1], detail="交通事故", amount=9999)  # not an event-cost list
+    run(con)
+    row = queue(con, "1", "event_costs", "a38_after_event", "suggested_category", "priority_reasons")
+    assert row["event_costs"] == 2500
+    assert row["a38_after_event"] == pytest.approx(LINE + 1500 - 1250)
+    assert row["suggested_category"] == "收入高于监测线（暂不符合纳入条件）"
+    assert "计入本月自付医疗费用/损失2500元后" in row["priority_reasons"] and "接近监测线" in row["priority_reasons"]
