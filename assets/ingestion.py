@@ -3,7 +3,6 @@ and the month's warehouse load.
 
 Lineage in the UI: drop_zone + roster -> civil_affairs__dibao, health__major_disease, ... -> warehouse_month.
 """
-from __future__ import annotations
 
 from datetime import datetime, timezone
 
@@ -16,6 +15,13 @@ from fangpin.warehouse import transaction
 from pipelines.resources import FangpinData
 
 RECONCILES = "reconciles"  # read = accepted + rejected
+DELIVERED = "delivered"  # the department sent the list, and most of it was usable
+
+
+def mostly_rejected_share() -> float:
+    from fangpin.risk import dashboard_settings
+
+    return float(dashboard_settings().get("checks", {}).get("mostly_rejected_share", 0.5))
 
 
 def _count_by(values) -> dict[str, int]:
@@ -68,8 +74,12 @@ def build_list_asset(spec: ListSpec) -> dg.AssetsDefinition:
         description=f"{registry().departments[spec.department].name}：{spec.title}（{spec.kind}）",
         kinds={"polars"},
         tags={"fangpin/kind": spec.kind},
-        check_specs=[dg.AssetCheckSpec(RECONCILES, asset=spec.asset_name, blocking=True,
-                                       description="rows read = rows accepted + rows rejected (nothing lost)")],
+        check_specs=[
+            dg.AssetCheckSpec(RECONCILES, asset=spec.asset_name, blocking=True,
+                              description="rows read = rows accepted + rows rejected (nothing lost)"),
+            dg.AssetCheckSpec(DELIVERED, asset=spec.asset_name,
+                              description="the department sent this list and it was not mostly rejected"),
+        ],
     )
     def _list_asset(context: dg.AssetExecutionContext, drop_zone: reading.MonthScan,
                     roster: ingest.RosterMonth) -> dg.Output:
@@ -85,8 +95,19 @@ def build_list_asset(spec: ListSpec) -> dg.AssetsDefinition:
             check_name=RECONCILES, passed=result.reconciles, severity=dg.AssetCheckSeverity.ERROR,
             metadata={"read": result.rows_read, "accepted": result.accepted.height, "rejected": result.rejected.height},
         )
+        yield delivered_check(result)
 
     return _list_asset
+
+
+def delivered_check(result: ingest.ListResult) -> dg.AssetCheckResult:
+    """Warns when a department sent nothing, or when most of what it sent was rejected."""
+    share = result.rejected.height / result.rows_read if result.rows_read else 0.0
+    received = bool(result.files) or result.file_problems.height > 0
+    problem = "未报送 not received" if not received else (
+        f"拒收 {share:.0%} of rows rejected" if share > mostly_rejected_share() else "")
+    return dg.AssetCheckResult(check_name=DELIVERED, passed=not problem, severity=dg.AssetCheckSeverity.WARN,
+                               metadata={"received": received, "rejected_share": round(share, 4), "problem": problem})
 
 
 LIST_ASSETS = [build_list_asset(spec) for spec in registry().lists.values()]

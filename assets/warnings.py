@@ -4,7 +4,6 @@ read the workbooks the townships send back.
 Every step is SQL in DuckDB (fangpin.linkage, fangpin.warnings, fangpin.cases) or a writer of the township files;
 each replaces only its own month.
 """
-from __future__ import annotations
 
 import getpass
 from datetime import datetime, timezone

@@ -1,6 +1,7 @@
 """The code location: every asset, check, job, schedule and sensor, with resources configured once."""
 import dagster as dg
 
+from assets.county_risk import COUNTY_ASSETS, COUNTY_CHECKS
 from assets.ingestion import INGESTION_ASSETS
 from assets.warnings import WARNING_ASSETS
 from pipelines.jobs import monthly_run
@@ -10,7 +11,8 @@ from pipelines.schedules import monthly_schedule
 from pipelines.sensors import late_files_sensor
 
 defs = dg.Definitions(
-    assets=[*INGESTION_ASSETS, *WARNING_ASSETS],
+    assets=[*INGESTION_ASSETS, *WARNING_ASSETS, *COUNTY_ASSETS],
+    asset_checks=COUNTY_CHECKS,
     jobs=[monthly_run],
     schedules=[monthly_schedule],
     sensors=[late_files_sensor],

@@ -1,8 +1,6 @@
 """The monthly run: every asset of one month's partition, one writer at a time."""
 import dagster as dg
 
-from assets.partitions import MONTHLY
-
 # Runs carrying this tag are limited to one at a time by the run queue (see .dagster_home/dagster.yaml), so a
 # scheduled run and a sensor run never write the warehouse together; fangpin's own file lock backs this up.
 WRITER_TAG = {"fangpin/warehouse": "writer"}
@@ -10,7 +8,6 @@ WRITER_TAG = {"fangpin/warehouse": "writer"}
 monthly_run = dg.define_asset_job(
     "monthly_run",
     selection=dg.AssetSelection.all(),
-    partitions_def=MONTHLY,
     tags=WRITER_TAG,
     description="Ingest a month's department lists and roster, link, warn, export (one month partition).",
 )

@@ -1,5 +1,4 @@
 """A Dagster logger that prints one short line per asset for the person watching `fangpin run`."""
-from __future__ import annotations
 
 import logging
 import sys

@@ -1,5 +1,4 @@
 """Resources, configured once in `Definitions`: where the data lives and the one warehouse writer."""
-from __future__ import annotations
 
 import os
 from contextlib import contextmanager

@@ -1,5 +1,4 @@
 """The monthly schedule: on the 11th at 06:00 Asia/Shanghai, run the month the departments just reported on."""
-from __future__ import annotations
 
 from datetime import date
 

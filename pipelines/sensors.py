@@ -4,7 +4,6 @@ The cursor keeps, per month folder, a fingerprint of (path, size, mtime) of ever
 month is seen nothing is requested (the schedule runs it); any later change (a late department file, a township's
 returned workbook) requests a run of that month with a run key naming the fingerprint, so it runs once per change.
 """
-from __future__ import annotations
 
 import hashlib
 import json

@@ -59,7 +59,7 @@ def test_job_is_partitioned_by_month_keys():
 def test_schedule_runs_the_previous_month_on_the_11th():
     shanghai = ZoneInfo("Asia/Shanghai")
     context = dg.build_schedule_context(scheduled_execution_time=datetime(2026, 11, 11, 6, 0, tzinfo=shanghai))
-    request = monthly_schedule.evaluate_tick(context).run_requests[0]
+    request = monthly_schedule(context)
     assert request.partition_key == "2026-10"
     assert monthly_schedule.cron_schedule == "0 6 11 * *"
     assert monthly_schedule.execution_timezone == "Asia/Shanghai"

@@ -1,0 +1,105 @@
+"""County-level assets: data quality (great-expectations), department submissions, township risk, the dashboard.
+
+Quality results land in `quality.results` and, per list, in an asset check shown on that list's asset in the UI.
+"""
+
+import warnings
+
+import dagster as dg
+import polars as pl
+
+from assets.ingestion import roster, warehouse_month
+from assets.partitions import MONTHLY
+from assets.warnings import warning_queue
+from fangpin import dashboard, quality, risk
+from fangpin import submissions as submissions_module
+from fangpin.config import registry
+from fangpin.warehouse import transaction
+from pipelines.resources import FangpinData
+
+QUALITY = "quality"
+
+
+@dg.asset(partitions_def=MONTHLY, group_name="county", kinds={"duckdb"}, deps=[warehouse_month])
+def data_quality(context: dg.AssetExecutionContext, fangpin: FangpinData) -> dg.MaterializeResult:
+    """Expectation suites per department list and the roster, run on the month; results in quality.results."""
+    month = context.partition_key
+    with fangpin.writer() as con, transaction(con):
+        results = quality.run_list_suites(con, month)
+        quality.write_results(con, month, results)
+    failed = results.filter(~pl.col("success")) if results.height else results
+    context.log.info(f"质量检查 {results.height} 项，未通过 {failed.height} 项")
+    return dg.MaterializeResult(metadata={"expectations": results.height, "failed": failed.height,
+                                          "failed_suites": dg.MetadataValue.json(sorted(set(failed["suite"].to_list())) if failed.height else [])})
+
+
+def _quality_specs() -> list[dg.AssetCheckSpec]:
+    targets = [spec.asset_name for spec in registry().lists.values()] + [roster.key.to_user_string()]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # partitioned check specs are a Dagster preview feature
+        return [dg.AssetCheckSpec(QUALITY, asset=target, additional_deps=[data_quality], partitions_def=MONTHLY,
+                                  description="great-expectations suite of this list (schemas/expectations.yaml)")
+                for target in targets]
+
+
+@dg.multi_asset_check(specs=_quality_specs(), name="expectation_suites")
+def expectation_suites(context: dg.AssetCheckExecutionContext, fangpin: FangpinData):
+    """One check result per list (and the roster), read back from quality.results of the month."""
+    month = context.partition_key
+    with fangpin.writer() as con:
+        results = con.sql("SELECT * FROM quality.results WHERE month = ?", params=[month]).pl()
+    suite_of = {spec.asset_name: spec.key for spec in registry().lists.values()} | {"roster": "roster"}
+    for asset_name, suite in suite_of.items():
+        rows = results.filter(pl.col("suite") == suite)
+        yield dg.AssetCheckResult(
+            asset_key=asset_name, check_name=QUALITY, passed=bool(rows.height == 0 or rows["success"].all()),
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"expectations": rows.height, "failed": int((~rows["success"]).sum()) if rows.height else 0,
+                      "not_run": rows.height == 0,
+                      "failures": dg.MetadataValue.md("\n".join(f"- {d}" for d in rows.filter(~pl.col("success"))["description_zh"].to_list()) or "none")},
+        )
+
+
+@dg.asset(partitions_def=MONTHLY, group_name="county", kinds={"duckdb"}, deps=[warehouse_month],
+          check_specs=[dg.AssetCheckSpec("every_list_received", asset="submissions",
+                                         description="every department list of the registry arrived this month")])
+def submissions(context: dg.AssetExecutionContext, fangpin: FangpinData):
+    """marts.submissions: per department list, received, on time (by the 10th), rows, rejected rows, main reasons."""
+    month = context.partition_key
+    with fangpin.writer() as con, transaction(con):
+        counts = submissions_module.build_submissions(con, month)
+        table = submissions_module.submissions_markdown(con, month)
+        missing = [row[0] for row in con.execute(
+            "SELECT list FROM marts.submissions WHERE month = ? AND NOT received ORDER BY list", [month]).fetchall()]
+    yield dg.MaterializeResult(metadata={**{k: v for k, v in counts.items() if isinstance(v, (int, float, str))},
+                                         "preview": dg.MetadataValue.md(table)})
+    yield dg.AssetCheckResult(check_name="every_list_received", passed=not missing, severity=dg.AssetCheckSeverity.WARN,
+                              metadata={"not_received": dg.MetadataValue.json(missing)})
+
+
+
+@dg.asset(partitions_def=MONTHLY, group_name="county", kinds={"duckdb"}, deps=[warning_queue, submissions])
+def township_risk(context: dg.AssetExecutionContext, fangpin: FangpinData) -> dg.MaterializeResult:
+    """marts.township_risk / village_risk: warned households, rising risk types, same-event clusters, level."""
+    month = context.partition_key
+    with fangpin.writer() as con, transaction(con):
+        risk.build_township_risk(con, month)
+        summary = risk.risk_summary(con, month)
+    levels = {k: v for k, v in summary.items() if k.startswith("townships_")}
+    context.log.info("乡镇风险等级：" + "，".join(f"{k} {v}" for k, v in levels.items()))
+    return dg.MaterializeResult(metadata={**levels, "townships": summary.get("townships", 0),
+                                          "top_townships": dg.MetadataValue.md(summary.get("top_townships_markdown", ""))})
+
+
+@dg.asset(partitions_def=MONTHLY, group_name="county", kinds={"html"}, deps=[township_risk, data_quality])
+def county_dashboard(context: dg.AssetExecutionContext, fangpin: FangpinData) -> dg.MaterializeResult:
+    """exports/<month>/dashboard.html: one self-contained page, opens from disk with no network, no IDs or names."""
+    month = context.partition_key
+    with fangpin.writer() as con:
+        path = dashboard.write_dashboard(con, month, fangpin.exports_dir(month))
+    context.log.info(f"看板 → {path}")
+    return dg.MaterializeResult(metadata={"path": dg.MetadataValue.path(str(path)), "bytes": path.stat().st_size})
+
+
+COUNTY_ASSETS = [data_quality, submissions, township_risk, county_dashboard]
+COUNTY_CHECKS = [expectation_suites]
