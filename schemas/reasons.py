@@ -19,6 +19,9 @@ REJECT = {
     "disability_cert_mismatch": "残疾人证号前18位与本行身份证号码不一致，无法确认证件属于此人",
     # the row as a whole
     "duplicate_in_list": "与本表第{first_row}行是同一人（重复报送），只保留第一条",
+    # the wording of duplicate_in_list when the first row is in another file or sheet of the same list
+    # (fangpin.validate still records reason_code duplicate_in_list)
+    "duplicate_in_list_elsewhere": "与“{first_file}”{first_sheet}第{first_row}行是同一人（同一名单重复报送），只保留第一条",
     "total_row": "合计/总计行，不是人员记录",
     "roster_household_missing": "花名册该行没有户编号，无法归户",
     # the file or sheet as a whole (row_number is empty)
@@ -52,6 +55,8 @@ NOTE = {
     "amount_unparsed": "金额“{value}”无法识别，已留空",
     "township_unknown": "乡镇“{value}”在花名册中找不到",
     "village_unknown": "村“{value}”在花名册该乡镇中找不到",
+    "number_unparsed": "数字“{value}”无法识别，已留空",
+    "choice_unrecognised": "“{value}”不是可选的填写内容（{options}），已留空",
 }
 
 # Files that are not lists at all: skipped with a note in raw.received_files, not quarantined.

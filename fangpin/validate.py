@@ -1,0 +1,332 @@
+"""Row validation: every row read ends up accepted (staging.list_rows / roster.persons) or rejected
+(quarantine.rejected_rows) with a reason a county clerk understands; values that could not be used on a kept row
+are recorded in quarantine.row_notes.
+
+One pass of Polars expressions decides each row's first problem (total row, ID, disability certificate, household,
+duplicate person); no per-row Python. The accepted frames are then checked with the pandera models in `schemas/`,
+which reuse the same `fangpin.ids` rules: a failure there is a bug in this module, so it raises.
+"""
+from __future__ import annotations
+
+import string
+from dataclasses import dataclass
+from datetime import date
+
+import polars as pl
+
+from fangpin import households, ids
+from fangpin.config import ListSpec, check_month, registry
+from fangpin.values import cell_text, parse_amount, parse_date, resolve_places
+from schemas.lists import ListRowsModel, RejectedRowsModel, RowNotesModel
+from schemas.reasons import NOTE, REJECT
+from schemas.roster import PersonsModel
+
+LINEAGE = {"source_file": pl.String, "sheet": pl.String, "row_number": pl.Int64, "is_total_row": pl.Boolean,
+           "raw": pl.String}
+LIST_COLUMNS = list(ListRowsModel.to_schema().columns)
+PERSON_COLUMNS = list(PersonsModel.to_schema().columns)
+ID_CODES = ("id_missing", "id_float_mangled", "id_bad_length", "id_bad_chars", "id_bad_birthdate", "id_bad_checksum")
+CODE_COLUMN = {  # which canonical column a rejection is about (None: the row as a whole)
+    **{code: "id_number" for code in ID_CODES}, "duplicate_in_list": "id_number",
+    "disability_cert_invalid": "disability_cert", "disability_cert_mismatch": "disability_cert",
+    "roster_household_missing": "household_id", "total_row": None,
+}
+YES_NO = {"是": True, "否": False}  # 风险是否消除 (risk eliminated?) 是 yes / 否 no
+ROSTER_AMOUNTS = ("wages", "business_income", "property_income", "transfer_income", "business_costs",
+                  "insurance_payouts", "compliant_oop")
+
+
+@dataclass
+class Validated:
+    """accepted: warehouse rows; rejected: quarantine.rejected_rows; notes: quarantine.row_notes."""
+
+    accepted: pl.DataFrame
+    rejected: pl.DataFrame
+    notes: pl.DataFrame
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Sentences, vectorised: the templates of schemas/reasons.py filled from columns
+# ------------------------------------------------------------------------------------------------------------------
+def template_expr(template: str, **values: pl.Expr) -> pl.Expr:
+    """`template.format(**values)` for every row at once (the same wording `reject()` / `note()` produce)."""
+    parts = []
+    for literal, field, _, _ in string.Formatter().parse(template):
+        if literal:
+            parts.append(pl.lit(literal))
+        if field is not None:
+            parts.append(values[field].cast(pl.String).fill_null(""))
+    return pl.concat_str(parts) if parts else pl.lit("")
+
+
+def _where(label: pl.Expr) -> pl.Expr:
+    """“file”工作表“sheet”第N行“column”: so the clerk can find the cell (sheet omitted for CSV, column when known)."""
+    named = pl.col("sheet").fill_null("") != ""
+    sheet = pl.when(named).then(pl.format("工作表“{}”", pl.col("sheet"))).otherwise(pl.lit(""))
+    column = pl.when(label.is_not_null()).then(pl.format("“{}”列", label)).otherwise(pl.lit(""))
+    return pl.concat_str(pl.format("“{}”", pl.col("source_file")), sheet,
+                         pl.format("第{}行", pl.col("row_number").cast(pl.String)), column, pl.lit("："))
+
+
+def _labels(header_map: dict[str, tuple[str, ...]]) -> dict[str, str]:
+    """Canonical column -> the header word a clerk knows (the registry's first variant, e.g. 身份证号码)."""
+    return {column: (words[0] if words else column) for column, words in header_map.items()}
+
+
+def _label_expr(codes: pl.Expr, labels: dict[str, str]) -> pl.Expr:
+    """The column_name of each rejection: the header word of the column the code is about (null: whole row)."""
+    mapping = {code: labels.get(column) for code, column in CODE_COLUMN.items() if column}
+    return codes.replace_strict(mapping, default=None, return_dtype=pl.String)
+
+
+def _reason_values() -> dict[str, dict[str, pl.Expr]]:
+    """Placeholder values of each rejection template, as columns computed by `_mark_problems`."""
+    value = pl.col("_id_text")
+    return {
+        **{code: {"value": value} for code in ID_CODES},
+        "id_bad_checksum": {"value": value, "expected": ids.check_char(pl.col("id_number").str.slice(0, 17))},
+        "disability_cert_invalid": {"value": cell_text(pl.col("disability_cert"))},
+        "duplicate_in_list": {"first_row": pl.col("_first_row")},
+        "duplicate_in_list_elsewhere": {"first_row": pl.col("_first_row"), "first_file": pl.col("_first_file"),
+                                        "first_sheet": pl.col("_first_sheet")},
+    }
+
+
+def _reason_body(codes: pl.Expr, columns: list[str]) -> pl.Expr:
+    """The clerk's sentence for each row's code (duplicates name the first row, in another file when it is);
+    only codes about the frame's `columns` (a roster has no disability certificate)."""
+    values = _reason_values()
+    elsewhere = (pl.col("_first_file") != pl.col("source_file")) | (pl.col("_first_sheet_name") != pl.col("sheet"))
+    body = pl.when((codes == "duplicate_in_list") & elsewhere).then(
+        template_expr(REJECT["duplicate_in_list_elsewhere"], **values["duplicate_in_list_elsewhere"]))
+    for code in (code for code, column in CODE_COLUMN.items() if column is None or column in columns):
+        body = body.when(codes == code).then(template_expr(REJECT[code], **values.get(code, {})))
+    return body
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# The one pass: input columns, each row's first problem, duplicates
+# ------------------------------------------------------------------------------------------------------------------
+def _prepare(table: pl.DataFrame, canonical: list[str]) -> pl.DataFrame:
+    """Every canonical and lineage column present (missing ones null), text as String, rows in file/sheet/row order."""
+    missing = [pl.lit(None, pl.String).alias(c) for c in canonical if c not in table.columns]
+    missing += [pl.lit(None, t).alias(c) for c, t in LINEAGE.items() if c not in table.columns]
+    frame = table.with_columns(missing).with_columns(
+        *[pl.col(c).cast(pl.String) for c in canonical],
+        *[pl.col(c).cast(t) for c, t in LINEAGE.items()],
+    )
+    frame = frame.with_columns(pl.col("sheet").fill_null(""), pl.col("is_total_row").fill_null(False))
+    ordered = frame.sort("source_file", "sheet", "row_number", maintain_order=True, nulls_last=True)
+    return ordered.with_row_index("_order")
+
+
+def _mark_problems(frame: pl.DataFrame, extra: list[pl.Expr]) -> pl.DataFrame:
+    """`_code`: the first problem of each row (total row, ID, then `extra` checks), duplicates after that."""
+    frame = frame.lazy().with_columns(  # lazy: Polars then computes the shared sub-expressions of the ID rules once
+        pl.col("id_number").alias("_id_raw"),
+        cell_text(pl.col("id_number")).alias("_id_text"),
+        ids.normalise_id(pl.col("id_number")).alias("id_number"),
+        ids.id_problem(pl.col("id_number")).alias("_id_code"),
+    ).collect()
+    first = pl.coalesce(pl.when(pl.col("is_total_row")).then(pl.lit("total_row")), pl.col("_id_code"), *extra)
+    return _mark_duplicates(frame.with_columns(first.alias("_code")))
+
+
+def _mark_duplicates(frame: pl.DataFrame) -> pl.DataFrame:
+    """A person (normalised ID) already on an earlier clean row of the same list: duplicate_in_list."""
+    clean = pl.col("_code").is_null()
+
+    def first(column: str) -> pl.Expr:
+        return pl.col(column).filter(clean).first().over("id_number")
+
+    frame = frame.with_columns(
+        first("_order").alias("_first_order"), first("row_number").alias("_first_row"),
+        first("source_file").alias("_first_file"), first("sheet").alias("_first_sheet_name"),
+    )
+    duplicate = clean & (pl.col("_order") != pl.col("_first_order"))
+    sheet = pl.when(pl.col("_first_sheet_name") != "").then(pl.format("工作表“{}”", pl.col("_first_sheet_name")))
+    return frame.with_columns(
+        pl.when(duplicate).then(pl.lit("duplicate_in_list")).otherwise(pl.col("_code")).alias("_code"),
+        sheet.otherwise(pl.lit("")).alias("_first_sheet"),
+    )
+
+
+def _rejected(frame: pl.DataFrame, month: str, list_key: str, labels: dict[str, str]) -> pl.DataFrame:
+    """quarantine.rejected_rows for every row with a `_code`."""
+    bad = frame.filter(pl.col("_code").is_not_null())
+    label = _label_expr(pl.col("_code"), labels)
+    rejected = bad.select(
+        pl.lit(month, pl.String).alias("month"), "source_file", "sheet",
+        pl.col("row_number").cast(pl.Int32), pl.lit(list_key, pl.String).alias("list_key"),
+        label.alias("column_name"), pl.col("_code").alias("reason_code"),
+        pl.concat_str(_where(label), _reason_body(pl.col("_code"), bad.columns)).alias("reason"),
+        pl.col("_id_raw").alias("id_raw"), cell_text(pl.col("name")).alias("name"),
+        pl.col("township").alias("township_raw"), pl.col("village").alias("village_raw"), "raw",
+    )
+    return RejectedRowsModel.validate(rejected)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Notes on accepted rows
+# ------------------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class NoteRule:
+    """A kept row's value that could not be used: when `when` holds, note `code` on `column` with `values`."""
+
+    column: str
+    code: str
+    when: pl.Expr
+    values: dict[str, pl.Expr]
+
+
+def _notes(frame: pl.DataFrame, rules: list[NoteRule], month: str, list_key: str,
+           labels: dict[str, str]) -> pl.DataFrame:
+    """quarantine.row_notes for the accepted rows (one Polars filter per rule, not per row)."""
+    parts = []
+    for rule in rules:
+        label = pl.lit(labels.get(rule.column, rule.column), pl.String)
+        parts.append(frame.filter(rule.when.fill_null(False)).select(
+            pl.lit(month, pl.String).alias("month"), "source_file", "sheet", pl.col("row_number").cast(pl.Int32),
+            pl.lit(list_key, pl.String).alias("list_key"), label.alias("column_name"),
+            pl.lit(rule.code).alias("note_code"),
+            pl.concat_str(_where(label), template_expr(NOTE[rule.code], **rule.values)).alias("note"),
+        ))
+    notes = pl.concat(parts) if parts else pl.DataFrame(schema=RowNotesModel.to_schema().dtypes)
+    return RowNotesModel.validate(notes.sort("source_file", "sheet", "row_number", "column_name"))
+
+
+def _unparsed(column: str, code: str) -> NoteRule:
+    """A non-blank cell (its text kept in `_<column>`) that parsed to nothing."""
+    raw = cell_text(pl.col(f"_{column}"))
+    return NoteRule(column, code, raw.is_not_null() & pl.col(column).is_null(), {"value": raw})
+
+
+def _month_bounds(month: str) -> tuple[date, date]:
+    year, number = (int(part) for part in check_month(month).split("-"))
+    start = date(year, number, 1)
+    end = date(year + number // 12, number % 12 + 1, 1)
+    return start, end
+
+
+def _place_rules() -> list[NoteRule]:
+    unknown_township = pl.col("township_raw").is_not_null() & pl.col("township").is_null()
+    unknown_village = (pl.col("village_raw").is_not_null() & pl.col("village").is_null()
+                       & pl.col("township").is_not_null())  # an unknown township is noted once, not twice
+    return [NoteRule("township", "township_unknown", unknown_township, {"value": pl.col("township_raw")}),
+            NoteRule("village", "village_unknown", unknown_village, {"value": pl.col("village_raw")})]
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Department lists
+# ------------------------------------------------------------------------------------------------------------------
+def _list_values(frame: pl.DataFrame, places: pl.DataFrame) -> pl.DataFrame:
+    """Accepted list rows with parsed values and places resolved (raw texts kept in `_<column>` for the notes)."""
+    parsed = frame.with_columns(
+        pl.col("event_date").alias("_event_date"), pl.col("amount").alias("_amount"),
+        parse_date(pl.col("event_date")).alias("event_date"), parse_amount(pl.col("amount")).alias("amount"),
+        cell_text(pl.col("name")).str.replace_all(r"\s", "").alias("name"),
+        cell_text(pl.col("detail")).alias("detail"), ids.clean_text(pl.col("division_code")).alias("division_code"),
+        ids.normalise_cert(pl.col("disability_cert")).alias("disability_cert"),
+        cell_text(pl.col("township")).alias("township"), cell_text(pl.col("village")).alias("village"),
+    )
+    return resolve_places(parsed, places)
+
+
+def _list_note_rules(month: str) -> list[NoteRule]:
+    start, end = _month_bounds(month)
+    outside = (pl.col("event_date") < start) | (pl.col("event_date") >= end)
+    return [
+        _unparsed("event_date", "date_unparsed"),
+        NoteRule("event_date", "date_outside_month", outside, {"value": pl.col("event_date").dt.to_string("%Y-%m-%d")}),
+        _unparsed("amount", "amount_unparsed"),
+        *_place_rules(),
+    ]
+
+
+def validate_list(table: pl.DataFrame, *, spec: ListSpec, month: str, places: pl.DataFrame) -> Validated:
+    """One department list (all its files and sheets for the month) -> accepted, rejected, notes.
+
+    len(accepted) + len(rejected) == len(table), always.
+    """
+    reg = registry()
+    labels = _labels(reg.list_headers)
+    frame = _prepare(table, list(reg.list_headers))
+    cert = ids.cert_problem(pl.col("disability_cert"), pl.col("id_number"))
+    frame = _mark_problems(frame, [cert])
+    good = _list_values(frame.filter(pl.col("_code").is_null()), places)
+    notes = _notes(good, _list_note_rules(month), month, spec.key, labels)
+    accepted = good.with_columns(
+        pl.lit(month, pl.String).alias("month"), pl.lit(spec.key, pl.String).alias("list_key"),
+        pl.lit(spec.department, pl.String).alias("department"), pl.col("row_number").cast(pl.Int32),
+    ).select(LIST_COLUMNS)
+    rejected = _rejected(frame, month, spec.key, labels)
+    return Validated(ListRowsModel.validate(accepted), rejected, notes)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# The household roster (花名册)
+# ------------------------------------------------------------------------------------------------------------------
+def _size(expr: pl.Expr) -> pl.Expr:
+    """家庭人口数 (household size) "4" / "4人" / "4.0" -> Int32; anything else (or not positive) -> null."""
+    number = parse_amount(cell_text(expr).str.replace(r"[人口]$", ""))
+    return pl.when((number > 0) & (number == number.floor())).then(number).cast(pl.Int32)
+
+
+def _person_fields() -> list[pl.Expr]:
+    """roster.persons fields: texts cleaned (no spaces inside names and places), sex and birth date from the ID."""
+    squeezed = [cell_text(pl.col(c)).str.replace_all(r"\s", "").alias(c) for c in ("name", "relation", "township",
+                                                                                  "village")]
+    return [
+        *squeezed, *[cell_text(pl.col(c)).alias(c) for c in ("labour", "health")],
+        ids.clean_text(pl.col("division_code")).alias("division_code"), ids.clean_text(pl.col("phone")).alias("phone"),
+        households.is_head(pl.col("relation")).alias("is_head"), ids.sex_from_id(pl.col("id_number")).alias("sex"),
+        ids.birth_date_from_id(pl.col("id_number")).alias("birth_date"),
+    ]
+
+
+def _household_fields() -> list[pl.Expr]:
+    """Household-level fields parsed (raw texts kept as `_<column>` for the notes)."""
+    answer = cell_text(pl.col("risk_eliminated")).replace_strict(YES_NO, default=None, return_dtype=pl.Boolean)
+    return [
+        *[pl.col(c).alias(f"_{c}") for c in ("identified_on", "household_size", "risk_eliminated", *ROSTER_AMOUNTS)],
+        *[cell_text(pl.col(c)).alias(c) for c in ("household_type", "monitoring_category", "cadre")],
+        parse_date(pl.col("identified_on")).alias("identified_on"),
+        _size(pl.col("household_size")).alias("household_size"), answer.alias("risk_eliminated"),
+        *[parse_amount(pl.col(c)).alias(c) for c in ROSTER_AMOUNTS],
+    ]
+
+
+def _roster_values(frame: pl.DataFrame) -> pl.DataFrame:
+    """Accepted roster rows parsed; a member's blank place is the household's (the head's, else a member's)."""
+    parsed = frame.with_columns(*_person_fields(), *_household_fields())
+    return parsed.with_columns(
+        pl.coalesce(pl.col(c), households.household_value(c).over("household_id")).alias(c)
+        for c in ("township", "village", "division_code")
+    )
+
+
+def _roster_note_rules() -> list[NoteRule]:
+    options = "、".join(YES_NO)
+    answer = cell_text(pl.col("_risk_eliminated"))
+    return [
+        _unparsed("identified_on", "date_unparsed"),
+        _unparsed("household_size", "number_unparsed"),
+        NoteRule("risk_eliminated", "choice_unrecognised", answer.is_not_null() & pl.col("risk_eliminated").is_null(),
+                 {"value": answer, "options": pl.lit(options)}),
+        *[_unparsed(c, "amount_unparsed") for c in ROSTER_AMOUNTS],
+    ]
+
+
+def validate_roster(table: pl.DataFrame, *, month: str) -> Validated:
+    """The roster's person rows -> accepted persons (roster.persons + parsed household fields), rejected, notes."""
+    reg = registry()
+    labels = _labels(reg.roster_headers)
+    frame = _prepare(table, list(reg.roster_headers))
+    frame = frame.with_columns(cell_text(pl.col("household_id")).str.replace_all(r"\s", "").alias("household_id"))
+    no_household = pl.when(pl.col("household_id").is_null()).then(pl.lit("roster_household_missing"))
+    frame = _mark_problems(frame, [no_household])
+    good = _roster_values(frame.filter(pl.col("_code").is_null()))
+    notes = _notes(good, _roster_note_rules(), month, "roster", labels)
+    accepted = good.with_columns(pl.lit(month, pl.String).alias("month"), pl.col("row_number").cast(pl.Int32))
+    rejected = _rejected(frame, month, "roster", labels)
+    return Validated(PersonsModel.validate(accepted.select(PERSON_COLUMNS)), rejected, notes)

@@ -1,0 +1,158 @@
+"""Cell values as departments type them: dates, amounts and place names, parsed with Polars expressions.
+
+INPUTS.md lists the forms that arrive (Excel serials, 2026/10/5, 2026年10月5日, 202610, "1,234.50", "1234.5元",
+"城关" for 城关镇). Everything is vectorised; a value that cannot be read becomes null, and validation records a note.
+"""
+from __future__ import annotations
+
+import polars as pl
+
+EXCEL_EPOCH = (1899, 12, 30)  # Excel serial 1 = 1900-01-01 (with Lotus' phantom 1900-02-29, so day 0 is 12-30)
+SERIAL_PATTERN = r"^[1-9][0-9]{4}(\.[0-9]+)?$"  # 5-digit serials: 1927-05-18 .. 2173-10-14
+# Place suffixes (longest first): 街道办事处 street office, 村民委员会/村委会 village committee, 居民委员会/居委会
+# residents' committee, 社区 community, 街道 sub-district, 镇 town, 乡 township, 村 village.
+PLACE_SUFFIXES = ("街道办事处", "村民委员会", "居民委员会", "办事处", "村委会", "居委会", "社区", "街道", "镇", "乡", "村")
+SUFFIX_PATTERN = r"^(.{2,}?)(?:" + "|".join(PLACE_SUFFIXES) + r")$"  # one suffix, at least two characters kept
+
+
+def cell_text(expr: pl.Expr) -> pl.Expr:
+    """A cell as trimmed text (full-width and zero-width spaces too); empty -> null. Shared by validation."""
+    text = expr.cast(pl.String).str.replace_all(r"^[\s\u200b\ufeff]+|[\s\u200b\ufeff]+$", "")
+    return pl.when(text == "").then(None).otherwise(text)
+
+
+def _from_serial(text: pl.Expr) -> pl.Expr:
+    """An Excel date serial ("46300", "46300.0", "46300.5" for a datetime) as a date."""
+    days = text.cast(pl.Float64, strict=False).floor().cast(pl.Int64)
+    return pl.date(*EXCEL_EPOCH) + pl.duration(days=days)
+
+
+def _from_parts(text: pl.Expr) -> pl.Expr:
+    """Year, month, day separated by - / . 年 月 (日 dropped, time of day ignored), or 8 digits, or YYYYMM / YYYY年MM月
+    (first of the month); a date that does not exist (2026-02-30) -> null."""
+    day_part = text.str.replace(r"[ T].*$", "").str.replace(r"日$", "")
+    unified = day_part.str.replace_all(r"[-/.年月]", "-").str.strip_chars("-")
+    pattern = r"^(\d{4})-?(\d{1,2})(?:-?(\d{1,2}))?$"
+    compact = unified.str.contains(r"^\d{6}$|^\d{8}$")
+    separated = unified.str.contains(r"^\d{4}-\d{1,2}(-\d{1,2})?$")
+    year = unified.str.extract(pattern, 1)
+    month = pl.when(compact).then(unified.str.slice(4, 2)).otherwise(unified.str.extract(pattern, 2))
+    day = pl.when(compact).then(unified.str.slice(6, 2)).otherwise(unified.str.extract(pattern, 3))
+    day = pl.when(day.is_null() | (day == "")).then(pl.lit("01")).otherwise(day)
+    iso = pl.concat_str(year, pl.lit("-"), month.str.zfill(2), pl.lit("-"), day.str.zfill(2))
+    return pl.when(compact | separated).then(iso.str.to_date("%Y-%m-%d", strict=False))
+
+
+def parse_date(expr: pl.Expr) -> pl.Expr:
+    """A date cell in any form INPUTS.md lists -> pl.Date, else null.
+
+    Excel serials (5 digits, optional fraction), 2026-10-05, 2026/10/5, 2026.10.05, 2026年10月5日, 20261005,
+    202610 and 2026年10月 (first of the month), ISO datetimes "2026-10-05 00:00:00" / "2026-10-05T08:30:00".
+    """
+    text = cell_text(expr)
+    return (
+        pl.when(text.str.contains(SERIAL_PATTERN)).then(_from_serial(text))
+        .otherwise(_from_parts(text))
+        .cast(pl.Date)
+    )
+
+
+def parse_amount(expr: pl.Expr) -> pl.Expr:
+    """An amount cell -> Float64 yuan, else null: "1,234.50", "1234.5元", "￥1,234", "1.2万元", "" (null)."""
+    text = cell_text(expr)
+    cleaned = text.str.replace_all(r"[\s,，元¥￥]|RMB|人民币", "")
+    ten_thousands = cleaned.str.ends_with("万")  # 万 = 10,000
+    number = cleaned.str.strip_suffix("万").cast(pl.Float64, strict=False)
+    number = pl.when(number.is_finite()).then(number)
+    return pl.when(ten_thousands).then(number * 10_000).otherwise(number)
+
+
+def place_key(expr: pl.Expr) -> pl.Expr:
+    """A place name reduced for matching: no spaces, no suffix (镇/乡/街道/村/社区/村委会/居委会…).
+
+    The suffix is only dropped when at least two characters remain, so 新乡 stays 新乡 and matches 新乡镇.
+    """
+    text = cell_text(expr).str.replace_all(r"[\s\u200b\ufeff]", "").str.replace_all("（", "(").str.replace_all("）", ")")
+    return text.str.replace(SUFFIX_PATTERN, "${1}")
+
+
+def _raw_places(frame: pl.DataFrame) -> pl.DataFrame:
+    """township_raw / village_raw / division_code present as String (taken from township/village when not yet)."""
+    columns = []
+    for name in ("township", "village"):
+        source = f"{name}_raw" if f"{name}_raw" in frame.columns else name
+        columns.append(pl.col(source).cast(pl.String).alias(f"{name}_raw") if source in frame.columns
+                       else pl.lit(None, pl.String).alias(f"{name}_raw"))
+    code = pl.col("division_code").cast(pl.String) if "division_code" in frame.columns else pl.lit(None, pl.String)
+    columns.append(cell_text(code).alias("_code"))
+    return frame.with_columns(columns)
+
+
+def _unique_by(table: pl.DataFrame, keys: list[str], values: list[str]) -> pl.DataFrame:
+    """Lookup rows whose key is unambiguous (a key shared by two canonical places resolves to nothing)."""
+    distinct = table.select(*keys, *values).drop_nulls(keys).unique()
+    return distinct.filter(pl.len().over(keys) == 1)
+
+
+def _clean_name(expr: pl.Expr) -> pl.Expr:
+    return cell_text(expr).str.replace_all(r"[\s\u200b\ufeff]", "")
+
+
+def _lookups(places: pl.DataFrame) -> dict[str, tuple[pl.DataFrame, list[str]]]:
+    """Lookup tables, each unique on its join keys: township by exact name, then by key; village within its
+    township by exact name, then by key; village by key county-wide; township and village by 12-digit code."""
+    table = places.select(
+        pl.col("township").cast(pl.String), pl.col("village").cast(pl.String),
+        cell_text(pl.col("division_code").cast(pl.String)).alias("_code"),
+    ).filter(pl.col("township").is_not_null())
+    table = table.with_columns(
+        _clean_name(pl.col("township")).alias("_texact"), place_key(pl.col("township")).alias("_tkey"),
+        _clean_name(pl.col("village")).alias("_vexact"), place_key(pl.col("village")).alias("_vkey"),
+    )
+    villages = table.filter(pl.col("village").is_not_null())
+    coded = villages.filter(pl.col("_code").str.contains(r"^\d{12}$"))
+    return {
+        "t_exact": (_unique_by(table, ["_texact"], ["township"]), ["_texact"]),
+        "t_key": (_unique_by(table, ["_tkey"], ["township"]), ["_tkey"]),
+        "v_exact": (_unique_by(villages, ["township", "_vexact"], ["village"]), ["_t_name", "_vexact"]),
+        "v_key": (_unique_by(villages, ["township", "_vkey"], ["village"]), ["_t_name", "_vkey"]),
+        "v_any": (_unique_by(villages, ["_vkey"], ["township", "village"]), ["_vkey"]),
+        "code": (_unique_by(coded, ["_code"], ["township", "village"]), ["_code"]),
+    }
+
+
+def _join(work: pl.DataFrame, lookup: pl.DataFrame, keys: list[str], prefix: str) -> pl.DataFrame:
+    """Left join of one lookup, its value columns renamed `_<prefix>_township` / `_<prefix>_village`."""
+    if "_t_name" in keys:
+        lookup = lookup.rename({"township": "_t_name"})
+    lookup = lookup.rename({c: f"_{prefix}_{c}" for c in ("township", "village") if c in lookup.columns})
+    return work.join(lookup, on=keys, how="left", validate="m:1", maintain_order="left")
+
+
+def resolve_places(frame: pl.DataFrame, places: pl.DataFrame) -> pl.DataFrame:
+    """Adds township/village = the roster's canonical names (null when unknown) and keeps township_raw/village_raw.
+
+    Names match without suffix and spaces; a village resolves within its township, or county-wide when the township
+    is blank and the village name is unique; a 12-digit division_code fills in what the names did not resolve.
+    """
+    lookups = _lookups(places)
+    work = _raw_places(frame).drop([c for c in ("township", "village") if c in frame.columns])
+    work = work.with_columns(
+        _clean_name(pl.col("township_raw")).alias("_texact"), place_key(pl.col("township_raw")).alias("_tkey"),
+        _clean_name(pl.col("village_raw")).alias("_vexact"), place_key(pl.col("village_raw")).alias("_vkey"),
+    )
+    for prefix in ("t_exact", "t_key"):
+        work = _join(work, *lookups[prefix], prefix)
+    work = work.with_columns(pl.coalesce("_t_exact_township", "_t_key_township").alias("_t_name"))
+    for prefix in ("v_exact", "v_key", "v_any", "code"):
+        work = _join(work, *lookups[prefix], prefix)
+    blank_township = pl.col("township_raw").is_null()
+    township = pl.coalesce(pl.col("_t_name"), pl.when(blank_township).then(pl.col("_v_any_township")),
+                           pl.col("_code_township"))
+    village = pl.coalesce(
+        pl.col("_v_exact_village"), pl.col("_v_key_village"),
+        pl.when(blank_township).then(pl.col("_v_any_village")),
+        pl.when(pl.col("_code_township") == township).then(pl.col("_code_village")),
+    )
+    work = work.with_columns(township.alias("township"), village.alias("village"))
+    return work.drop([c for c in work.columns if c.startswith("_") and c not in frame.columns])

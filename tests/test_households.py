@@ -1,0 +1,140 @@
+"""The roster: person rows validated, households built from the head's row or from every row, A33-A38, places."""
+from __future__ import annotations
+
+from datetime import date
+
+import duckdb
+import polars as pl
+import pytest
+
+from fangpin import households, validate
+from fangpin.config import PROJECT_ROOT
+
+MONTH = "2026-10"
+HEAD, SPOUSE, CHILD = "11010519491231002X", "110105194912310011", "130503196704010016"
+OTHER = "130503196704010024"
+HOUSEHOLD = {"township": "城关镇", "village": "东门村", "division_code": "360799001001", "household_type": "脱贫户",
+             "monitoring_category": "边缘易致贫户", "risk_eliminated": "否", "identified_on": "2025年3月1日",
+             "household_size": "3", "wages": "12,000", "business_income": "3000元", "property_income": "",
+             "transfer_income": "1500", "business_costs": "1,000", "insurance_payouts": "500", "compliant_oop": "2000",
+             "cadre": "李干部"}
+
+
+def _roster(rows: list[dict], source: str = "roster/花名册.xlsx") -> pl.DataFrame:
+    columns = sorted({k for row in rows for k in row})
+    frame = pl.DataFrame([{c: row.get(c) for c in columns} for row in rows], schema={c: pl.String for c in columns})
+    return frame.with_columns(pl.lit(source).alias("source_file"), pl.lit("花名册").alias("sheet"),
+                              pl.int_range(3, 3 + len(rows), dtype=pl.Int64).alias("row_number"),
+                              pl.lit(False).alias("is_total_row"), pl.lit("{}").alias("raw"))
+
+
+def _family(on_every_row: bool) -> list[dict]:
+    """One household of three: household fields on the head's row only, or repeated on every member's row."""
+    members = [("张父", HEAD, "户主"), ("张母", SPOUSE, "配偶"), ("张子", CHILD, "子")]
+    rows = []
+    for name, number, relation in members:
+        row = {"household_id": "H1", "name": name, "id_number": number, "relation": relation}
+        if relation == "户主" or on_every_row:
+            row |= HOUSEHOLD
+        rows.append(row)
+    return rows
+
+
+def _households(rows: list[dict]) -> pl.DataFrame:
+    persons = validate.validate_roster(_roster(rows), month=MONTH).accepted
+    return households.build_households(persons, MONTH)
+
+
+def _columns(table: str) -> list[str]:
+    con = duckdb.connect()
+    con.execute((PROJECT_ROOT / "schemas" / "warehouse.sql").read_text(encoding="utf-8"))
+    schema, name = table.split(".")
+    return [r[0] for r in con.execute("SELECT column_name FROM information_schema.columns WHERE table_schema = ? "
+                                      "AND table_name = ? ORDER BY ordinal_position", [schema, name]).fetchall()]
+
+
+def test_head_row_only_and_every_row_give_the_same_household():
+    from_head = _households(_family(on_every_row=False))
+    from_all = _households(_family(on_every_row=True))
+    assert from_head.equals(from_all)
+    row = from_head.row(0, named=True)
+    assert (row["head_name"], row["head_id_number"], row["members"], row["household_size"]) == ("张父", HEAD, 3, 3)
+    assert (row["township"], row["village"], row["household_type"], row["risk_eliminated"]) == (
+        "城关镇", "东门村", "脱贫户", False)
+    assert row["identified_on"] == date(2025, 3, 1) and row["cadre"] == "李干部"
+    assert from_head.columns == _columns("roster.households")
+
+
+def test_income_indicators_hand_case():
+    row = _households(_family(on_every_row=False)).row(0, named=True)
+    a33 = 12000 + 3000 + 0 + 1500 - 1000  # A28 + A29 + A30 (blank) + A31 - A32
+    assert row["a33_net_income"] == pytest.approx(15500.0) == a33
+    assert row["a34_per_capita"] == pytest.approx(15500 / 3)
+    assert row["a37_disposable"] == pytest.approx(15500 + 500 - 2000)
+    assert row["a38_per_capita"] == pytest.approx(14000 / 3)
+
+
+def test_missing_income_gives_null_indicators_without_crashing():
+    rows = [{"household_id": "H9", "name": "王", "id_number": OTHER, "relation": "户主"}]
+    row = _households(rows).row(0, named=True)
+    assert [row[c] for c in ("a33_net_income", "a34_per_capita", "a37_disposable", "a38_per_capita")] == [None] * 4
+    assert row["household_size"] == 1 and row["members"] == 1
+
+
+def test_household_fields_from_the_first_member_when_the_head_has_none():
+    rows = _family(on_every_row=False)
+    rows[0] = {k: v for k, v in rows[0].items() if k not in HOUSEHOLD}  # head row blank
+    rows[2] |= {"township": "石门乡", "village": "石门村", "wages": "100"}
+    rows[1] |= {"village": "东门村"}
+    row = _households(rows).row(0, named=True)
+    assert (row["township"], row["village"], row["wages"], row["household_size"]) == ("石门乡", "东门村", 100.0, 3)
+    assert row["a33_net_income"] == 100.0
+
+
+def test_no_head_row_takes_the_first_member_as_contact():
+    rows = [{"household_id": "H2", "name": "甲", "id_number": SPOUSE, "relation": "配偶"},
+            {"household_id": "H2", "name": "乙", "id_number": CHILD, "relation": "子"}]
+    row = _households(rows).row(0, named=True)
+    assert (row["head_name"], row["head_id_number"]) == ("甲", SPOUSE)
+
+
+def test_persons_rows_rejected_and_noted():
+    rows = _family(on_every_row=False) + [
+        {"household_id": None, "name": "无户", "id_number": OTHER},
+        {"household_id": "H3", "name": "重复", "id_number": HEAD.lower()},
+        {"household_id": "H3", "name": "坏号", "id_number": "3.21202199001011E+17"},
+    ]
+    rows[1] |= {"household_size": "三", "risk_eliminated": "不知道", "wages": "很多"}
+    result = validate.validate_roster(_roster(rows), month=MONTH)
+    codes = dict(zip(result.rejected["row_number"], result.rejected["reason_code"]))
+    assert codes == {6: "roster_household_missing", 7: "duplicate_in_list", 8: "id_float_mangled"}
+    assert set(result.rejected["list_key"]) == {"roster"}
+    assert {(r["row_number"], r["note_code"]) for r in result.notes.to_dicts()} == {
+        (4, "number_unparsed"), (4, "choice_unrecognised"), (4, "amount_unparsed")}
+    assert result.accepted.height + result.rejected.height == len(rows)
+    persons = result.accepted
+    assert persons.columns[:17] == _columns("roster.persons")
+    assert persons["is_head"].to_list() == [True, False, False]
+    assert persons["sex"].to_list() == ["女", "男", "男"]
+    assert persons["township"].to_list() == ["城关镇"] * 3  # members' blank places filled from the head
+
+
+def test_build_places_counts():
+    rows = _family(on_every_row=False) + [
+        {"household_id": "H2", "name": "李", "id_number": OTHER, "relation": "户主", "township": "城关镇",
+         "village": "西门村", "division_code": "360799001002"}]
+    persons = validate.validate_roster(_roster(rows), month=MONTH).accepted
+    townships, villages = households.build_places(persons, households.build_households(persons, MONTH), MONTH)
+    assert townships.columns == _columns("roster.townships") and villages.columns == _columns("roster.villages")
+    assert townships.rows() == [(MONTH, "城关镇", "360799001", 2, 4)]
+    assert villages.rows() == [(MONTH, "城关镇", "东门村", "360799001001", 1, 3),
+                               (MONTH, "城关镇", "西门村", "360799001002", 1, 1)]
+
+
+def test_empty_roster():
+    empty = pl.DataFrame(schema={"source_file": pl.String, "sheet": pl.String, "row_number": pl.Int64,
+                                 "is_total_row": pl.Boolean, "raw": pl.String})
+    result = validate.validate_roster(empty, month=MONTH)
+    built = households.build_households(result.accepted, MONTH)
+    townships, villages = households.build_places(result.accepted, built, MONTH)
+    assert (result.accepted.height, built.height, townships.height, villages.height) == (0, 0, 0, 0)

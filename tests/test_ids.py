@@ -1,0 +1,153 @@
+"""fangpin.ids: the vectorised GB 11643 rules, checked against python-stdnum's cn.ric and case by case."""
+from __future__ import annotations
+
+import random
+from datetime import date, timedelta
+
+import polars as pl
+import pytest
+from stdnum.cn import ric
+from stdnum.exceptions import ValidationError
+
+from fangpin import ids
+
+AREAS = ["110101", "110105", "130503", "320102", "440203", "410102", "510104"]
+
+
+def _apply(expr_fn, values: list) -> list:
+    """Evaluate an expression builder on a one-column frame (lazy, as validation does)."""
+    frame = pl.LazyFrame({"v": values}, schema={"v": pl.String})
+    return frame.select(expr_fn(pl.col("v")).alias("out")).collect()["out"].to_list()
+
+
+def _valid_id(rng: random.Random) -> str:
+    """A random ID that stdnum accepts (its address code known for the birth year)."""
+    while True:
+        born = date(1935, 1, 1) + timedelta(days=rng.randrange(0, 365 * 85))
+        first17 = f"{rng.choice(AREAS)}{born:%Y%m%d}{rng.randrange(1000):03d}"
+        number = first17 + ric.calc_check_digit(first17 + "0")
+        if ric.is_valid(number):
+            return number
+
+
+def _corrupt(number: str, rng: random.Random) -> str:
+    """One typical typo: a digit changed, two digits swapped, the check char changed, a date that does not exist,
+    a digit lost or added, a letter inside."""
+    kind = rng.randrange(7)
+    i = rng.randrange(17)
+    if kind == 0:
+        return number[:i] + str((int(number[i]) + rng.randrange(1, 10)) % 10) + number[i + 1:]
+    if kind == 1:
+        j = rng.randrange(16)
+        return number[:j] + number[j + 1] + number[j] + number[j + 2:]
+    if kind == 2:
+        return number[:17] + rng.choice([c for c in "0123456789X" if c != number[17]])
+    if kind == 3:
+        return number[:10] + rng.choice(["0230", "1301", "0431", "0001", "0000"]) + number[14:]
+    if kind == 4:
+        return number[:i] + number[i + 1:]
+    if kind == 5:
+        return number[:i] + str(rng.randrange(10)) + number[i:]
+    return number[:i] + rng.choice("ABZ") + number[i + 1:]
+
+
+def _stdnum_valid(number: str) -> bool:
+    try:
+        ric.validate(number)
+        return True
+    except ValidationError:
+        return False
+
+
+def test_agrees_with_stdnum_on_5000_random_valid_and_corrupted_ids():
+    rng = random.Random(11643)
+    numbers = []
+    for _ in range(2500):
+        good = _valid_id(rng)
+        numbers += [good, _corrupt(good, rng)]
+    problems = _apply(ids.id_problem, numbers)
+    normalised = _apply(ids.normalise_id, numbers)
+    mine = [p is None for p in problems]
+    theirs = [_stdnum_valid(n) for n in numbers]
+    disagree = [(n, p) for n, p, m, t in zip(numbers, problems, mine, theirs) if m != t]
+    assert disagree == []
+    assert sum(mine) >= 2500  # every generated valid number, plus corruptions that happen to stay valid
+    assert theirs.count(False) > 2000  # and the corruptions really are mostly invalid
+    assert all(n == ric.compact(x) for n, x, ok in zip(normalised, numbers, mine) if ok)
+
+
+def test_check_char_agrees_with_stdnum_and_the_weight_table():
+    rng = random.Random(7)
+    firsts = ["".join(rng.choice("0123456789") for _ in range(17)) for _ in range(3000)]
+    got = _apply(ids.check_char, firsts)
+    assert got == [ric.calc_check_digit(f + "0") for f in firsts]
+    by_weights = [ids.CHECK_CHARS[sum(int(d) * w for d, w in zip(f, ids.WEIGHTS)) % 11] for f in firsts]
+    assert got == by_weights
+    assert _apply(ids.check_char, ["1234", "1101051949123100A", None]) == [None, None, None]
+
+
+VALID = "11010519491231002X"  # the GB 11643 example number
+
+
+@pytest.mark.parametrize(("raw", "normalised", "problem"), [
+    (VALID, VALID, None),
+    ("11010519491231002x", VALID, None),                                      # lower-case x
+    ("'11010519491231002X", VALID, None),                                     # leading apostrophe
+    (" 110105 19491231 002X\t", VALID, None),                                 # spaces and a tab
+    ("１１０１０５１９４９１２３１００２ｘ", VALID, None),                       # full-width digits and x
+    ("110105491231002", VALID, None),                                         # legacy 15 digits -> 18
+    ("110105491231002.0", VALID, None),                                       # 15 digits that went through a float
+    ("110105194912310021", "110105194912310021", "id_bad_checksum"),
+    ("3.21202199001011E+17", "3.21202199001011E+17", "id_float_mangled"),     # an Excel number cell
+    ("3.21202199001011e+17", "3.21202199001011E+17", "id_float_mangled"),
+    ("321202199001011000", "321202199001011000", "id_float_mangled"),         # 18 digits ending 000, bad check
+    ("11010519490230002X", "11010519490230002X", "id_bad_birthdate"),         # 30 February
+    ("110105490230002", "11010519490230002" + ric.calc_check_digit("11010519490230002" + "0"),
+     "id_bad_birthdate"),                                                     # 15-digit with 30 February
+    ("11010519491331002X", "11010519491331002X", "id_bad_birthdate"),         # month 13
+    ("1101051949123100", "1101051949123100", "id_bad_length"),
+    ("1101051949123100AX", "1101051949123100AX", "id_bad_chars"),
+    ("", None, "id_missing"),
+    ("  ", None, "id_missing"),
+    (None, None, "id_missing"),
+])
+def test_each_id_case(raw, normalised, problem):
+    assert _apply(ids.normalise_id, [raw]) == [normalised]
+    assert _apply(ids.id_problem, [raw]) == [problem]
+
+
+def test_a_real_id_ending_000_is_not_taken_for_a_float():
+    born = date(1990, 1, 1)
+    while True:  # find a birth date whose sequence 00 gives check character 0: an ID ending "000"
+        first17 = f"110101{born:%Y%m%d}000"
+        if ric.calc_check_digit(first17 + "0") == "0":
+            break
+        born += timedelta(days=1)
+    number = first17 + "0"
+    assert ric.is_valid(number)
+    assert _apply(ids.id_problem, [number]) == [None]
+
+
+def test_sex_birth_date_and_mask():
+    frame = pl.DataFrame({"id": [VALID, "110105194912310011", None]})
+    out = frame.select(ids.sex_from_id(pl.col("id")).alias("sex"), ids.birth_date_from_id(pl.col("id")).alias("born"),
+                       ids.mask_id(pl.col("id")).alias("masked"))
+    assert out["sex"].to_list() == ["女", "男", None]
+    assert out["born"].to_list() == [date(1949, 12, 31), date(1949, 12, 31), None]
+    assert out["masked"].to_list() == ["110105********002X", "110105********0011", None]
+
+
+@pytest.mark.parametrize(("cert", "problem"), [
+    (VALID + "11", None),
+    (VALID.lower() + "42", None),                       # lower-case x inside the certificate
+    (" " + VALID + "74 ", None),
+    (None, None),
+    ("", None),
+    (VALID + "81", "disability_cert_invalid"),          # category 8 does not exist
+    (VALID + "15", "disability_cert_invalid"),          # grade 5 does not exist
+    (VALID + "1", "disability_cert_invalid"),           # 19 characters
+    ("110105194912310011" + "11", "disability_cert_mismatch"),  # another person's ID
+])
+def test_disability_certificate(cert, problem):
+    frame = pl.DataFrame({"cert": [cert], "id": [VALID]}, schema={"cert": pl.String, "id": pl.String})
+    assert frame.select(ids.cert_problem(pl.col("cert"), pl.col("id")))[0, 0] == problem

@@ -1,0 +1,241 @@
+"""fangpin.values and fangpin.validate: dates, amounts, places, and department-list rows accepted or rejected."""
+from __future__ import annotations
+
+import random
+from datetime import date
+
+import duckdb
+import polars as pl
+import pytest
+from stdnum.cn import ric
+
+from fangpin import validate
+from fangpin.config import PROJECT_ROOT, registry
+from fangpin.values import parse_amount, parse_date, place_key, resolve_places
+from schemas.reasons import NOTE, REJECT, note, reject
+
+MONTH = "2026-10"
+A = "11010519491231002X"  # valid IDs (GB 11643)
+B = "110105194912310011"
+C = "130503196704010016"
+PLACES = pl.DataFrame({
+    "township": ["城关镇", "城关镇", "石门乡", "东街街道"],
+    "village": ["东门村", "西门社区", "石门村", "东街社区"],
+    "division_code": ["360799001001", "360799001002", "360799002001", "360799003001"],
+})
+
+
+def _one(expr_fn, values: list):
+    return pl.DataFrame({"v": values}, schema={"v": pl.String}).select(expr_fn(pl.col("v")).alias("o"))["o"].to_list()
+
+
+def _table(rows: list[dict], source: str = "civil_affairs/低保.xlsx", sheet: str = "Sheet1",
+           first: int = 4) -> pl.DataFrame:
+    """A reading-module frame: String cells, lineage, is_total_row, raw JSON."""
+    columns = sorted({k for row in rows for k in row})
+    frame = pl.DataFrame([{c: row.get(c) for c in columns} for row in rows], schema={c: pl.String for c in columns})
+    return frame.with_columns(
+        pl.lit(source).alias("source_file"), pl.lit(sheet).alias("sheet"),
+        pl.int_range(first, first + len(rows), dtype=pl.Int64).alias("row_number"),
+        (pl.col("id_number").fill_null("") == "合计").alias("is_total_row") if "id_number" in columns else pl.lit(False),
+        pl.lit('{"身份证号码": "x"}').alias("raw"),
+    )
+
+
+def _run(table: pl.DataFrame, key: str = "civil_affairs.dibao") -> validate.Validated:
+    return validate.validate_list(table, spec=registry().lists[key], month=MONTH, places=PLACES)
+
+
+def _codes(result: validate.Validated) -> dict[int, str]:
+    return dict(zip(result.rejected["row_number"].to_list(), result.rejected["reason_code"].to_list()))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# values
+# ----------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("text", "expected"), [
+    ("46300", date(2026, 10, 5)), ("46300.0", date(2026, 10, 5)), ("46300.75", date(2026, 10, 5)),
+    ("2026-10-05", date(2026, 10, 5)), ("2026/10/5", date(2026, 10, 5)), ("2026.10.05", date(2026, 10, 5)),
+    ("2026年10月5日", date(2026, 10, 5)), (" 2026年10月05日 ", date(2026, 10, 5)), ("202610", date(2026, 10, 1)),
+    ("2026-10-05 00:00:00", date(2026, 10, 5)), ("2026-10-05T08:30:00", date(2026, 10, 5)),
+    ("20261005", date(2026, 10, 5)), ("2026年10月", date(2026, 10, 1)), ("2026-1-5", date(2026, 1, 5)),
+    ("2026-02-30", None), ("2026-13-01", None), ("明天", None), ("2026", None), ("", None), (None, None),
+])
+def test_parse_date_every_form(text, expected):
+    assert _one(parse_date, [text]) == [expected]
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("1,234.50", 1234.5), ("1234.5元", 1234.5), ("￥1,234", 1234.0), ("¥ 800 元", 800.0), ("1.2万元", 12000.0),
+    ("1，234", 1234.0), ("0", 0.0), ("", None), (None, None), ("约一千", None), ("nan", None),
+])
+def test_parse_amount(text, expected):
+    assert _one(parse_amount, [text]) == [expected]
+
+
+@pytest.mark.parametrize(("a", "b"), [
+    ("城关镇", "城关"), ("石门乡", "石门"), ("东街街道", "东街"), ("东街街道办事处", "东街"), ("石门村委会", "石门村"),
+    ("西门社区", "西门"), ("西门居委会", "西门"), (" 城 关 镇", "城关"), ("新乡镇", "新乡"),
+])
+def test_place_key_ignores_suffix_variants(a, b):
+    assert _one(place_key, [a]) == _one(place_key, [b])
+
+
+def test_resolve_places_names_codes_and_unknowns():
+    frame = pl.DataFrame({
+        "township": ["城关", "城关镇 ", "石门", None, "不存在镇", None, "城关", "东街"],
+        "village": ["东门", "西门居委会", "石门村委会", "西门", "东门", None, "北门", "东街"],
+        "division_code": [None, None, None, None, None, "360799002001", None, None],
+    })
+    out = resolve_places(frame, PLACES)
+    assert out["township"].to_list() == ["城关镇", "城关镇", "石门乡", "城关镇", None, "石门乡", "城关镇", "东街街道"]
+    assert out["village"].to_list() == ["东门村", "西门社区", "石门村", "西门社区", None, "石门村", None, "东街社区"]
+    assert out["township_raw"].to_list() == frame["township"].to_list()
+
+
+def test_resolve_places_accepts_raw_columns_only():
+    """linkage passes quarantined rows: township_raw/village_raw and no division_code."""
+    frame = pl.DataFrame({"township_raw": ["石门"], "village_raw": ["石门"], "name": ["张三"]})
+    out = resolve_places(frame, PLACES)
+    assert out.select("township", "village").row(0) == ("石门乡", "石门村")
+    assert out.columns == ["township_raw", "village_raw", "name", "township", "village"]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# department lists
+# ----------------------------------------------------------------------------------------------------------------
+def _warehouse_columns(table: str) -> list[str]:
+    con = duckdb.connect()
+    con.execute((PROJECT_ROOT / "schemas" / "warehouse.sql").read_text(encoding="utf-8"))
+    schema, name = table.split(".")
+    rows = con.execute("SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ?"
+                       " ORDER BY ordinal_position", [schema, name]).fetchall()
+    return [r[0] for r in rows]
+
+
+def test_output_columns_match_the_warehouse():
+    result = _run(_table([{"id_number": A, "event_date": "bad"}, {"id_number": "x"}]))
+    assert result.accepted.columns == _warehouse_columns("staging.list_rows")
+    assert result.rejected.columns == _warehouse_columns("quarantine.rejected_rows")
+    assert result.notes.columns == _warehouse_columns("quarantine.row_notes")
+    assert result.accepted.schema["event_date"] == pl.Date and result.accepted.schema["amount"] == pl.Float64
+
+
+def test_accepted_row_values():
+    rows = [{"id_number": " 11010519491231002x", "name": "张 三", "township": "城关", "village": "东门",
+             "event_date": "2026年10月5日", "amount": "1,234.50元", "detail": " 因病 "}]
+    row = _run(_table(rows)).accepted.row(0, named=True)
+    assert (row["id_number"], row["name"], row["township"], row["village"]) == (A, "张三", "城关镇", "东门村")
+    assert (row["township_raw"], row["village_raw"]) == ("城关", "东门")
+    assert (row["event_date"], row["amount"], row["detail"]) == (date(2026, 10, 5), 1234.5, "因病")
+    assert (row["list_key"], row["department"], row["month"], row["row_number"]) == (
+        "civil_affairs.dibao", "civil_affairs", MONTH, 4)
+
+
+def test_id_rejections_with_clerk_sentences():
+    rows = [{"id_number": v, "name": "某"} for v in
+            ["3.21202199001011E+17", "110105194912310021", "11010519490230002X", "123", None, "合计"]]
+    result = _run(_table(rows))
+    assert _codes(result) == {4: "id_float_mangled", 5: "id_bad_checksum", 6: "id_bad_birthdate",
+                              7: "id_bad_length", 8: "id_missing", 9: "total_row"}
+    assert result.accepted.height == 0
+    by_row = {r["row_number"]: r for r in result.rejected.to_dicts()}
+    checksum = by_row[5]["reason"]
+    assert checksum == ("“civil_affairs/低保.xlsx”工作表“Sheet1”第5行“身份证号码”列："
+                        + reject("id_bad_checksum", value="110105194912310021", expected="X"))
+    assert by_row[4]["reason"].endswith(reject("id_float_mangled", value="3.21202199001011E+17"))
+    assert by_row[9]["column_name"] is None and by_row[9]["reason"].endswith(reject("total_row"))
+    assert by_row[4]["id_raw"] == "3.21202199001011E+17" and by_row[4]["raw"] == '{"身份证号码": "x"}'
+
+
+def test_disability_certificate_ok_mismatch_invalid():
+    rows = [{"id_number": A, "disability_cert": A.lower() + "12"},
+            {"id_number": B, "disability_cert": A + "12"},
+            {"id_number": C, "disability_cert": C + "92"},
+            {"id_number": "130503196704010024", "disability_cert": None}]
+    result = _run(_table(rows), key="disability.severe")
+    assert _codes(result) == {5: "disability_cert_mismatch", 6: "disability_cert_invalid"}
+    assert result.accepted["disability_cert"].to_list() == [A + "12", None]
+    assert set(result.rejected["column_name"]) == {"残疾人证号"}
+
+
+def test_duplicates_within_a_sheet_and_across_files():
+    first = _table([{"id_number": A}, {"id_number": B}, {"id_number": A.lower()}], source="civil_affairs/a.xlsx")
+    second = _table([{"id_number": "110105491231002"}], source="civil_affairs/b.xlsx", sheet="第二批", first=2)
+    result = _run(pl.concat([second, first], how="diagonal_relaxed"))  # order of arrival does not matter
+    rejected = result.rejected.to_dicts()
+    assert [(r["source_file"], r["row_number"], r["reason_code"]) for r in rejected] == [
+        ("civil_affairs/a.xlsx", 6, "duplicate_in_list"), ("civil_affairs/b.xlsx", 2, "duplicate_in_list")]
+    assert rejected[0]["reason"].endswith(reject("duplicate_in_list", first_row=4))
+    assert rejected[1]["reason"].endswith(reject("duplicate_in_list_elsewhere", first_row=4,
+                                                 first_file="civil_affairs/a.xlsx", first_sheet="工作表“Sheet1”"))
+    assert result.accepted["id_number"].to_list() == [A, B]
+
+
+def test_a_rejected_row_does_not_make_the_next_a_duplicate():
+    result = _run(_table([{"id_number": A, "disability_cert": "bad"}, {"id_number": A, "disability_cert": None}]),
+                  key="disability.severe")
+    assert _codes(result) == {4: "disability_cert_invalid"} and result.accepted["row_number"].to_list() == [5]
+
+
+def test_notes_for_unusable_values_keep_the_row():
+    rows = [{"id_number": A, "event_date": "下旬", "amount": "很多", "township": "城关", "village": "北门"},
+            {"id_number": B, "event_date": "2026-09-30", "township": "月亮镇", "village": "东门"},
+            {"id_number": C, "event_date": "2026-10-31", "amount": "", "township": "石门", "village": "石门"}]
+    result = _run(_table(rows))
+    assert result.accepted.height == 3 and result.rejected.height == 0
+    got = {(r["row_number"], r["note_code"]) for r in result.notes.to_dicts()}
+    assert got == {(4, "date_unparsed"), (4, "amount_unparsed"), (4, "village_unknown"),
+                   (5, "date_outside_month"), (5, "township_unknown")}
+    notes = {(r["row_number"], r["note_code"]): r for r in result.notes.to_dicts()}
+    assert notes[(4, "date_unparsed")]["note"].endswith(note("date_unparsed", value="下旬"))
+    assert notes[(5, "township_unknown")]["note"].startswith("“civil_affairs/低保.xlsx”工作表“Sheet1”第5行“乡镇”列")
+    assert notes[(4, "village_unknown")]["column_name"] == "村"
+
+
+def test_only_an_id_column_and_an_empty_table():
+    result = _run(_table([{"id_number": A}]))
+    assert result.accepted.height == 1 and result.accepted["township"].to_list() == [None]
+    empty = pl.DataFrame(schema={"source_file": pl.String, "sheet": pl.String, "row_number": pl.Int64,
+                                 "is_total_row": pl.Boolean, "raw": pl.String})
+    result = _run(empty)
+    assert (result.accepted.height, result.rejected.height, result.notes.height) == (0, 0, 0)
+    assert result.accepted.columns == _warehouse_columns("staging.list_rows")
+
+
+def test_csv_rows_without_sheet_name_the_file_and_row():
+    result = _run(_table([{"id_number": "123"}], source="civil_affairs/低保.csv", sheet=""))
+    assert result.rejected["reason"][0].startswith("“civil_affairs/低保.csv”第4行“身份证号码”列：")
+
+
+def _messy_cell(rng: random.Random, pool: list[str]) -> str | None:
+    return rng.choice(pool + [None, "", "  ", "合计", "３.２E+17", "１１０１０５１９４９１２３１００２ｘ"])
+
+
+def test_counts_reconcile_on_messy_input():
+    """Property: whatever arrives, every row is accepted or rejected, exactly once."""
+    ids = [A, B, C, A.lower(), "'" + B, "110105491231002", "3.21202199001011E+17", "321202199001011000",
+           "11010519490230002X", "1234", "abc", "110105194912310021"]
+    for seed in range(40):
+        rng = random.Random(seed)
+        columns = ["id_number"] + rng.sample(["name", "township", "village", "event_date", "amount",
+                                              "disability_cert", "division_code", "detail"], rng.randrange(0, 8))
+        pools = {"id_number": ids, "disability_cert": [A + "11", B + "99", "x"], "township": ["城关", "火星"],
+                 "village": ["东门", "无"], "event_date": ["46300", "2026/10/5", "?"], "amount": ["1,2元", "x"]}
+        rows = [{c: _messy_cell(rng, pools.get(c, ["某"])) for c in columns} for _ in range(rng.randrange(0, 30))]
+        table = _table(rows, sheet=rng.choice(["", "S"])) if rows else _table([{"id_number": A}]).clear()
+        table = table.with_columns(pl.when(pl.int_range(pl.len()) % 7 == 3).then(None).otherwise(pl.col("is_total_row"))
+                                   .alias("is_total_row"))
+        result = _run(table, key="disability.severe")
+        assert result.accepted.height + result.rejected.height == table.height, seed
+        seen = result.accepted["row_number"].to_list() + result.rejected["row_number"].to_list()
+        assert sorted(seen) == sorted(table["row_number"].to_list()), seed
+        assert result.accepted["id_number"].is_unique().all()
+
+
+def test_vectorised_sentences_equal_the_reasons_module():
+    frame = pl.DataFrame({"v": ["1234"], "e": ["X"]})
+    got = frame.select(validate.template_expr(REJECT["id_bad_checksum"], value=pl.col("v"), expected=pl.col("e")))
+    assert got.item() == reject("id_bad_checksum", value="1234", expected="X")
+    got = frame.select(validate.template_expr(NOTE["amount_unparsed"], value=pl.col("v"))).item()
+    assert got == note("amount_unparsed", value="1234")
