@@ -24,7 +24,8 @@ class _ProgressHandler(logging.Handler):
         elif kind == "ASSET_CHECK_EVALUATION":
             evaluation = event.event_specific_data
             if not evaluation.passed:
-                print(f"  ✗ check {evaluation.check_name} on {step} FAILED", file=sys.stderr, flush=True)
+                asset = evaluation.asset_key.to_user_string()
+                print(f"  ✗ 检查未通过 check failed: {asset} · {evaluation.check_name}", file=sys.stderr, flush=True)
         elif kind in _SHOWN_EVENTS:
             print(f"✗ {step or 'run'}: {message}", file=sys.stderr, flush=True)
 

@@ -178,7 +178,9 @@ def test_overdue_cases_raise_the_level(con):
     # an earlier case, not warned again this month, still overdue in the case history
     con.execute("INSERT INTO marts.case_status (month, case_id, household_id, township, village, overdue) "
                 "VALUES ('2026-10', 'c1', 'old-1', '丙镇', '丙一村', true), ('2026-09', 'c2', 'old-2', '丙镇', '丙一村', true)")
-    risk.build_township_risk(con, "2026-10")
+    settings = copy.deepcopy(risk.dashboard_settings())
+    settings["risk"]["overdue_cases"] = {"yellow": 1, "orange": 5, "red": None}
+    risk.build_township_risk(con, "2026-10", settings=settings)
     bing = township(con, "2026-10", "丙镇")
     assert bing["overdue_cases"] == 2 and bing["level"] == "yellow"
     assert "逾期未核实2户" in bing["reasons"]
@@ -189,6 +191,7 @@ def test_thresholds_come_from_configuration(con):
     planted_october(con)
     settings = copy.deepcopy(risk.dashboard_settings())
     settings["risk"]["cluster"]["share"] = {"orange": 0.5}
+    settings["risk"]["rate_per_1000"].update(yellow=10, orange=30, red=60)
     risk.build_township_risk(con, "2026-10", settings=settings)
     assert township(con, "2026-10", "甲镇")["level"] == "yellow"   # only the rate rule (14 per 1,000) is left
 
