@@ -79,5 +79,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def entry() -> None:
+    """Console-script entry. Exits without interpreter teardown once the run is finished and flushed: DuckDB 2.0's
+    nanobind bindings print dozens of spurious "leaked type" lines at teardown after a Dagster run (its own module
+    constants, no connection is left open), which would bury the summary a county officer reads."""
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()
