@@ -10,7 +10,7 @@ import dagster as dg
 
 from assets.partitions import MONTHLY
 from fangpin import ingest, reading
-from fangpin.config import ListSpec, registry
+from fangpin.config import ListSpec, dashboard_settings, registry
 from fangpin.warehouse import transaction
 from pipelines.resources import FangpinData
 
@@ -19,8 +19,6 @@ DELIVERED = "delivered"  # the department sent the list, and most of it was usab
 
 
 def mostly_rejected_share() -> float:
-    from fangpin.risk import dashboard_settings
-
     return float(dashboard_settings().get("checks", {}).get("mostly_rejected_share", 0.5))
 
 

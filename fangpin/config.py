@@ -144,6 +144,11 @@ def county() -> dict:
     return _load_yaml("county.yaml")
 
 
+def dashboard_settings() -> dict:
+    """config/dashboard.yaml (risk levels, relapse types, checks); read every call: small, and tests swap configs."""
+    return _load_yaml("dashboard.yaml")
+
+
 def monitoring_line(year: int) -> float:
     """The monitoring line (yuan per person per year) in force for `year`.
 

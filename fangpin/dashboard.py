@@ -28,8 +28,7 @@ import plotly.graph_objects as go
 import plotly.offline
 import polars as pl
 
-from fangpin import config
-from fangpin.config import check_month, county, registry
+from fangpin.config import check_month, county, dashboard_settings, registry
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +98,7 @@ def _columns(con, relation: str) -> list[str]:
 def _risk_config() -> dict:
     """The `risk` block of config/dashboard.yaml (level names, rising ratio); empty when the file is absent."""
     try:
-        return config._load_yaml("dashboard.yaml").get("risk", {}) or {}
+        return dashboard_settings().get("risk", {}) or {}
     except FileNotFoundError:
         return {}
 

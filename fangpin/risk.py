@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import duckdb
 import polars as pl
-import yaml
 
-from fangpin.config import PROJECT_ROOT, check_month, config_dir, registry
+from fangpin.config import PROJECT_ROOT, check_month, dashboard_settings, registry
 
 RISK_SQL = PROJECT_ROOT / "schemas" / "risk.sql"
 LEVELS = ("green", "yellow", "orange", "red")
@@ -32,12 +31,6 @@ SCOPES = {"township": ("township",), "village": ("township", "village")}
 # ---------------------------------------------------------------------------------------------------------------
 # configuration
 # ---------------------------------------------------------------------------------------------------------------
-
-def dashboard_settings() -> dict:
-    """config/dashboard.yaml as a dict (read every call: a small file, and tests may point FANGPIN_CONFIG_DIR away)."""
-    with open(config_dir() / "dashboard.yaml", encoding="utf-8") as handle:
-        return yaml.safe_load(handle)
-
 
 def ensure_risk_schema(con: duckdb.DuckDBPyConnection) -> None:
     """Create the risk and submission marts if missing (idempotent DDL, safe inside the caller's transaction)."""

@@ -14,7 +14,8 @@ import duckdb
 import polars as pl
 
 from fangpin.config import check_month, county, registry
-from fangpin.risk import dashboard_settings, ensure_risk_schema
+from fangpin.config import dashboard_settings
+from fangpin.risk import ensure_risk_schema
 from schemas.reasons import REJECT
 
 DEFAULT_STATUS_WORDS = {"on_time": "按时报送", "late": "逾期报送", "missing": "未报送", "unknown_time": "已报送（到达时间不明）"}

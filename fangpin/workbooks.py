@@ -36,6 +36,7 @@ from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.datavalidation import DataValidation
 
 from fangpin.config import PROJECT_ROOT, check_month, config_dir, county, registry
+from fangpin.ids import mask_id
 
 WORKBOOK_CONFIG = "workbook.yaml"
 META_FORMAT = "fangpin-township-workbook"
@@ -68,21 +69,6 @@ def sheet_name(role: str) -> str:
 def column_specs(sheet: str) -> list[dict]:
     """The configured columns (key, header, width, fill_in) of a sheet, in order."""
     return workbook_config()["columns"][sheet]
-
-
-def mask_id(expr: pl.Expr) -> pl.Expr:
-    """An ID number masked for anything but the verification sheet: first 6 digits, 8 stars, last 4.
-
-    The 6-digit address code and last 4 let a clerk tell people apart; the birth date is hidden.
-    Anything too short to mask safely becomes all stars. (Lead: move to fangpin/ids.py if that module appears.)
-    """
-    text = expr.cast(pl.String).str.strip_chars()
-    return (
-        pl.when(text.is_null() | (text == "")).then(pl.lit(None, pl.String))
-        .when(text.str.len_chars() >= 10)
-        .then(pl.concat_str([text.str.slice(0, 6), pl.lit("*" * 8), text.str.slice(-4)]))
-        .otherwise(pl.lit("*" * 18))
-    )
 
 
 def meta_digest(fields: dict[str, str]) -> str:
