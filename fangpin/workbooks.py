@@ -161,6 +161,26 @@ def public_rows(verification: pl.DataFrame) -> pl.DataFrame:
     ).with_columns(pl.int_range(1, pl.len() + 1).over("township").alias("row_index"))
 
 
+CASE_COLUMNS = {"month": pl.String, "township": pl.String, "village": pl.String, "head_name": pl.String,
+                "household_id": pl.String, "first_month": pl.String, "first_warned_on": pl.Date,
+                "due_date": pl.Date, "status": pl.String, "status_group": pl.String, "days_overdue": pl.Int32,
+                "verified_on": pl.Date, "verifier": pl.String, "warned_again": pl.Boolean}
+STATUS_ORDER = {"overdue": 0, "pending": 1, "rejected": 2, "verified": 3}  # overdue first: they escalate
+
+
+def earlier_case_rows(case_status: pl.DataFrame | None, month: str) -> pl.DataFrame:
+    """Earlier months' cases as of this month (marts.case_status): overdue first, then pending, then closed."""
+    frame = _ensure(case_status if case_status is not None else pl.DataFrame(), CASE_COLUMNS)
+    return (
+        frame.filter(pl.col("month") == month)
+        .with_columns(pl.col("status_group").replace_strict(STATUS_ORDER, default=9).alias("_order"),
+                      pl.when(pl.col("warned_again")).then(pl.lit("是")).otherwise(pl.lit("")).alias("warned_again"))
+        .sort(["_order", "village", "household_id"], nulls_last=True)
+        .drop("_order")
+        .with_columns(pl.int_range(1, pl.len() + 1).over("township").alias("row_index"))
+    )
+
+
 def unmatched_rows(unmatched: pl.DataFrame, month: str) -> pl.DataFrame:
     """Unmatched persons with masked IDs and the lists they came from; the list detail (a disease) is left out."""
     titles = _source_titles()
@@ -394,7 +414,7 @@ def _file_names(townships: list[str]) -> dict[str, str]:
 
 
 def write_township_workbook(township: str, month: str, households: pl.DataFrame, public: pl.DataFrame,
-                            persons: pl.DataFrame, path: Path) -> Path:
+                            persons: pl.DataFrame, path: Path, earlier: pl.DataFrame | None = None) -> Path:
     """One township's workbook from its already-filtered rows (see `write_township_workbooks`)."""
     config = workbook_config()
     label = dict(township=township, year=month[:4], month_number=int(month[5:]))
@@ -414,6 +434,9 @@ def write_township_workbook(township: str, month: str, households: pl.DataFrame,
                    freeze=f"A{HEADER_ROW + 1}", footer_note=config["titles"]["public_note"])
     _write_listing(wb, "unmatched", column_specs("unmatched"), persons,
                    config["titles"]["unmatched"].format(persons=persons.height, **label), freeze=f"A{HEADER_ROW + 1}")
+    if earlier is not None and earlier.height:
+        _write_listing(wb, "earlier_cases", column_specs("earlier_cases"), earlier,
+                       config["titles"]["earlier_cases"].format(cases=earlier.height, **label), freeze=f"A{HEADER_ROW + 1}")
     _write_instructions(wb, township, month, households, persons.height)
     _write_meta(wb, {"format": META_FORMAT, "version": META_VERSION, "month": month, "township": township,
                      "households": str(households.height), "unmatched_persons": str(persons.height)})
@@ -421,10 +444,12 @@ def write_township_workbook(township: str, month: str, households: pl.DataFrame,
     return path
 
 
-def write_township_workbooks(queue: pl.DataFrame, unmatched: pl.DataFrame, month: str, out_dir: Path) -> list[Path]:
-    """One `<township>.xlsx` per township present in either frame, holding only that township's rows.
+def write_township_workbooks(queue: pl.DataFrame, unmatched: pl.DataFrame, month: str, out_dir: Path,
+                             case_status: pl.DataFrame | None = None) -> list[Path]:
+    """One `<township>.xlsx` per township present in any frame, holding only that township's rows.
 
-    `queue` is `marts.warning_queue`, `unmatched` is `marts.unmatched_persons` (rows of other months are ignored).
+    `queue` is `marts.warning_queue`, `unmatched` is `marts.unmatched_persons`, `case_status` is
+    `marts.case_status` (earlier cases: verified, excluded, overdue); rows of other months are ignored.
     Rows without a township cannot be routed to anyone and are left out. Returns the paths written, sorted.
     """
     check_month(month)
@@ -433,14 +458,16 @@ def write_township_workbooks(queue: pl.DataFrame, unmatched: pl.DataFrame, month
     households = verification_rows(queue, month)
     public = public_rows(households)
     persons = unmatched_rows(unmatched, month)
+    earlier = earlier_case_rows(case_status, month)
     townships = sorted(set(households.get_column("township").drop_nulls().to_list())
-                       | set(persons.get_column("township").drop_nulls().to_list()))
+                       | set(persons.get_column("township").drop_nulls().to_list())
+                       | set(earlier.get_column("township").drop_nulls().to_list()))
     names = _file_names(townships)
     paths = []
     for township in townships:  # per-township loop: a handful of files per county
         of_township = pl.col("township") == township
         paths.append(write_township_workbook(
             township, month, households.filter(of_township), public.filter(of_township),
-            persons.filter(of_township), out_dir / names[township],
+            persons.filter(of_township), out_dir / names[township], earlier.filter(of_township),
         ))
     return sorted(paths)

@@ -218,3 +218,24 @@ def test_300_households_write_fast(tmp_path):
     assert elapsed < 3.0, f"300 households took {elapsed:.2f}s"
     ws = openpyxl.load_workbook(path)[sheet_name("verification")]
     assert ws.max_row == 302 and ws["B3"].value is not None
+
+
+def test_earlier_cases_sheet_lists_overdue_first_for_its_own_township_only(tmp_path):
+    cases = pl.DataFrame([
+        dict(month=MONTH, township="甲镇", village="东村", head_name="赵一", household_id="A001", first_month="2026-09",
+             first_warned_on=date(2026, 10, 11), due_date=date(2026, 10, 21), status="已核实：存在风险",
+             status_group="verified", days_overdue=None, verified_on=date(2026, 10, 15), verifier="张核", warned_again=True),
+        dict(month=MONTH, township="甲镇", village="西村", head_name="钱二", household_id="A002", first_month="2026-09",
+             first_warned_on=date(2026, 10, 11), due_date=date(2026, 10, 21), status="已逾期",
+             status_group="overdue", days_overdue=21, verified_on=None, verifier=None, warned_again=False),
+        dict(month=MONTH, township="乙乡", village="南村", head_name="周五", household_id="B001", first_month="2026-09",
+             first_warned_on=date(2026, 10, 11), due_date=date(2026, 10, 21), status="已逾期",
+             status_group="overdue", days_overdue=21, verified_on=None, verifier=None, warned_again=False),
+    ])
+    paths = write_township_workbooks(sample_queue(), sample_unmatched(), MONTH, tmp_path, case_status=cases)
+    by_name = {p.stem: p for p in paths}
+    ws = openpyxl.load_workbook(by_name["甲镇"])[sheet_name("earlier_cases")]
+    assert column(ws, "户主姓名") == ["钱二", "赵一"]           # the overdue case first: it escalates
+    assert column(ws, "处理情况") == ["已逾期", "已核实：存在风险"]
+    assert "周五" not in all_texts(by_name["甲镇"])
+    assert not any(FULL_ID.search(t) for t in all_texts(by_name["甲镇"], [sheet_name("earlier_cases")]))
