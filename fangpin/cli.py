@@ -20,8 +20,8 @@ def _data_dir(arg: str | None) -> Path:
     return Path(arg or os.environ.get("FANGPIN_DATA_DIR") or PROJECT_ROOT / "data").resolve()
 
 
-def run_month(month: str, data_dir: Path) -> bool:
-    """Materialise every asset of `month` through Dagster; print progress and the summary; True on success."""
+def run_month(month: str, data_dir: Path, assets: list[str] | None = None) -> bool:
+    """Materialise every asset of `month` (or only `assets`) through Dagster; print progress and the summary."""
     from fangpin.instance import dagster_home
 
     dagster_home()
@@ -38,6 +38,7 @@ def run_month(month: str, data_dir: Path) -> bool:
         run_config={"loggers": {"progress": {}},
                     "resources": {"fangpin": {"config": {"data_dir": str(data_dir)}}}},
         raise_on_error=False,
+        asset_selection=[dg.AssetKey(name) for name in assets] if assets else None,
     )
     from fangpin.summary import print_summary
 
@@ -56,8 +57,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
     summary = demo.generate(data_dir, persons=args.persons)
     months = summary.get("months", demo.DEFAULT_MONTHS)
     print(f"demo county: {summary.get('persons')} persons, months {', '.join(months)} → {data_dir / 'raw'}", file=sys.stderr)
-    ok = all([run_month(month, data_dir) for month in months])
+    ok = True
+    for month in months:
+        ok = run_month(month, data_dir) and ok
+        if month != months[-1]:
+            ok = return_demo_feedback(month, data_dir) and ok
     return 0 if ok else 1
+
+
+def return_demo_feedback(month: str, data_dir: Path) -> bool:
+    """The demo townships answer `month`'s workbooks; read them back (the township_feedback asset only)."""
+    from fangpin.demo_feedback import simulate_feedback
+
+    files = simulate_feedback(data_dir, month)
+    print(f"demo: {len(files)} 个乡镇报回了{month}的核实结果 → {data_dir / 'raw' / month / 'feedback'}", file=sys.stderr)
+    return run_month(month, data_dir, assets=["township_feedback"])
 
 
 def main(argv: list[str] | None = None) -> int:

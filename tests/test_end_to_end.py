@@ -138,3 +138,24 @@ def test_a_bad_month_argument_is_refused_clearly(county):
     data_dir, home, _ = county
     result = _fangpin("run", "--month", "2026-13", data_dir=data_dir, home=home)
     assert result.returncode == 2 and "YYYY-MM" not in result.stdout and "2026-10" in result.stderr
+
+
+def test_returned_workbooks_show_in_the_next_months_case_status(county):
+    """Townships answer September's workbooks; the September re-run reads them; October then shows them as verified
+    (or excluded) and the unanswered ones as overdue, on the warehouse and on October's workbooks."""
+    from fangpin.demo_feedback import simulate_feedback
+
+    data_dir, home, _ = county
+    returned = simulate_feedback(data_dir, MONTHS[0])
+    assert returned
+    for month in MONTHS:
+        run = _fangpin("run", "--month", month, "--data-dir", str(data_dir), data_dir=data_dir, home=home)
+        assert run.returncode == 0, run.stderr[-3000:]
+    with _con(data_dir) as con:
+        verified = con.execute("SELECT count(*) FROM cases.verifications WHERE month = ?", [MONTHS[0]]).fetchone()[0]
+        groups = dict(con.execute("SELECT status_group, count(*) FROM marts.case_status WHERE month = ? GROUP BY 1",
+                                  [MONTHS[1]]).fetchall())
+        feedback_rejections = con.execute("SELECT count(*) FROM quarantine.rejected_rows WHERE list_key = 'feedback'").fetchone()[0]
+    assert verified > 0 and feedback_rejections == 0
+    assert groups.get("verified", 0) + groups.get("rejected", 0) > 0
+    assert groups.get("overdue", 0) > 0  # the township that did not answer
