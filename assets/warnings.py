@@ -14,7 +14,7 @@ import polars as pl
 
 from assets.ingestion import warehouse_month
 from assets.partitions import MONTHLY
-from fangpin import feedback, linkage, warnings, workbooks
+from fangpin import feedback, linkage, protect, warnings, workbooks
 from fangpin.warehouse import replace_month, transaction
 from pipelines.resources import FangpinData
 
@@ -46,33 +46,65 @@ def _month_frames(fangpin: FangpinData, month: str) -> tuple[pl.DataFrame, pl.Da
 
 @dg.asset(partitions_def=MONTHLY, group_name="exports", kinds={"excel"}, deps=[warning_queue])
 def township_workbooks(context: dg.AssetExecutionContext, fangpin: FangpinData) -> dg.MaterializeResult:
-    """exports/<month>/<township>.xlsx: each township's own households only, and an audit row per file."""
+    """exports/<month>/<township>.xlsx: each township's own households only, encrypted with the township's password
+    when passwords are configured (fangpin.protect), owner-only files, and an audit row per file."""
     month = context.partition_key
     queue, unmatched = _month_frames(fangpin, month)
     out_dir = fangpin.exports_dir(month)
+    passwords = protect.load_passwords(fangpin.root)  # before writing: a bad passwords file writes nothing
+    protect.restrict_exports(out_dir, fangpin.root / "exports")
     paths = workbooks.write_township_workbooks(queue, unmatched, month, out_dir)
-    audit = _audit_rows(paths, queue, month)
+    protect.restrict_exports(out_dir, fangpin.root / "exports")
+    townships = {path: protect.workbook_township(path) for path in paths}
+    missing: protect.MissingWorkbookPasswords | None = None
+    if passwords is None:
+        context.log.warning(f"未配置工作簿密码（{protect.PASSWORDS_ENV}），乡镇工作簿未加密 → {out_dir}")
+        encrypted = {path: False for path in paths}
+    else:
+        try:
+            encrypted = protect.encrypt_workbooks(paths, passwords, townships)
+        except protect.MissingWorkbookPasswords as error:
+            encrypted = error.encrypted
+            if set(error.townships) & _roster_townships(fangpin, month):
+                missing = error  # a real township without its workbook: the run must say so
+            else:  # only names a department list used, not in the roster: nobody would receive these
+                context.log.warning(f"乡镇 {'、'.join(error.townships)} 不在花名册中且没有密码，未生成工作簿")
+    written = [path for path in paths if path.exists()]
+    audit = _audit_rows(written, townships, encrypted, queue, month)
     with fangpin.writer() as con, transaction(con):
         if audit.height:
             con.register("_audit", audit.to_arrow())
-            con.execute("INSERT INTO audit.exports SELECT * FROM _audit")
+            columns = ", ".join(audit.columns)
+            con.execute(f"INSERT INTO audit.exports ({columns}) SELECT {columns} FROM _audit")
             con.unregister("_audit")
-    context.log.info(f"{len(paths)} 个乡镇工作簿 → {out_dir}")
-    return dg.MaterializeResult(metadata={"workbooks": len(paths), "households": queue.height,
+    if missing is not None:
+        raise dg.Failure(description=str(missing))
+    context.log.info(f"{len(written)} 个乡镇工作簿（加密 {sum(encrypted.values())} 个）→ {out_dir}")
+    return dg.MaterializeResult(metadata={"workbooks": len(written), "encrypted": sum(encrypted.values()),
+                                          "households": queue.height,
                                           "exports_dir": dg.MetadataValue.path(str(out_dir))})
 
 
-def _audit_rows(paths: list[Path], queue: pl.DataFrame, month: str) -> pl.DataFrame:
+def _roster_townships(fangpin: FangpinData, month: str) -> set[str]:
+    """Townships of the roster in force for `month` (the latest roster month at or before it)."""
+    with fangpin.writer() as con:
+        rows = con.execute("SELECT DISTINCT township FROM roster.townships WHERE month = "
+                           "(SELECT max(month) FROM roster.townships WHERE month <= ?)", [month]).fetchall()
+    return {row[0] for row in rows}
+
+
+def _audit_rows(paths: list[Path], townships: dict[Path, str], encrypted: dict[Path, bool], queue: pl.DataFrame,
+                month: str) -> pl.DataFrame:
+    """One audit.exports row per workbook written: when, month, township, households, OS user, encrypted."""
     per_township = dict(queue.group_by("township").len().iter_rows()) if queue.height else {}
     now = datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0)
     user = getpass.getuser()
-    for path in paths:
-        path.chmod(0o600)
     return pl.DataFrame(
-        [{"exported_at": now, "month": month, "township": p.stem, "path": str(p),
-          "households": per_township.get(p.stem, 0), "os_user": user} for p in paths],
+        [{"exported_at": now, "month": month, "township": townships.get(p, p.stem), "path": str(p),
+          "households": per_township.get(townships.get(p, p.stem), 0), "os_user": user,
+          "encrypted": encrypted.get(p, False), "kind": "township_workbook"} for p in paths],
         schema={"exported_at": pl.Datetime("us"), "month": pl.String, "township": pl.String, "path": pl.String,
-                "households": pl.Int32, "os_user": pl.String},
+                "households": pl.Int32, "os_user": pl.String, "encrypted": pl.Boolean, "kind": pl.String},
     )
 
 

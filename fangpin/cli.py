@@ -2,6 +2,7 @@
 
     fangpin run --month 2026-10 [--data-dir DIR]
     fangpin demo [--data-dir DIR] [--persons 60000]
+    fangpin snapshot [--data-dir DIR] [--out PATH] [--new-key]
 
 Runs go through the real Dagster job against the persistent instance (fangpin.instance), so they appear in the UI.
 Exit code 1 only when the run as a whole failed; a bad department file is quarantined and reported, not fatal.
@@ -74,6 +75,33 @@ def return_demo_feedback(month: str, data_dir: Path) -> bool:
     return run_month(month, data_dir, assets=["township_feedback"])
 
 
+def cmd_snapshot(args: argparse.Namespace) -> int:
+    """Write the analysts' pseudonymised snapshot (fangpin.snapshot); --new-key first creates the county key."""
+    from fangpin import snapshot
+    from fangpin.warehouse import WarehouseBusy
+
+    data_dir = _data_dir(args.data_dir)
+    if args.new_key:
+        path = snapshot.create_key(data_dir=data_dir)
+        print(f"fangpin: 已生成化名密钥 new pseudonym key → {path}（仅本人可读；请离线备份，丢失后新快照的化名与旧快照"
+              f"对不上 — back it up offline）", file=sys.stderr)
+        if os.environ.get(snapshot.KEY_ENV):
+            print(f"fangpin: 注意 {snapshot.KEY_ENV} 已设置，本次仍使用环境变量中的密钥", file=sys.stderr)
+    try:
+        result = snapshot.build_snapshot(data_dir, out=Path(args.out) if args.out else None)
+    except WarehouseBusy as error:
+        print(f"fangpin: {error}", file=sys.stderr)
+        return 1
+    print(f"analyst snapshot: {result.path}")
+    print(f"  months: {', '.join(result.months) or '—'}   key fingerprint: {result.key_fingerprint}")
+    for relation, rows in result.tables.items():
+        print(f"  {relation:<34} {rows:>10,} rows")
+    if result.omitted:
+        print(f"  not copied (not reviewed for personal data): {', '.join(result.omitted)}")
+    print(f"  open read-only: duckdb.connect({str(result.path)!r}, read_only=True)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="fangpin", description="防返贫动态监测: department lists → township warnings")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -85,6 +113,12 @@ def main(argv: list[str] | None = None) -> int:
     demo_cmd.add_argument("--data-dir", help="data directory (default: $FANGPIN_DATA_DIR or ./data)")
     demo_cmd.add_argument("--persons", type=int, default=60_000, help="roster size (default 60,000)")
     demo_cmd.set_defaults(handler=cmd_demo)
+    snap = commands.add_parser("snapshot", help="write the analysts' pseudonymised read-only snapshot")
+    snap.add_argument("--data-dir", help="data directory (default: $FANGPIN_DATA_DIR or ./data)")
+    snap.add_argument("--out", help="snapshot file (default: DIR/warehouse/analyst_snapshot.duckdb)")
+    snap.add_argument("--new-key", action="store_true",
+                      help="create the county pseudonym key first ($FANGPIN_KEY_FILE or ~/.config/fangpin/key)")
+    snap.set_defaults(handler=cmd_snapshot)
     args = parser.parse_args(argv)
     try:
         return args.handler(args)

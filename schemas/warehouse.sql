@@ -135,7 +135,7 @@ CREATE TABLE IF NOT EXISTS raw.list_counts (
     file_problems INTEGER              -- files or sheets of this list that could not be read at all
 );
 
--- Every workbook fangpin wrote for a township: who, when, what (personal data leaves the warehouse here).
+-- Every township workbook and analysts' snapshot fangpin wrote: who, when, what (personal data leaves the warehouse here).
 CREATE SCHEMA IF NOT EXISTS audit;
 CREATE TABLE IF NOT EXISTS audit.exports (
     exported_at TIMESTAMP NOT NULL,
@@ -143,5 +143,10 @@ CREATE TABLE IF NOT EXISTS audit.exports (
     township VARCHAR,
     path VARCHAR NOT NULL,
     households INTEGER,
-    os_user VARCHAR
+    os_user VARCHAR,
+    encrypted BOOLEAN,                 -- the workbook is encrypted with the township's password
+    kind VARCHAR                       -- township_workbook | analyst_snapshot
 );
+-- Warehouses created before these columns existed get them here (a no-op once present).
+ALTER TABLE audit.exports ADD COLUMN IF NOT EXISTS encrypted BOOLEAN;
+ALTER TABLE audit.exports ADD COLUMN IF NOT EXISTS kind VARCHAR;
