@@ -37,11 +37,12 @@ def warning_queue(context: dg.AssetExecutionContext, fangpin: FangpinData) -> dg
     return dg.MaterializeResult(metadata={str(k): v for k, v in counts.items()})
 
 
-def _month_frames(fangpin: FangpinData, month: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+def _month_frames(fangpin: FangpinData, month: str) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """The month's warning queue, unmatched persons and earlier cases, as the township workbooks need them."""
     with fangpin.writer() as con:
-        queue = con.sql("SELECT * FROM marts.warning_queue WHERE month = ?", params=[month]).pl()
-        unmatched = con.sql("SELECT * FROM marts.unmatched_persons WHERE month = ?", params=[month]).pl()
-    return queue, unmatched
+        frames = tuple(con.sql(f"SELECT * FROM {table} WHERE month = ?", params=[month]).pl()
+                       for table in ("marts.warning_queue", "marts.unmatched_persons", "marts.case_status"))
+    return frames
 
 
 @dg.asset(partitions_def=MONTHLY, group_name="exports", kinds={"excel"}, deps=[warning_queue])
@@ -49,11 +50,11 @@ def township_workbooks(context: dg.AssetExecutionContext, fangpin: FangpinData) 
     """exports/<month>/<township>.xlsx: each township's own households only, encrypted with the township's password
     when passwords are configured (fangpin.protect), owner-only files, and an audit row per file."""
     month = context.partition_key
-    queue, unmatched = _month_frames(fangpin, month)
+    queue, unmatched, case_status = _month_frames(fangpin, month)
     out_dir = fangpin.exports_dir(month)
     passwords = protect.load_passwords(fangpin.root)  # before writing: a bad passwords file writes nothing
     protect.restrict_exports(out_dir, fangpin.root / "exports")
-    paths = workbooks.write_township_workbooks(queue, unmatched, month, out_dir)
+    paths = workbooks.write_township_workbooks(queue, unmatched, month, out_dir, case_status=case_status)
     protect.restrict_exports(out_dir, fangpin.root / "exports")
     townships = {path: protect.workbook_township(path) for path in paths}
     missing: protect.MissingWorkbookPasswords | None = None
@@ -114,8 +115,9 @@ def township_feedback(context: dg.AssetExecutionContext, fangpin: FangpinData) -
     month = context.partition_key
     folder = fangpin.root / "raw" / month / "feedback"
     files = sorted(p for p in folder.glob("*.xlsx") if not p.name.startswith("~$")) if folder.is_dir() else []
-    queue, _ = _month_frames(fangpin, month)
-    results = [feedback.read_feedback(path, queue) for path in files]
+    queue, _, _ = _month_frames(fangpin, month)
+    passwords = protect.load_passwords(fangpin.root)
+    results = [feedback.read_feedback(path, queue, protect.open_returned(path, passwords)) for path in files]
     verifications = pl.concat([r[0] for r in results], how="diagonal_relaxed") if results else pl.DataFrame()
     rejections = pl.concat([r[1] for r in results], how="diagonal_relaxed") if results else pl.DataFrame()
     with fangpin.writer() as con, transaction(con):

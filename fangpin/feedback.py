@@ -277,12 +277,13 @@ def _verifications(checked: pl.DataFrame, month: str, path: Path, township: str)
     ).cast(VERIFICATION_SCHEMA)
 
 
-def read_feedback(path: Path, expected: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+def read_feedback(path: Path, expected: pl.DataFrame, content=None) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(verifications, rejections) from one returned township workbook.
 
     `expected` is `marts.warning_queue` of the month (all townships). Verifications: month, township,
     household_id, case_id, result, verified_on, verifier, remarks, source_file, row_number — only rows with a
-    result. Rejections: quarantine.rejected_rows columns, list_key 'feedback'.
+    result. Rejections: quarantine.rejected_rows columns, list_key 'feedback'. `content` is the decrypted bytes of
+    an encrypted workbook (fangpin.protect), read instead of the file while `path` still names it.
     """
     path = Path(path)
     months = sorted(expected.get_column("month").drop_nulls().unique().to_list()) if expected.height else []
@@ -290,7 +291,7 @@ def read_feedback(path: Path, expected: pl.DataFrame) -> tuple[pl.DataFrame, pl.
     township = None
     try:
         try:
-            wb = openpyxl.load_workbook(path, data_only=True)
+            wb = openpyxl.load_workbook(content if content is not None else path, data_only=True)
         except Exception as exc:  # noqa: BLE001 - any unreadable file is reported, never crashes the run
             raise WorkbookRejected("file_unreadable", detail=type(exc).__name__) from exc
         meta = read_meta(wb)

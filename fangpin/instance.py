@@ -25,6 +25,7 @@ def dagster_home() -> Path:
     """`DAGSTER_HOME` if set, else `<project>/.dagster_home`, created with its dagster.yaml."""
     home = Path(os.environ.get("DAGSTER_HOME") or PROJECT_ROOT / ".dagster_home").resolve()
     home.mkdir(parents=True, exist_ok=True)
+    home.chmod(0o700)  # step outputs under storage/ hold list rows with names and IDs: owner only
     config = home / "dagster.yaml"
     if not config.exists():
         config.write_text(DAGSTER_YAML, encoding="utf-8")

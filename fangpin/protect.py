@@ -107,6 +107,19 @@ def encrypt_workbook(path: Path, password: str) -> Path:
     return path
 
 
+def open_returned(path: Path, passwords: dict[str, str] | None) -> io.BytesIO | None:
+    """A returned workbook's plain bytes when it is encrypted with one of the townships' passwords, else None
+    (a plain workbook is read from its file; an encrypted one no password opens is reported unreadable)."""
+    if not passwords or not is_encrypted(path):
+        return None
+    for password in passwords.values():  # a handful of townships: try each
+        try:
+            return decrypt_workbook(path, password)
+        except Exception:  # noqa: BLE001 - wrong password: try the next
+            continue
+    return None
+
+
 def decrypt_workbook(path: Path, password: str) -> io.BytesIO:
     """The plain xlsx bytes of an encrypted workbook (for openpyxl.load_workbook); wrong password: InvalidKeyError."""
     output = io.BytesIO()
