@@ -253,3 +253,16 @@ def test_parse_date_variants():
 def test_source_name_relative_to_data_dir(tmp_path):
     assert source_name(tmp_path / "data" / "raw" / MONTH / "feedback" / "x.xlsx") == f"raw/{MONTH}/feedback/x.xlsx"
     assert source_name(Path("elsewhere/x.xlsx")) == "elsewhere/x.xlsx"
+
+
+def test_an_encrypted_returned_workbook_is_read_with_its_townships_password(sent, queue):
+    from fangpin import protect
+
+    clerk = Clerk(sent)
+    clerk.fill("A001")
+    clerk.save()
+    protect.encrypt_workbook(sent, "甲镇-密码-2026")
+    verifications, rejections = read_feedback(sent, queue, protect.open_returned(sent, {"乙乡": "x" * 12, "甲镇": "甲镇-密码-2026"}))
+    assert rejections.is_empty() and verifications["household_id"].to_list() == ["A001"]
+    _, unreadable = read_feedback(sent, queue, protect.open_returned(sent, {"乙乡": "x" * 12}))
+    assert unreadable["reason_code"].to_list() == ["file_unreadable"]
