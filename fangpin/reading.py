@@ -7,11 +7,22 @@ department list (名单) it holds, and reports everything it could not read as a
 instead of raising: one bad file must never stop the month.
 
 Excel is read with fastexcel (calamine); CSV is split with Polars string expressions (no per-row Python).
+
+Bad input is bounded before it is parsed (config/county.yaml `intake_limits`, read by `intake_limits()`): a file
+bigger than max_file_mb on disk, an .xlsx whose parts unzip (as their zip directory declares) to more than
+max_unzipped_mb or a big part compressed more than max_zip_ratio:1 (a zip bomb), and a sheet or CSV longer than
+max_rows_per_sheet are each one `file_too_large` problem; a cell longer than max_cell_chars is cut with a note.
+A password-protected workbook, a web page saved as .xls/.xlsx, and an empty file are `file_unreadable`; a list whose
+file name, sheet name or title names another month than its folder is `file_wrong_month` (see `named_months`).
+So the memory one file can take is bounded by what its limits let calamine parse (about 4x max_unzipped_mb).
 """
 from __future__ import annotations
 
 import hashlib
+import html
+import io
 import re
+import zipfile
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -35,6 +46,39 @@ PREFIX_TAIL_MAX = 4
 # reject an ID that went through a float instead of silently accepting digits that were never typed.
 FLOAT_SENSITIVE = ("id_number", "disability_cert")
 _DATE_AT_MIDNIGHT = r"^(\d{4}-\d{2}-\d{2}) 00:00:00$"
+_CFB_SIGNATURE = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # OLE compound file: old .xls, or an encrypted .xlsx
+_ENCRYPTED_PACKAGE = "EncryptedPackage".encode("utf-16-le")  # the stream Office writes when a password is set
+_MB = 1 << 20
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Limits: what one file may cost before it is refused (config/county.yaml intake_limits)
+# ----------------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class IntakeLimits:
+    """How big one received file may be. Defaults are used for keys a county's county.yaml leaves out."""
+
+    max_file_mb: float = 100  # size on disk
+    max_unzipped_mb: float = 500  # sum of the declared uncompressed sizes of an .xlsx's parts
+    max_zip_ratio: float = 100  # a part that unzips to more than zip_ratio_floor_mb at a higher ratio is a zip bomb
+    zip_ratio_floor_mb: float = 100
+    max_rows_per_sheet: int = 1_048_576  # Excel's own row limit
+    max_cell_chars: int = 32_767  # Excel's own cell limit; longer cells are cut, with a note
+
+    @property
+    def max_file_bytes(self) -> int:
+        return int(self.max_file_mb * _MB)
+
+
+def intake_limits() -> IntakeLimits:
+    """The county's `intake_limits:` section of config/county.yaml (missing keys keep the defaults above)."""
+    section = config.county().get("intake_limits") or {}
+    known = IntakeLimits.__dataclass_fields__
+    unknown = sorted(set(section) - set(known))
+    if unknown:
+        raise ValueError(f"county.yaml intake_limits: unknown keys {unknown}")
+    cast = {"float": float, "int": int}
+    return IntakeLimits(**{key: cast[known[key].type](value) for key, value in section.items()})
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -205,10 +249,19 @@ class _Grid:
     first_row: int
     column_labels: list[str]  # Excel column letters, for raw keys of columns without a header
     number_cells: Callable[[list[int]], pl.DataFrame] | None = None  # columns -> Boolean "was an Excel number"
+    notes: list[str] = field(default_factory=list)  # what the clerk should know (without the file/sheet prefix)
+    problem: tuple[str, str] | None = None  # (reason_code, detail): the sheet was refused and has no cells
 
 
 class UnreadableFile(Exception):
-    """The file cannot be opened as a spreadsheet; the message is the clerk's short detail (Chinese)."""
+    """The file cannot be opened as a spreadsheet; the message is the clerk's short detail (Chinese).
+
+    `code` is its reason code: file_unreadable, or file_too_large when an intake limit refused it.
+    """
+
+    def __init__(self, detail: str, code: str = "file_unreadable"):
+        super().__init__(detail)
+        self.code = code
 
 
 def _column_letter(index: int) -> str:
@@ -228,13 +281,45 @@ def _clean_cells(cells: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def _cap_cells(cells: pl.DataFrame, limit: int, labels: list[str], first_row: int) -> tuple[pl.DataFrame, list[str]]:
+    """Cells longer than `limit` characters cut to it, and a note naming them (at most three per column).
+
+    Such a cell is pasted text or a broken export, never a value fangpin uses; cutting it keeps the row (and the
+    rest of the file) while bounding what every later step copies. Columns are c0..cN, labelled by `labels`.
+    """
+    notes: list[str] = []
+    long = [c for c, dtype in cells.schema.items()  # bytes >= characters: a cheap first test
+            if dtype == pl.String and (cells[c].str.len_bytes().max() or 0) > limit]
+    for column in long:
+        lengths = cells[column].str.len_chars()
+        rows = (lengths > limit).arg_true()
+        if rows.len() == 0:
+            continue
+        named = "、".join(f"第{first_row + i}行" for i in rows.head(3).to_list())
+        more = f"等{rows.len():,}个单元格" if rows.len() > 3 else ""
+        notes.append(f"{labels[int(column[1:])]}列{named}{more}的内容有{lengths.max():,}个字，超过单元格上限{limit:,}个字，"
+                     f"已截断（只保留前{limit:,}个字），该行照常读取")
+    if long:
+        cells = cells.with_columns(pl.col(c).str.slice(0, limit) for c in long)
+    return cells, notes
+
+
+def _is_encrypted(data: bytes) -> bool:
+    """An Office file saved with an opening password is an OLE container holding an EncryptedPackage stream."""
+    return data.startswith(_CFB_SIGNATURE) and _ENCRYPTED_PACKAGE in data
+
+
+_ENCRYPTED_DETAIL = ("文件设置了打开密码（已加密），系统无法打开；"
+                     "请在Excel中取消密码（文件→信息→保护工作簿→用密码进行加密，清空密码）后重新报送")
+
+
 def _sniff_binary(data: bytes) -> str:
     """A short Chinese detail for bytes calamine refused, naming the usual culprits."""
     head = data[:2048].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
     if not data:
-        return "文件是空的（0字节）"
-    if data.startswith(b"\xd0\xcf\x11\xe0") and "EncryptedPackage".encode("utf-16-le") in data:
-        return "文件设置了打开密码（已加密），请取消密码后重新报送"
+        return "文件是空的（0字节），可能没有保存成功或没有复制完整"
+    if _is_encrypted(data):
+        return _ENCRYPTED_DETAIL
     if head.startswith((b"<html", b"<!doctype", b"<table", b"<?xml")) or b"<table" in head:
         return "文件实际是网页（HTML）格式，不是真正的Excel文件；请用Excel打开后另存为.xlsx再报送"
     if data.startswith(b"PK"):
@@ -242,23 +327,148 @@ def _sniff_binary(data: bytes) -> str:
     return "无法识别的文件格式，可能已损坏"
 
 
-def _excel_grids(data: bytes) -> list[_Grid]:
-    """Every sheet of an Excel workbook (format sniffed from the bytes, so a misnamed .xls still reads)."""
+# ----------------------------------------------------------------------------------------------------------------
+# Zip-based workbooks (.xlsx): checked before calamine unzips them
+# ----------------------------------------------------------------------------------------------------------------
+# A formula cell saved without its result (written by a program, never opened in Excel): calamine reads it blank.
+_FORMULA_WITHOUT_VALUE = re.compile(
+    rb'<c\b[^>]*?\br="([A-Z]{1,3}[0-9]+)"[^>]*>\s*<f\b[^>]*(?:/>|>[^<]*</f>)\s*(?:<v\s*/>|<v>\s*</v>)?\s*</c>')
+# A cell holding an error value (#DIV/0!, #REF!, #N/A, usually a formula's): calamine reads it blank too.
+_ERROR_CELL = re.compile(rb'<c\b(?=[^>]*\bt="e")[^>]*?\br="([A-Z]{1,3}[0-9]+)"')
+
+
+def _check_zip(data: bytes, limits: IntakeLimits) -> zipfile.ZipFile:
+    """The workbook's zip directory, once what its parts would unzip to is known to be within the limits.
+
+    The declared sizes are what an unzipper allocates for, and a big part far smaller compressed than unzipped is
+    how a zip bomb looks; both are refused before calamine unzips anything. A zip whose directory cannot be read is
+    a damaged (usually truncated: not fully downloaded or copied) file.
+    """
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+        parts = archive.infolist()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as exc:
+        raise UnreadableFile("Excel文件已损坏（压缩包不完整，可能没有下载或复制完整），请重新导出后报送") from exc
+    total = sum(part.file_size for part in parts)
+    if total > limits.max_unzipped_mb * _MB:
+        raise UnreadableFile(f"文件解压后共{total / _MB:,.0f}MB，超过上限{limits.max_unzipped_mb:g}MB"
+                             "（内容异常膨胀，疑似“压缩炸弹”恶意文件）", "file_too_large")
+    for part in parts:
+        ratio = part.file_size / max(part.compress_size, 1)
+        if part.file_size > limits.zip_ratio_floor_mb * _MB and ratio > limits.max_zip_ratio:
+            raise UnreadableFile(f"文件中的“{part.filename}”从{part.compress_size / _MB:.1f}MB解压为"
+                                 f"{part.file_size / _MB:,.0f}MB（压缩比{ratio:,.0f}:1，上限{limits.max_zip_ratio:g}:1），"
+                                 "内容异常膨胀，疑似“压缩炸弹”恶意文件", "file_too_large")
+    return archive
+
+
+def _sheet_parts(archive: zipfile.ZipFile) -> dict[str, str]:
+    """Worksheet part (xl/worksheets/sheet1.xml) -> sheet name, from xl/workbook.xml and its relationships."""
+    try:
+        workbook = archive.read("xl/workbook.xml").decode("utf-8", "replace")
+        rels = archive.read("xl/_rels/workbook.xml.rels").decode("utf-8", "replace")
+    except KeyError:
+        return {}
+    targets: dict[str, str] = {}
+    for tag in re.findall(r"<(?:\w+:)?Relationship\b[^>]*>", rels):
+        rid, target = re.search(r'\bId="([^"]+)"', tag), re.search(r'\bTarget="([^"]+)"', tag)
+        if rid and target:
+            path = target.group(1)
+            targets[rid.group(1)] = path.lstrip("/") if path.startswith("/") else "xl/" + path
+    names: dict[str, str] = {}
+    for tag in re.findall(r"<(?:\w+:)?sheet\b[^>]*>", workbook):
+        name, rid = re.search(r'\bname="([^"]*)"', tag), re.search(r'\s\w+:id="([^"]+)"', tag)
+        if name and rid and rid.group(1) in targets:
+            names[targets[rid.group(1)]] = html.unescape(name.group(1))
+    return names
+
+
+def _cells_matching(archive: zipfile.ZipFile, part: str, patterns: tuple[tuple[re.Pattern, bytes], ...],
+                    ) -> list[list[bytes]]:
+    """For each (pattern, marker), the cell references (b"C2") of one worksheet part matching the pattern, read in
+    4 MB blocks; a block without the marker (a substring every match contains) is not searched.
+
+    Each block is searched up to its last cell start, so no cell is split between blocks and memory stays small.
+    """
+    found: list[list[bytes]] = [[] for _ in patterns]
+    with archive.open(part) as handle:
+        tail = b""
+        while True:
+            block = handle.read(4 * _MB)
+            buffer = tail + block
+            last_cell = buffer.rfind(b"<c", 1) if block else -1  # a buffer without a second cell start is searched
+            cut = last_cell if last_cell > 0 else len(buffer)  # whole, so one huge cell cannot grow the tail forever
+            for refs, (pattern, marker) in zip(found, patterns):
+                if marker in buffer:  # a plain search first: most sheets hold no formula and no error at all
+                    refs.extend(pattern.findall(buffer, 0, cut))
+            tail = buffer[cut:]
+            if not block:
+                return found
+
+
+def _blank_cell_notes(archive: zipfile.ZipFile) -> dict[str, list[str]]:
+    """Sheet name -> notes on cells read as blank although Excel would show something: formulas saved without
+    their result, and error values. A formula's text is never taken as the cell's value ("=SUM(...)")."""
+    notes: dict[str, list[str]] = {}
+    for part, sheet in _sheet_parts(archive).items():
+        try:
+            patterns = ((_FORMULA_WITHOUT_VALUE, b"<f"), (_ERROR_CELL, b't="e"'))
+            uncached, errors = _cells_matching(archive, part, patterns)
+        except Exception:  # a damaged part (bad CRC, bad deflate data): calamine reports it when it reads the sheet
+            continue
+        for refs, what in ((uncached, "是公式但没有保存计算结果（文件由程序生成、未在Excel中保存过）"),
+                           (errors, "是公式错误值（如#DIV/0!、#REF!、#N/A）")):
+            if refs:
+                named = "、".join(ref.decode() for ref in refs[:5]) + (f"等{len(refs):,}个单元格" if len(refs) > 5 else "")
+                notes.setdefault(sheet, []).append(f"{named}{what}，按空白读取；请在Excel中核对、保存后重新报送")
+    return notes
+
+
+def _refused(sheet: str, code: str, detail: str) -> _Grid:
+    """A sheet that was not read: no cells, just the problem."""
+    return _Grid(sheet=sheet, cells=pl.DataFrame(), first_row=1, column_labels=[], problem=(code, detail))
+
+
+def _excel_grids(data: bytes, limits: IntakeLimits) -> list[_Grid]:
+    """Every sheet of an Excel workbook (format sniffed from the bytes, so a misnamed .xls still reads).
+
+    A zip-based workbook is checked against the limits first and an encrypted one is refused before calamine sees
+    it; a sheet longer than max_rows_per_sheet is refused (its grid carries the problem, no cells).
+    """
+    blank_notes: dict[str, list[str]] = {}
+    if data.startswith(b"PK"):
+        blank_notes = _blank_cell_notes(_check_zip(data, limits))
+    elif _is_encrypted(data):
+        raise UnreadableFile(_sniff_binary(data))
     try:
         reader = fastexcel.read_excel(data)
     except Exception as exc:  # calamine raises its own error types; all mean "cannot open"
+        if "password" in str(exc).lower():  # an old .xls with a password (no EncryptedPackage stream)
+            raise UnreadableFile(_ENCRYPTED_DETAIL) from exc
         raise UnreadableFile(_sniff_binary(data)) from exc
     grids = []
     for index, name in enumerate(reader.sheet_names):
-        sheet = reader.load_sheet(index, header_row=None, skip_rows=0, dtypes="string")
+        try:
+            sheet = reader.load_sheet(index, header_row=None, skip_rows=0, n_rows=limits.max_rows_per_sheet,
+                                      dtypes="string")
+        except Exception:  # damaged bytes inside the workbook: this sheet is lost, the others may still read
+            detail = "工作表内容已损坏（文件可能在复制或传输中出错），无法读取，请重新导出后报送"
+            grids.append(_refused(name, "file_unreadable", detail))
+            continue
+        if sheet.total_height > limits.max_rows_per_sheet:
+            detail = f"工作表有{sheet.total_height:,}行，超过每表{limits.max_rows_per_sheet:,}行的上限"
+            grids.append(_refused(name, "file_too_large", detail))
+            continue
         columns = sheet.available_columns()
+        labels = [_column_letter(info.absolute_index) for info in columns]
         cells = sheet.to_polars()
         cells = cells.rename({info.name: f"c{position}" for position, info in enumerate(columns)})
+        cells, notes = _cap_cells(cells, limits.max_cell_chars, labels, first_row=1)
         cells = _clean_cells(cells).with_columns(pl.col(pl.String).str.replace(_DATE_AT_MIDNIGHT, "${1}"))
         grids.append(_Grid(
-            sheet=name, cells=cells, first_row=1,
-            column_labels=[_column_letter(info.absolute_index) for info in columns],
+            sheet=name, cells=cells, first_row=1, column_labels=labels,
             number_cells=_number_cell_loader(reader, index, [info.name for info in columns], cells.height),
+            notes=notes + blank_notes.get(name, []),
         ))
     return grids
 
@@ -282,40 +492,81 @@ def _number_cell_loader(reader: fastexcel.ExcelReader, index: int, names: list[s
     return load
 
 
-def _decode_text(data: bytes) -> str:
-    """CSV bytes -> text: UTF-8 (BOM or not) first, then GB18030 (a superset of GBK/GB2312), UTF-16 by BOM."""
+# ----------------------------------------------------------------------------------------------------------------
+# CSV text
+# ----------------------------------------------------------------------------------------------------------------
+def _split_lines(text: str) -> pl.Series:
+    """Text -> one String per physical line (a line number is a spreadsheet row), without the line break."""
+    return pl.Series("line", [text]).str.split("\n").explode().str.strip_suffix("\r")
+
+
+def _decode_lines(data: bytes) -> tuple[pl.Series, list[str]]:
+    """CSV bytes -> its lines as text, and notes: UTF-8 (BOM or not), else GB18030 (a superset of GBK/GB2312),
+    UTF-16 by BOM.
+
+    A file mixing UTF-8 and GB18030 lines (two offices' exports pasted together) is decoded line by line, still
+    with whole-column operations: lines that are not UTF-8 (or decode to letters no Chinese list holds, U+0100 to
+    U+07FF, which is how GBK bytes look when read as UTF-8) are decoded together as GB18030. A line that is neither
+    is kept, with "�" for the bytes that could not be read, and named in a note: no line is dropped.
+    """
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return data.decode("utf-16")
+        try:
+            return _split_lines(data.decode("utf-16")), []
+        except UnicodeDecodeError as exc:
+            raise UnreadableFile("文字编码（UTF-16）有误，文件可能已损坏") from exc
     if b"\x00" in data[:4096]:
         raise UnreadableFile(_sniff_binary(data))
-    for encoding in ("utf-8-sig", "gb18030"):
+    data = data.removeprefix(b"\xef\xbb\xbf")
+    try:
+        return _split_lines(data.decode("utf-8")), []
+    except UnicodeDecodeError:
+        pass
+    as_utf8 = _split_lines(data.decode("utf-8", errors="replace"))  # "\n" survives replacement: same line count
+    not_utf8 = as_utf8.str.contains("\ufffd", literal=True) | as_utf8.str.contains(r"[\x{0100}-\x{07FF}]")
+    utf8_chinese = int((~not_utf8 & as_utf8.str.contains(r"[^\x00-\x7F]")).sum())
+    if not utf8_chinese:
         try:
-            return data.decode(encoding)
+            return _split_lines(data.decode("gb18030")), []
         except UnicodeDecodeError:
-            continue
-    raise UnreadableFile("文字编码无法识别（既不是UTF-8也不是GBK/GB18030）")
+            pass
+    positions = not_utf8.arg_true()
+    raw = pl.Series(data.split(b"\n"), dtype=pl.Binary)
+    gb = _split_lines(b"\n".join(raw.gather(positions).to_list()).decode("gb18030", errors="replace"))
+    if gb.len() != positions.len():  # never guess a line alignment
+        raise UnreadableFile("文字编码无法识别（既不是UTF-8也不是GBK/GB18030）")
+    lines = as_utf8.clone().scatter(positions, gb)
+    notes = []
+    if utf8_chinese:
+        notes.append(f"文件混用了UTF-8和GBK/GB18030两种文字编码，已逐行识别（{positions.len():,}行按GBK/GB18030读取）")
+    unreadable = positions.gather(gb.str.contains("\ufffd", literal=True).arg_true()) + 1
+    if unreadable.len():
+        named = "、".join(str(row) for row in unreadable.head(10).to_list())
+        more = f"等{unreadable.len():,}行" if unreadable.len() > 10 else ""
+        notes.append(f"第{named}行{more}的文字编码无法识别，认不出的字显示为“\ufffd”，这些行照常读取，请核对")
+    return lines, notes
 
 
-def _sniff_separator(text: str) -> str:
+def _sniff_separator(lines: pl.Series) -> str:
     """Comma unless the first lines clearly use tab, semicolon or bar."""
-    head = text[:20000].splitlines()[:30]
+    head = [line[:20000] for line in lines.head(30).to_list() if line]
     counts = {sep: max((line.count(sep) for line in head), default=0) for sep in (",", "\t", ";", "|")}
     best = max(counts, key=lambda sep: counts[sep])
     return best if counts[best] > 0 else ","
 
 
-def _csv_grid(data: bytes) -> _Grid:
+def _csv_grid(data: bytes, limits: IntakeLimits) -> _Grid:
     """A CSV as a grid, keeping ragged rows whole and every physical line (line number = spreadsheet row).
 
     Polars' CSV reader sizes columns from the first line (a one-cell title row) and skips blank lines, which
     would drop fields and shift line numbers; so each line is split with a quote-aware regex instead, still
     vectorised. A quoted field spanning lines is split at the line break (rare in department lists).
     """
-    text = _decode_text(data)
-    separator = _sniff_separator(text)
+    lines, notes = _decode_lines(data)
+    if lines.len() > limits.max_rows_per_sheet:
+        raise UnreadableFile(f"文件有{lines.len():,}行，超过每表{limits.max_rows_per_sheet:,}行的上限", "file_too_large")
+    separator = _sniff_separator(lines)
     sep = re.escape(separator)
     field_pattern = f'{sep}("(?:[^"]|"")*"|[^{sep}]*)'
-    lines = pl.Series("line", [text]).str.split("\n").explode().str.strip_suffix("\r")
     element = pl.element().str.slice(1)
     quoted = element.str.starts_with('"') & element.str.ends_with('"') & (element.str.len_chars() >= 2)
     unquoted = element.str.slice(1, element.str.len_chars() - 2).str.replace_all('""', '"', literal=True)
@@ -325,8 +576,9 @@ def _csv_grid(data: bytes) -> _Grid:
     )
     width = int(fields["fields"].list.len().max() or 0)
     cells = fields.select(pl.col("fields").list.get(i, null_on_oob=True).alias(f"c{i}") for i in range(width))
-    return _Grid(sheet="", cells=_clean_cells(cells), first_row=1,
-                 column_labels=[_column_letter(i) for i in range(width)])
+    labels = [_column_letter(i) for i in range(width)]
+    cells, capped = _cap_cells(cells, limits.max_cell_chars, labels, first_row=1)
+    return _Grid(sheet="", cells=_clean_cells(cells), first_row=1, column_labels=labels, notes=notes + capped)
 
 
 def _parquet_grid(path: Path) -> _Grid:
@@ -351,24 +603,38 @@ def _parquet_grid(path: Path) -> _Grid:
                  column_labels=[_column_letter(i) for i in range(frame.width)])
 
 
-def _load_grids(path: Path) -> list[_Grid]:
-    """Every sheet of one file as grids, or UnreadableFile."""
+def _looks_like_text(data: bytes) -> bool:
+    """True for bytes that may be CSV text under a spreadsheet name (not binary, not an HTML page)."""
+    return data[:1] in (b"\xef", b"\xff", b"\xfe") or (b"\x00" not in data[:4096] and b"<" not in data[:64])
+
+
+def _load_grids(path: Path, limits: IntakeLimits) -> list[_Grid]:
+    """Every sheet of one file as grids, or UnreadableFile (an empty or too big file is refused unread)."""
+    size = path.stat().st_size
+    if size == 0:
+        raise UnreadableFile(_sniff_binary(b""))
+    if size > limits.max_file_bytes:
+        raise UnreadableFile(f"文件有{size / _MB:,.1f}MB，超过上限{limits.max_file_mb:g}MB", "file_too_large")
     suffix = path.suffix.lower()
     if suffix == ".parquet":
         return [_parquet_grid(path)]
     data = path.read_bytes()
     if suffix == ".csv":
-        return [_csv_grid(data)]
+        return [_csv_grid(data, limits)]
     try:
-        return _excel_grids(data)
-    except UnreadableFile:
+        return _excel_grids(data, limits)
+    except UnreadableFile as refused:
         # Some systems export CSV text under an .xls name; HTML pages stay unreadable (reported, not guessed).
-        if data[:1] in (b"\xef", b"\xff", b"\xfe") or (data and b"\x00" not in data[:4096] and b"<" not in data[:64]):
-            try:
-                return [_csv_grid(data)]
-            except UnreadableFile:
-                pass
-        raise
+        if refused.code != "file_unreadable" or not _looks_like_text(data):
+            raise
+        try:
+            grid = _csv_grid(data, limits)
+        except UnreadableFile as exc:
+            if exc.code != "file_unreadable":
+                raise
+            raise refused from None
+        grid.notes.insert(0, f"文件扩展名是{path.suffix}，但内容其实是CSV文本，已按CSV读取（建议用Excel另存为.xlsx）")
+        return [grid]
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -393,6 +659,52 @@ def _looks_like_data(cells: pl.DataFrame) -> bool:
     filled = pl.sum_horizontal(pl.col(c).is_not_null() for c in cells.columns)
     id_like = pl.any_horizontal(pl.col(c).str.contains(r"\d{15}") for c in cells.columns)
     return bool(cells.select((filled >= 3).any() | id_like.any()).item())
+
+
+def _complete_header(cells: pl.DataFrame, header_index: int, matcher: HeaderMatcher,
+                     ) -> tuple[list[str | None], list[int]]:
+    """The header cells, completed from the row just below or above when the header spans two rows; and its rows.
+
+    A two-row header has group cells merged across the columns under them (救助情况 over 金额 and 原因) and cells
+    merged down both rows (姓名); calamine leaves covered cells empty, so one row alone misses columns. A neighbour
+    completes the header when it names a known column the header row lacks, in a column where the header row is
+    empty (or, for the row below, names only a group), has at least two cells and no ID-like number (a data row or
+    a one-cell title never qualifies).
+    """
+    header = list(cells.row(header_index))
+    rows = [header_index]
+    found = {matcher.match(cell)[0] for cell in header} - {None}
+    for neighbour in (header_index + 1, header_index - 1):
+        if not 0 <= neighbour < cells.height:
+            continue
+        row = list(cells.row(neighbour))
+        if sum(cell is not None for cell in row) < 2 or any(cell and re.search(r"\d{15}", cell) for cell in row):
+            continue
+        fills = {}
+        for position, cell in enumerate(row):
+            canonical = matcher.match(cell)[0]
+            group_above = neighbour > header_index and matcher.match(header[position])[0] is None
+            open_slot = header[position] is None or group_above
+            if canonical and canonical not in found and open_slot:
+                fills[position] = cell
+                found.add(canonical)
+        if fills:  # the neighbour is part of the header: its other words label columns the header row leaves empty
+            for position, cell in enumerate(row):
+                if position in fills or (header[position] is None and cell is not None):
+                    header[position] = cell
+            rows.append(neighbour)
+    return header, sorted(rows)
+
+
+def _expected_headers(header_map: dict[str, tuple[str, ...]], required: tuple[str, ...]) -> str:
+    """The header words a clerk should use: the required columns' and the name's, with two variants each."""
+    parts = []
+    for column in dict.fromkeys([*required, "name"]):
+        words = header_map.get(column) or ()
+        if words:
+            others = "".join(f"“{word}”" for word in words[1:3])
+            parts.append(f"“{words[0]}”" + (f"（或{others}）" if others else ""))
+    return "、".join(parts)
 
 
 def _total_row(columns: list[str], words: tuple[str, ...]) -> pl.Expr:
@@ -431,7 +743,7 @@ def _sheet_table(grid: _Grid, source: str, matcher: HeaderMatcher, header_map: d
                  required: tuple[str, ...], total_words: tuple[str, ...]) -> _SheetResult:
     """One grid -> a SheetTable, or the problem or note that replaces it."""
     cells = grid.cells
-    where = f"“{source}”" + (f"工作表“{grid.sheet}”" if grid.sheet else "")
+    where = _where(source, grid.sheet)
     if cells.width == 0:
         return _SheetResult(note=f"{where}是空表，已跳过")
     blank = ~pl.any_horizontal(pl.col(c).is_not_null() for c in cells.columns)
@@ -441,13 +753,13 @@ def _sheet_table(grid: _Grid, source: str, matcher: HeaderMatcher, header_map: d
     header_index = _find_header(candidates, matcher)
     if header_index is None:
         if _looks_like_data(cells):
-            reason = f"{where}：{reject('no_header')}"
+            reason = f"{where}：{reject('no_header')}；表头须用这些列名，如{_expected_headers(header_map, required)}"
             return _SheetResult(problem=FileProblem(source, grid.sheet, "no_header", reason))
         return _SheetResult(note=f"{where}没有表头和数据（空白或只有说明文字），已跳过")
 
-    header_cells = list(cells.row(header_index))
-    title = " ".join(" ".join(c for c in cells_ if c) for i, cells_ in candidates if i < header_index).strip()
-    body = indexed.slice(header_index + 1)
+    header_cells, header_rows = _complete_header(cells, header_index, matcher)
+    title = " ".join(" ".join(c for c in cells_ if c) for i, cells_ in candidates if i < min(header_rows)).strip()
+    body = indexed.slice(max(header_rows) + 1)
     has_data = [c for c in cells.columns if body.select(pl.col(c).is_not_null().any()).item()]
 
     # Which grid column feeds each canonical column: exact names win over prefix matches, then the first column.
@@ -520,30 +832,45 @@ def relative_source(path: Path, data_dir: Path) -> str:
         return path.as_posix()
 
 
+def _where(source: str, sheet: str) -> str:
+    """“file”工作表“sheet” (sheet omitted for CSV): how every message names its place."""
+    return f"“{source}”" + (f"工作表“{sheet}”" if sheet else "")
+
+
+def _file_problem(source: str, sheet: str, code: str, detail: str) -> FileProblem:
+    """A file or sheet refused for `code` (file_unreadable, file_too_large), with the clerk's detail."""
+    return FileProblem(source, sheet, code, f"{_where(source, sheet)}：{reject(code, detail=detail)}")
+
+
 def _unreadable(source: str, sheet: str, detail: str) -> FileProblem:
     return FileProblem(source, sheet, "file_unreadable", f"“{source}”：{reject('file_unreadable', detail=detail)}")
 
 
 def read_table_file(path: Path, data_dir: Path, header_map: dict[str, tuple[str, ...]], required: tuple[str, ...],
-                    total_words: tuple[str, ...] | None = None,
+                    total_words: tuple[str, ...] | None = None, limits: IntakeLimits | None = None,
                     ) -> tuple[list[SheetTable], list[FileProblem], list[str]]:
     """Read every sheet of one xlsx/xls/csv (or parquet): tables with a header, problems, and notes.
 
-    Never raises for a bad file: an unreadable file is one `file_unreadable` problem; a sheet without a header
-    that holds records is `no_header`; one lacking a required column is `missing_required_column`; an empty or
-    notes-only sheet is a note.
+    Never raises for a bad file: an unreadable file is one `file_unreadable` problem and one refused by an intake
+    limit (`limits`, default `intake_limits()`) one `file_too_large`; a sheet without a header that holds records is
+    `no_header`; one lacking a required column is `missing_required_column`; an empty or notes-only sheet is a
+    note, and so is anything read in a way the clerk should know (cut cells, mixed encodings, formulas read blank).
     """
     source = relative_source(Path(path), data_dir)
     words = config.registry().total_row_words if total_words is None else tuple(total_words)
     try:
-        grids = _load_grids(Path(path))
+        grids = _load_grids(Path(path), limits or intake_limits())
     except UnreadableFile as exc:
-        return [], [_unreadable(source, "", str(exc))], []
+        return [], [_file_problem(source, "", exc.code, str(exc))], []
     except Exception as exc:  # anything else the readers raise still means "cannot open"
         return [], [_unreadable(source, "", f"读取出错（{type(exc).__name__}）")], []
     matcher = HeaderMatcher(header_map)
     tables, problems, notes = [], [], []
     for grid in grids:
+        notes.extend(f"{_where(source, grid.sheet)}：{detail}" for detail in grid.notes)
+        if grid.problem is not None:
+            problems.append(_file_problem(source, grid.sheet, *grid.problem))
+            continue
         try:
             result = _sheet_table(grid, source, matcher, header_map, tuple(required), words)
         except Exception as exc:  # a sheet that breaks the reader is reported, the other sheets still count
@@ -585,6 +912,62 @@ def _keywords(specs: list[ListSpec]) -> str:
     for spec in specs:
         words.extend(w for w in spec.keywords if w not in words)
     return "、".join(words)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Which month a file says it is about
+# ----------------------------------------------------------------------------------------------------------------
+_NOT_A_RANGE = r"(?!\s*份?\s*[-~～—至到]\s*\d)"  # 2026年1-9月, 1至9月: a range names no single month
+_NOT_A_DATE = r"(?!\s*\d{1,2}\s*[日号])"  # 2026年11月5日: a fill-in date
+_YEAR_MONTH = re.compile(
+    r"(?<!\d)(20\d{2})\s*(?:年\s*(\d{1,2})\s*月" + _NOT_A_DATE
+    + r"|[-_.](\d{1,2})(?!\d|[-_.]\d)|(0[1-9]|1[0-2])(?!\d))" + _NOT_A_RANGE)
+_MONTH_ONLY = re.compile(r"(?<![\d年\-~～—至到/._])(\d{1,2})\s*月" + _NOT_A_DATE + _NOT_A_RANGE)
+# A month named as when the file was filled in or sent (填报时间：2026年11月, 11月报送) says nothing of the list's month.
+_SENT_BEFORE = re.compile(r"(?:(?:填报|报送|上报|制表|打印|导出)(?:时间|日期)?|截至|截止)[\s:：]*$")
+_SENT_AFTER = re.compile(r"^\s*份?\s*(?:报送|上报|填报|制表|打印|导出)")
+
+
+def named_months(text: str) -> list[tuple[int | None, int]]:
+    """The months `text` (a file name, sheet name or title) names as what its list is about: (year or None, month).
+
+    Read: 2026年9月, 2026-09, 2026.9, 2026_09, 202609, 9月, 9月份. Not read: full dates (2026年11月5日, 2026.11.05,
+    20261105), ranges (2026年1-9月, 1至9月) and months named as when the file was filled in or sent.
+    """
+    months: list[tuple[int | None, int]] = []
+
+    def keep(match: re.Match, year: int | None, month: str) -> None:
+        before, after = text[max(0, match.start() - 8):match.start()], text[match.end():]
+        sent = _SENT_BEFORE.search(before) or _SENT_AFTER.match(after)
+        if not sent and 1 <= int(month) <= 12:
+            months.append((year, int(month)))
+
+    rest = text
+    for match in _YEAR_MONTH.finditer(text):
+        keep(match, int(match.group(1)), next(g for g in match.groups()[1:] if g))
+        rest = rest[:match.start()] + " " * (match.end() - match.start()) + rest[match.end():]
+    for match in _MONTH_ONLY.finditer(rest):
+        keep(match, None, match.group(1))
+    return months
+
+
+def _month_text(month: str) -> str:
+    """"2026-10" -> "2026年10月", as a clerk writes it."""
+    return f"{int(month[:4])}年{int(month[5:])}月"
+
+
+def wrong_month(month: str, texts: tuple[str, ...]) -> str | None:
+    """The other month `texts` name ("2026年9月"), or None when they name `month` or no month at all.
+
+    Any mention of `month` wins (a file of October may also say when it was sent); a month without a year is
+    compared by its number only.
+    """
+    year, number = int(month[:4]), int(month[5:])
+    named = [found for text in texts if text for found in named_months(text)]
+    if not named or any(m == number and y in (None, year) for y, m in named):
+        return None
+    other_year, other = named[0]
+    return f"{other_year}年{other}月" if other_year else f"{other}月"
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -652,8 +1035,17 @@ def _status(tables: int, problems: int) -> str:
     return "quarantined" if problems else "ignored"
 
 
-def scan_month(data_dir: Path, month: str, registry: Registry | None = None) -> MonthScan:
-    """Every department folder under data_dir/raw/<month>/ except roster/ and feedback/, read and recognised."""
+def _file_note(notes: list[str], problems: list[FileProblem]) -> str | None:
+    """raw.received_files.note: what the clerk should know about the file, then why nothing of it was read."""
+    return "；".join([*notes, *(p.reason for p in problems)]) or None
+
+
+def scan_month(data_dir: Path, month: str, registry: Registry | None = None,
+               limits: IntakeLimits | None = None) -> MonthScan:
+    """Every department folder under data_dir/raw/<month>/ except roster/ and feedback/, read and recognised.
+
+    Each file is bounded by `limits` (default `intake_limits()`); a list naming another month is not this month's.
+    """
     reg = registry or config.registry()
     data_dir = Path(data_dir)
     month_dir = data_dir / "raw" / month
@@ -679,33 +1071,52 @@ def scan_month(data_dir: Path, month: str, registry: Registry | None = None) -> 
             problems.append(FileProblem(source, "", "unknown_department", reason))
             intake.files.append(_received(path, data_dir, None, folder, sha, "quarantined", reason))
             continue
-        found, file_problems, notes = _read_department_file(path, data_dir, reg, department)
+        found, file_problems, notes = _read_department_file(path, data_dir, reg, department, month, limits)
         problems.extend(file_problems)
         for key, table in found:
             tables.setdefault(key, []).append(table)
         lists = list(dict.fromkeys(key for key, _ in found))
-        note = "；".join(notes) or ("；".join(p.reason for p in file_problems) if not found else None) or None
+        note = _file_note(notes, [] if found else file_problems)
         intake.files.append(_received(path, data_dir, department, folder, sha, _status(len(found), len(file_problems)),
                                       note, lists=lists))
     return MonthScan(intake.files, tables, problems)
 
 
-def _read_department_file(path: Path, data_dir: Path, reg: Registry, department: str,
+def _read_department_file(path: Path, data_dir: Path, reg: Registry, department: str, month: str | None = None,
+                          limits: IntakeLimits | None = None,
                           ) -> tuple[list[tuple[str, SheetTable]], list[FileProblem], list[str]]:
-    """Read one department file and recognise each sheet among that department's lists."""
+    """Read one department file and recognise each sheet among that department's lists.
+
+    With `month`, a sheet whose file name, sheet name or title names another month is `file_wrong_month` (its rows
+    are not this month's); when every sheet does, the whole file is one problem.
+    """
     specs = reg.lists_of(department)
     sheet_tables, problems, notes = read_table_file(path, data_dir, reg.list_headers, reg.list_required,
-                                                    reg.total_row_words)
+                                                    reg.total_row_words, limits)
     stem = Path(path).stem
     for problem in problems:  # a list named by file or sheet still gets its problem counted against it
         if problem.reason_code != "file_unreadable":
             spec, _ = recognise_list(specs, (stem, problem.sheet))
             problem.list_key = spec.key if spec else None
+    wrong = {id(table): other for table in sheet_tables
+             if month and (other := wrong_month(month, (stem, table.sheet, table.title)))}
+    if sheet_tables and len(wrong) == len(sheet_tables):  # the whole file is another month's
+        keys = {spec.key for table in sheet_tables
+                if (spec := recognise_list(specs, (stem, table.sheet, table.title))[0])}
+        source = sheet_tables[0].source_file
+        months = {"found": wrong[id(sheet_tables[0])], "expected": _month_text(month)}
+        reason = f"“{source}”：{reject('file_wrong_month', **months)}"
+        problems.append(FileProblem(source, "", "file_wrong_month", reason, keys.pop() if len(keys) == 1 else None))
+        return [], problems, notes
     found: list[tuple[str, SheetTable]] = []
     for table in sheet_tables:
         spec, candidates = recognise_list(specs, (stem, table.sheet, table.title))
-        where = f"“{table.source_file}”" + (f"工作表“{table.sheet}”" if table.sheet else "")
-        if spec is not None:
+        where = _where(table.source_file, table.sheet)
+        if id(table) in wrong:
+            reason = f"{where}：{reject('file_wrong_month', found=wrong[id(table)], expected=_month_text(month))}"
+            problems.append(FileProblem(table.source_file, table.sheet, "file_wrong_month", reason,
+                                        spec.key if spec else None))
+        elif spec is not None:
             found.append((spec.key, table))
         elif table.frame.height == 0:
             notes.append(f"{where}只有表头、没有数据，且无法识别是哪张名单，已跳过")
@@ -719,7 +1130,7 @@ def _read_department_file(path: Path, data_dir: Path, reg: Registry, department:
     return found, problems, notes
 
 
-def read_roster(data_dir: Path, month: str, registry: Registry | None = None,
+def read_roster(data_dir: Path, month: str, registry: Registry | None = None, limits: IntakeLimits | None = None,
                 ) -> tuple[list[SheetTable], list[FileProblem], list[ReceivedFile]]:
     """data_dir/raw/<month>/roster/*: the 花名册 (household roster), in one or several xlsx/xls files or sheets,
     csv or parquet, as roster tables.
@@ -739,12 +1150,12 @@ def read_roster(data_dir: Path, month: str, registry: Registry | None = None,
         if sha is None:
             continue
         found, file_problems, notes = read_table_file(path, data_dir, reg.roster_headers, reg.roster_required,
-                                                      reg.total_row_words)
+                                                      reg.total_row_words, limits)
         for problem in file_problems:
             problem.list_key = "roster"
         tables.extend(found)
         problems.extend(file_problems)
-        note = "；".join(notes) or ("；".join(p.reason for p in file_problems) if not found else None) or None
+        note = _file_note(notes, [] if found else file_problems)
         intake.files.append(_received(path, data_dir, None, "roster", sha, _status(len(found), len(file_problems)),
                                       note, lists=["roster"] if found else []))
     return tables, problems, intake.files

@@ -31,6 +31,10 @@ REJECT = {
     "unknown_department": "文件夹“{folder}”不是已登记的部门，文件未处理；请放到部门文件夹中（如 civil_affairs 或 民政局）",
     "no_header": "找不到表头行（需要“身份证号码”等列名），该表未处理",
     "missing_required_column": "缺少必需的列“{column}”，该表未处理",
+    # refused by config/county.yaml intake_limits before or while reading (zip bomb, huge file, too many rows)
+    "file_too_large": "文件过大，未处理：{detail}；请检查文件是否正确，或按乡镇拆分成几个较小的文件后重新报送",
+    # the file name, sheet name or title names another month than the month folder it was put in
+    "file_wrong_month": "文件名或标题写的是{found}，但放在{expected}的文件夹里，未处理、不计入{expected}；如确是{expected}的名单，请改正文件名或标题后重新报送，否则请放到{found}的文件夹",
     # township verification workbooks returned (data/raw/<month>/feedback/, list_key 'feedback')
     "feedback_meta_missing": "不是系统下发的核实工作簿（缺少隐藏的“{meta_sheet}”工作表），无法确认是哪个乡镇哪个月的清单，整本未采用；请在系统下发的原工作簿中填写后报回",
     "feedback_meta_altered": "工作簿隐藏的“{meta_sheet}”工作表被改动过，无法确认是哪个乡镇哪个月的清单，整本未采用；请在系统下发的原工作簿中填写后报回",
