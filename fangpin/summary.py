@@ -38,6 +38,9 @@ def print_summary(data_dir: Path, month: str, run_id: str, success: bool) -> Non
     out = sys.stdout
     print(f"\n== fangpin {month}: {'完成 done' if success else '失败 FAILED'} (Dagster run {run_id}) ==", file=out)
     path = warehouse_path(data_dir)
+    if not success:
+        print("本次运行失败，下表为数据仓库中该月上一次成功运行的结果 (the run failed: figures below are from the last "
+              "successful run of this month; see the ✗ lines above for why)", file=out)
     if path.exists():
         try:
             with reader(data_dir, wait_seconds=10) as con:

@@ -10,7 +10,6 @@ import fcntl
 import os
 import re
 import signal
-import sys
 import time
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -107,24 +106,14 @@ def writer(data_dir: Path, wait_seconds: float | None = None) -> Iterator[duckdb
     path.parent.mkdir(parents=True, exist_ok=True)
     wait = lock_wait_seconds() if wait_seconds is None else wait_seconds
     with ExitStack() as held:
-        try:
-            held.enter_context(_writer_lock(path, wait))
-            con = _connect_with_wait(path, read_only=False, wait_seconds=wait)
-        except WarehouseBusy as error:
-            _tell_console(error)
-            raise
+        held.enter_context(_writer_lock(path, wait))
+        con = _connect_with_wait(path, read_only=False, wait_seconds=wait)
         try:
             ensure_schema(con)
             yield con
         finally:
             con.close()
     os.chmod(path, 0o600)
-
-
-def _tell_console(error: WarehouseBusy) -> None:
-    """Print who holds the warehouse on stderr: inside a Dagster step the exception text reaches only the event
-    log, and `fangpin run` showed just 'Execution of step "warehouse_month" failed.' to the person at the console."""
-    print(f"✗ {error}", file=sys.stderr, flush=True)
 
 
 @contextmanager

@@ -237,7 +237,7 @@ def test_a_locked_warehouse_makes_the_run_wait_then_fail_naming_the_holder(count
         holder.wait(timeout=30)
     assert run.returncode == 1, run.output[-3000:]
     assert f"PID {holder.pid}" in run.output and "数据仓库" in run.output, run.output[-3000:]
-    assert "Close that DuckDB session" in run.output
+    assert "Close that DuckDB session" in run.output, run.output[-3000:]
     assert state(data_dir) == county["current"], "a run that could not get the warehouse changed it"
 
 
