@@ -43,7 +43,7 @@ def run_month(month: str, data_dir: Path, assets: list[str] | None = None) -> bo
     )
     from fangpin.summary import print_summary
 
-    print_summary(data_dir, month, run_id=result.run_id, success=result.success)
+    print_summary(data_dir, month, run_id=result.run_id, success=result.success, only=assets)
     return result.success
 
 

@@ -34,9 +34,10 @@ def summary_lines(con, month: str) -> list[str]:
     return lines
 
 
-def print_summary(data_dir: Path, month: str, run_id: str, success: bool) -> None:
+def print_summary(data_dir: Path, month: str, run_id: str, success: bool, only: list[str] | None = None) -> None:
     out = sys.stdout
-    print(f"\n== fangpin {month}: {'完成 done' if success else '失败 FAILED'} (Dagster run {run_id}) ==", file=out)
+    scope = f" [{', '.join(only)}]" if only else ""
+    print(f"\n== fangpin {month}{scope}: {'完成 done' if success else '失败 FAILED'} (Dagster run {run_id}) ==", file=out)
     path = warehouse_path(data_dir)
     if not success:
         print("本次运行失败，下表为数据仓库中该月上一次成功运行的结果 (the run failed: figures below are from the last "
