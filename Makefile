@@ -33,3 +33,16 @@ ui: env  ## the Dagster UI on the same instance as the CLI's runs (http://127.0.
 
 clean:
 	rm -rf $(VENV) .tools .dagster_home
+
+# `make bench` runs both scenarios; `make bench county` / `make bench province` one each (the extra words are goals
+# that do nothing by themselves). Inputs are cached in bench/cache/; results go to bench/results.md.
+BENCH_SCENARIOS := $(filter county province,$(MAKECMDGOALS))
+
+bench: env  ## benchmark the real `fangpin run` against the fastest readers (bench/results.md)
+	$(VENV)/bin/python -m bench.run $(BENCH_SCENARIOS) $(BENCH_ARGS)
+
+ifneq ($(filter bench,$(MAKECMDGOALS)),)
+.PHONY: county province
+county province:
+	@:
+endif

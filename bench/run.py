@@ -1,0 +1,854 @@
+"""`make bench`: how long the real `fangpin run` takes on a county and a province, against the floor.
+
+    python -m bench.run [county] [province] [--profile] [--cap-minutes M] [--results PATH] [--cache DIR]
+
+Why: a county's month (1,000,000 persons, ~100,000 department rows) must run in minutes on the office's machine,
+and a province (30,000,000 persons) shows where the design stops scaling. The headline is run/floor: the whole run
+through Dagster (a child process, exactly what a clerk starts) divided by the time the fastest readers alone take to
+parse the same files (calamine via fastexcel for Excel, DuckDB for CSV and parquet), timed in this process.
+
+Inputs are generated once per scenario, seeded, and cached under bench/cache/<scenario>-<seed>/ keyed by a hash of
+the generator's parameters. Stage times come from the Dagster run's step events (STEP_START → STEP_SUCCESS per
+asset), grouped into read / validate / link / queue / marts / workbooks / dashboard; peak memory is the child's
+ru_maxrss (os.wait4), and an RSS sampler tells which step held the most memory (and stops a run past its caps).
+Results are printed and written to bench/results.md (one section per scenario, the others kept).
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import os
+import platform
+import pstats
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import polars as pl
+
+from fangpin.config import PROJECT_ROOT, registry
+
+BENCH_DIR = PROJECT_ROOT / "bench"
+CACHE_DIR = BENCH_DIR / "cache"
+RESULTS_PATH = BENCH_DIR / "results.md"
+GENERATOR_VERSION = 1  # bump when the generator below changes what it writes (invalidates the cache)
+EXCEL_MAX_ROWS = 1_048_576  # rows of one xlsx sheet, header included (Excel's limit)
+XLS_MAX_ROWS = 65_536  # rows of one .xls (BIFF8) sheet
+GB = 1e9
+STARTUP = "(startup)"  # the step name of RSS samples taken before the first step started
+STAGES = ("read", "validate", "link", "queue", "marts", "workbooks", "dashboard")
+EXCEL_SUFFIXES = {".xlsx", ".xlsm", ".xlsb", ".xls", ".et", ".ods"}
+READABLE_SUFFIXES = EXCEL_SUFFIXES | {".csv", ".parquet"}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Scenarios
+# ----------------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Scenario:
+    """One benchmark input: how many persons and list rows, in how many counties, and the run's caps."""
+
+    name: str
+    persons: int
+    list_rows: int  # department rows of the month, all lists together (before planted duplicates)
+    counties: int = 1  # >1: a province, generated county by county with a parquet roster per county
+    roster_file_rows: int = EXCEL_MAX_ROWS - 1  # data rows per roster xlsx: longer rosters are split into files
+    month: str = "2026-10"
+    seed: int = 20261123
+    cap_seconds: float = 3600.0  # wall-clock cap of the run (killed past it; how far it got is reported)
+    memory_cap_gb: float = 20.0  # RSS cap of the run (the machine has 24 GiB; past this it is stopped)
+
+    def params(self) -> dict:
+        """What the generated files depend on (the caps do not)."""
+        return {"generator": GENERATOR_VERSION, "name": self.name, "persons": self.persons,
+                "list_rows": self.list_rows, "counties": self.counties, "month": self.month, "seed": self.seed,
+                "roster_file_rows": self.roster_file_rows}
+
+    def key(self) -> str:
+        return hashlib.sha256(json.dumps(self.params(), sort_keys=True).encode()).hexdigest()[:12]
+
+
+SCENARIOS = {
+    # 500,000 rows per roster file: one 1,000,001-row sheet is legal for Excel but unzips to ~703 MB, which
+    # config/county.yaml intake_limits.max_unzipped_mb (500) refuses as file_too_large (see bench/README.md).
+    "county": Scenario("county", persons=1_000_000, list_rows=100_000, roster_file_rows=500_000),
+    "province": Scenario("province", persons=30_000_000, list_rows=3_000_000, counties=100, cap_seconds=1200.0),
+    "smoke": Scenario("smoke", persons=3_000, list_rows=300, cap_seconds=300.0),  # tests/test_bench_smoke.py
+}
+
+
+def stage_steps() -> dict[str, set[str]]:
+    """Which Dagster steps (assets, checks) make up each stage named in the issue; unknown steps go to "other"."""
+    lists = {spec.asset_name for spec in registry().lists.values()}
+    return {
+        "read": {"drop_zone", "roster"},  # roster also validates the roster and builds households (one asset)
+        "validate": lists | {"warehouse_month", "data_quality", "expectation_suites"},
+        "link": {"person_links"},
+        "queue": {"warning_queue"},
+        "marts": {"submissions", "township_risk"},
+        "workbooks": {"township_workbooks", "township_feedback"},
+        "dashboard": {"county_dashboard"},
+    }
+
+
+def stage_of(step: str, stages: dict[str, set[str]] | None = None) -> str:
+    for stage, steps in (stages or stage_steps()).items():
+        if step in steps:
+            return stage
+    return "other"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Generating the inputs (cached)
+# ----------------------------------------------------------------------------------------------------------------
+def scenario_dir(scenario: Scenario, cache: Path) -> Path:
+    return Path(cache) / f"{scenario.name}-{scenario.seed}"
+
+
+def ensure_data(scenario: Scenario, cache: Path = CACHE_DIR) -> tuple[Path, dict]:
+    """(data dir, generation facts): the cached inputs when their key matches, else generated afresh."""
+    root = scenario_dir(scenario, cache)
+    marker = root / "generated.json"
+    if marker.exists():
+        info = json.loads(marker.read_text(encoding="utf-8"))
+        if info.get("key") == scenario.key():
+            _say(f"{scenario.name}: inputs cached in {root} (key {scenario.key()})")
+            return root / "data", info
+    if root.exists():
+        shutil.rmtree(root)
+    data_dir = root / "data"
+    data_dir.mkdir(parents=True)
+    _say(f"{scenario.name}: generating {scenario.persons:,} persons, ~{scenario.list_rows:,} list rows → {root}")
+    started = time.perf_counter()
+    generate = generate_province if scenario.counties > 1 else generate_county
+    counts = generate(data_dir, scenario)
+    info = {"key": scenario.key(), "params": scenario.params(),
+            "generated_seconds": round(time.perf_counter() - started, 1), **counts}
+    marker.write_text(json.dumps(info, ensure_ascii=False, indent=2), encoding="utf-8")
+    return data_dir, info
+
+
+def list_factor(scenario: Scenario) -> float:
+    """How much larger than the demo's own rates the lists are, so that they add up to `list_rows`."""
+    from fangpin import demo
+
+    natural = sum(demo.profile_of(key).rate for key in registry().lists) * scenario.persons
+    return scenario.list_rows / natural if natural else 1.0
+
+
+@contextmanager
+def _patched(module, name: str, replacement) -> Iterator[None]:
+    """Swap one function of a module for the duration (the demo generator has no knob for list sizes)."""
+    original = getattr(module, name)
+    setattr(module, name, replacement)
+    try:
+        yield
+    finally:
+        setattr(module, name, original)
+
+
+def _scaled_sizes(original: Callable, factor: float) -> Callable:
+    """demo._list_sizes as if the county had `factor` times the persons: the same mix, more rows."""
+    return lambda rng, persons: original(rng, int(round(persons * factor)))
+
+
+def _split_writer(original: Callable, per_file: int = EXCEL_MAX_ROWS - 1) -> Callable:
+    """demo.write_fast_xlsx, splitting a frame too long for one file into files of at most `per_file` data rows
+    (never more than Excel's limit), as the national system's export does (name（2）.xlsx, name（3）.xlsx, …)."""
+    per_file = min(per_file, EXCEL_MAX_ROWS - 1)  # one row is the header
+
+    def write(path: Path, frame: pl.DataFrame, sheet: str) -> None:
+        for part, offset in enumerate(range(0, max(frame.height, 1), per_file), start=1):
+            target = path if part == 1 else path.with_name(f"{path.stem}（{part}）{path.suffix}")
+            original(target, frame.slice(offset, per_file), sheet)
+
+    return write
+
+
+def generate_county(data_dir: Path, scenario: Scenario) -> dict:
+    """The demo county (fangpin.demo.generate, every planted mess included) at the scenario's size."""
+    from fangpin import demo
+
+    factor = list_factor(scenario)
+    with _patched(demo, "_list_sizes", _scaled_sizes(demo._list_sizes, factor)), \
+            _patched(demo, "write_fast_xlsx", _split_writer(demo.write_fast_xlsx, scenario.roster_file_rows)):
+        summary = demo.generate(data_dir, months=[scenario.month], persons=scenario.persons, seed=scenario.seed)
+    roster_files = -(-summary["persons"] // min(scenario.roster_file_rows, EXCEL_MAX_ROWS - 1))
+    return {"persons": summary["persons"], "households": summary["households"],
+            "list_rows": sum(summary["list_rows"][scenario.month].values()), "list_factor": round(factor, 3),
+            "roster_format": f"{roster_files} xlsx file{'s' if roster_files > 1 else ''}"}
+
+
+def _province_ids(persons: pl.DataFrame, county_index: int) -> pl.DataFrame:
+    """IDs unique across the province: each county's birthplace codes become codes of its own (36 ii nn)."""
+    from fangpin import demo
+
+    ids = pl.col("id_number")
+    codes = persons.select(ids.str.slice(0, 6).unique().sort())["id_number"].to_list()
+    if len(codes) > 100:
+        raise ValueError("bench: more birthplace codes than a county's code space")
+    mapping = {code: f"36{county_index:02d}{n:02d}" for n, code in enumerate(codes)}
+    body = persons.select(ids.str.slice(0, 6).replace_strict(mapping) + ids.str.slice(6, 11))["id_number"]
+    fixed = body + pl.Series(demo.check_chars(body.to_list()).astype(str))
+    return persons.with_columns(fixed.alias("id_number"))
+
+
+def _county_persons(rng: np.random.Generator, index: int, persons: int, month: str) -> pl.DataFrame:
+    """One county of the province, as demo.month_persons gives it (place names prefixed to be unique)."""
+    from fangpin import demo
+    from fangpin.config import monitoring_line
+
+    end = demo._month_bounds(month)[1]
+    line = monitoring_line(end.year)
+    places = demo.build_places(rng, persons, f"36{index:02d}99")
+    prefix = demo.TOWNSHIP_STEMS[index % len(demo.TOWNSHIP_STEMS)] + demo.VILLAGE_HEADS[index // len(demo.TOWNSHIP_STEMS)] + "县"
+    places = places.with_columns((pl.lit(prefix) + pl.col("township")).alias("township"))
+    people, households = demo.build_population(rng, places, persons, end, line)
+    return _province_ids(demo.month_persons(people, households, month, line), index)
+
+
+def generate_province(data_dir: Path, scenario: Scenario) -> dict:
+    """A province county by county (never all persons in memory): a parquet roster per county, and each
+    department list for the whole province as one file (xlsx, csv, or xls for small lists)."""
+    from fangpin import demo
+
+    factor = list_factor(scenario)
+    month_dir = data_dir / "raw" / scenario.month
+    roster_dir = month_dir / "roster"
+    roster_dir.mkdir(parents=True)
+    per_county = scenario.persons // scenario.counties
+    parts: dict[str, list[pl.DataFrame]] = {}
+    households = 0
+    for index in range(scenario.counties):
+        started = time.perf_counter()
+        rng = np.random.default_rng([scenario.seed, index])
+        persons = _county_persons(rng, index, per_county, scenario.month)
+        households += persons["hh"].n_unique()
+        demo.roster_frame(persons, rng, head_only=False).write_parquet(roster_dir / f"花名册_{index + 1:03d}.parquet")
+        for key in registry().lists:
+            wanted = max(1, int(round(demo.profile_of(key).rate * per_county * factor)))
+            chosen = demo.sample_persons(rng, persons, key, wanted)
+            parts.setdefault(key, []).append(demo.make_rows(rng, chosen, key, scenario.month))
+        _say(f"  county {index + 1}/{scenario.counties}: {persons.height:,} persons ({time.perf_counter() - started:.1f} s)")
+        del persons
+    rows, files = write_province_lists(month_dir, parts, np.random.default_rng([scenario.seed, 999]), scenario.month)
+    return {"persons": per_county * scenario.counties, "households": households, "list_rows": rows,
+            "list_files": files, "list_factor": round(factor, 3),
+            "roster_format": f"{scenario.counties} parquet files"}
+
+
+def _list_sheet(frame: pl.DataFrame, key: str) -> pl.DataFrame:
+    """A list's rows under the registry's first header word for each column (a clean provincial export)."""
+    from fangpin import demo
+
+    profile = demo.profile_of(key)
+    headers = registry().list_headers
+    columns = ["name", "id_number", "township", "village", "detail", "event_date"]
+    columns += ["amount"] if profile.amount_headers else []
+    columns += ["disability_cert"] if profile.disability else []
+    return frame.select(
+        (pl.col(c).cast(pl.String) if c == "event_date" else pl.col(c)).alias((headers.get(c) or (c,))[0])
+        for c in columns
+    )
+
+
+def _write_xls(path: Path, frame: pl.DataFrame) -> None:
+    """A small list as .xls (BIFF8), the format older county systems still export."""
+    import xlwt
+
+    book = xlwt.Workbook(encoding="utf-8")
+    sheet = book.add_sheet("Sheet1")
+    for c, name in enumerate(frame.columns):
+        sheet.write(0, c, name)
+    for r, row in enumerate(frame.iter_rows(), start=1):  # generator only, a few thousand rows
+        for c, value in enumerate(row):
+            if value is not None:
+                sheet.write(r, c, value)
+    book.save(str(path))
+
+
+def write_province_lists(month_dir: Path, parts: dict[str, list[pl.DataFrame]], rng: np.random.Generator,
+                         month: str) -> tuple[int, int]:
+    """Each list of the registry as one provincial file in its department's folder; (rows, files)."""
+    from fangpin import demo
+
+    reg = registry()
+    frames = {key: pl.concat(chunks) for key, chunks in parts.items()}
+    small = [k for k in sorted(frames, key=lambda k: frames[k].height) if frames[k].height < XLS_MAX_ROWS - 1][:2]
+    files = 0
+    for index, key in enumerate(sorted(frames)):
+        spec = reg.lists[key]
+        fmt = "xls" if key in small else ("csv" if index % 3 == 0 else "xlsx")
+        folder = month_dir / spec.department
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{demo._file_name(rng, spec, month)}.{fmt}"
+        sheet = _list_sheet(frames[key], key)
+        if fmt == "xls":
+            _write_xls(path, sheet)
+        elif fmt == "csv":
+            sheet.write_csv(path)
+        else:
+            _split_writer(demo.write_fast_xlsx)(path, sheet, "Sheet1")
+        files += 1
+    return sum(f.height for f in frames.values()), files
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The floor: the fastest readers alone, on the same files
+# ----------------------------------------------------------------------------------------------------------------
+def input_files(data_dir: Path, month: str) -> list[Path]:
+    """The files a run parses: spreadsheets, CSV and parquet of the month, without lock files and byte-identical
+    copies (fangpin reads neither)."""
+    seen: set[str] = set()
+    files = []
+    for path in sorted((Path(data_dir) / "raw" / month).rglob("*"), key=lambda p: p.as_posix()):
+        if not path.is_file() or path.name.startswith(("~$", ".")) or path.suffix.lower() not in READABLE_SUFFIXES:
+            continue
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        if digest not in seen:
+            seen.add(digest)
+            files.append(path)
+    return files
+
+
+def _parse_excel(path: Path) -> int:
+    """Every sheet with calamine (fastexcel), eagerly into Arrow; rows parsed (0 for what it cannot open)."""
+    import fastexcel
+
+    try:
+        reader = fastexcel.read_excel(path)
+    except Exception:  # a CSV or HTML page under an Excel name: fangpin falls back; the floor just skips it
+        return 0
+    rows = 0
+    for index in range(len(reader.sheet_names)):
+        try:
+            rows += reader.load_sheet_eager(index, header_row=None).num_rows
+        except Exception:  # an empty sheet
+            continue
+    return rows
+
+
+def _parse_csv(path: Path, con) -> int:
+    """DuckDB's CSV reader, every cell as text; GB18030 files are decoded first (DuckDB reads UTF-8 only)."""
+    data = path.read_bytes()
+    try:
+        data.decode("utf-8")
+        source = str(path)
+    except UnicodeDecodeError:
+        source = io.BytesIO(data.decode("gb18030").encode("utf-8"))
+    options = dict(header=False, all_varchar=True, null_padding=True, strict_mode=False, quotechar='"', escapechar='"')
+    try:
+        return con.read_csv(source, **options).to_arrow_table().num_rows
+    except Exception:  # quoted line breaks with ragged rows need the single-threaded scanner
+        if isinstance(source, io.BytesIO):
+            source.seek(0)
+        return con.read_csv(source, parallel=False, **options).to_arrow_table().num_rows
+
+
+def floor(files: list[Path]) -> dict:
+    """Seconds and rows the fastest readers take on these files, per reader; files are read once beforehand so
+    the page cache is warm for the floor and the run alike."""
+    import duckdb
+
+    for path in files:
+        path.read_bytes()
+    con = duckdb.connect()
+    seconds: dict[str, float] = {}
+    rows, cpu = 0, time.process_time()
+    for path in files:
+        suffix = path.suffix.lower()
+        kind = "csv (duckdb)" if suffix == ".csv" else "parquet (duckdb)" if suffix == ".parquet" \
+            else f"{suffix[1:]} (calamine)"
+        started = time.perf_counter()
+        if suffix == ".csv":
+            rows += _parse_csv(path, con)
+        elif suffix == ".parquet":
+            rows += con.read_parquet(str(path)).to_arrow_table().num_rows
+        else:
+            rows += _parse_excel(path)
+        seconds[kind] = seconds.get(kind, 0.0) + time.perf_counter() - started
+    con.close()
+    return {"seconds": sum(seconds.values()), "cpu": time.process_time() - cpu, "by_reader": seconds, "rows": rows,
+            "files": len(files),
+            "bytes": sum(p.stat().st_size for p in files)}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The run: `fangpin run` as a child process, watched
+# ----------------------------------------------------------------------------------------------------------------
+@dataclass
+class RunOutcome:
+    """What the child did: exit code, wall seconds, peak RSS, which step was running when, and why it was stopped."""
+
+    returncode: int | None
+    wall: float
+    peak_rss: int  # bytes, ru_maxrss of the child
+    spawned: float  # epoch seconds just before the child started (same clock as Dagster's event timestamps)
+    cpu: float = 0.0  # user + system seconds of the child (less sensitive than wall time to a busy machine)
+    load: tuple[float, float] = (0.0, 0.0)  # 1-minute load average when the run started and ended
+    stopped: str | None = None  # "time cap" | "memory cap" | None
+    last_step: str = ""
+    step_peak_rss: dict[str, int] = field(default_factory=dict)  # step -> highest sampled RSS while it ran
+    stdout: Path | None = None
+    stderr: Path | None = None
+
+
+PROFILE_SNIPPET = (
+    "import cProfile, os, sys\n"
+    "from fangpin import cli\n"
+    "profile = cProfile.Profile()\n"
+    "code = profile.runcall(cli.main, sys.argv[2:])\n"
+    "profile.dump_stats(sys.argv[1])\n"
+    "sys.stdout.flush(); sys.stderr.flush()\n"
+    "os._exit(code)\n"  # as cli.entry: skip DuckDB's noisy interpreter teardown
+)
+
+
+def fangpin_command(month: str, data_dir: Path, profile_to: Path | None = None) -> list[str]:
+    """The clerk's command (the console script of this virtualenv), or the same under cProfile."""
+    args = ["run", "--month", month, "--data-dir", str(data_dir)]
+    if profile_to is not None:
+        return [sys.executable, "-c", PROFILE_SNIPPET, str(profile_to), *args]
+    script = Path(sys.executable).with_name("fangpin")
+    return [str(script), *args] if script.exists() else [sys.executable, "-m", "fangpin.cli", *args]
+
+
+def _rss(pid: int) -> int:
+    """Resident set size of a process in bytes (0 once it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+class _StepWatcher:
+    """Follows the progress lines (`▶ step`) `fangpin run` prints to stderr, to name the step running now."""
+
+    def __init__(self, path: Path):
+        self.path, self.offset, self.rest, self.step = path, 0, b"", ""
+
+    def current(self) -> str:
+        with open(self.path, "rb") as handle:
+            handle.seek(self.offset)
+            chunk = handle.read()
+        self.offset += len(chunk)
+        lines = (self.rest + chunk).split(b"\n")
+        self.rest = lines.pop()
+        for line in lines:
+            text = line.decode("utf-8", errors="replace")
+            if text.startswith("▶ "):
+                self.step = text[2:].strip()
+        return self.step
+
+
+def run_fangpin(data_dir: Path, month: str, work: Path, cap_seconds: float, memory_cap_gb: float,
+                profile_to: Path | None = None) -> RunOutcome:
+    """Run one month in a child with a fresh Dagster instance under `work`; stop it past the caps."""
+    home = work / "dagster_home"
+    for stale in (home, Path(data_dir) / "warehouse", Path(data_dir) / "exports"):
+        shutil.rmtree(stale, ignore_errors=True)
+    home.mkdir(parents=True)
+    env = {**os.environ, "DAGSTER_HOME": str(home), "FANGPIN_DATA_DIR": str(data_dir),
+           "DAGSTER_DISABLE_TELEMETRY": "1"}
+    out_path, err_path = work / "run.stdout.log", work / "run.stderr.log"
+    with open(out_path, "wb") as out, open(err_path, "wb") as err:
+        spawned, started, load_before = time.time(), time.perf_counter(), os.getloadavg()[0]
+        child = subprocess.Popen(fangpin_command(month, data_dir, profile_to), stdout=out, stderr=err, env=env,
+                                 cwd=PROJECT_ROOT, start_new_session=True)
+        watcher, peaks, stopped = _StepWatcher(err_path), {}, None
+        while True:
+            pid, status, usage = os.wait4(child.pid, os.WNOHANG)
+            if pid:
+                break
+            step, rss = watcher.current(), _rss(child.pid)
+            peaks[step] = max(peaks.get(step, 0), rss)
+            elapsed = time.perf_counter() - started
+            if stopped is None and (elapsed > cap_seconds or rss > memory_cap_gb * GB):
+                stopped = "time cap" if elapsed > cap_seconds else "memory cap"
+                _say(f"  stopping the run ({stopped}) during {step or 'startup'} after {elapsed:.0f} s, RSS {rss / GB:.1f} GB")
+                os.killpg(child.pid, signal.SIGKILL)
+            time.sleep(0.1)
+        wall = time.perf_counter() - started
+    child.returncode = os.waitstatus_to_exitcode(status)
+    return RunOutcome(child.returncode, wall, usage.ru_maxrss * 1024, spawned, usage.ru_utime + usage.ru_stime,
+                      (load_before, os.getloadavg()[0]), stopped, watcher.current(),
+                      {(k or STARTUP): v for k, v in peaks.items()}, out_path, err_path)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Stage times from the Dagster event log
+# ----------------------------------------------------------------------------------------------------------------
+@dataclass
+class StepTime:
+    """One Dagster step: when it started (seconds after the child was spawned), how long, and how much of that was
+    the filesystem IO manager unpickling inputs (load) or pickling the output (store)."""
+
+    step: str
+    stage: str
+    start: float
+    seconds: float
+    load: float = 0.0
+    store: float = 0.0
+    status: str = "success"
+
+
+def read_events(home: Path) -> list:
+    """Every event record of the (only) run in this Dagster instance."""
+    import dagster as dg
+
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        runs = instance.get_runs(limit=1)
+        return list(instance.all_logs(runs[0].run_id)) if runs else []
+
+
+def step_times(records: list, spawned: float, ended: float) -> tuple[list[StepTime], dict[str, float]]:
+    """Steps in start order, and run marks (seconds after spawn): first event, run start, run end."""
+    stages = stage_steps()
+    open_steps: dict[str, dict] = {}
+    steps: list[StepTime] = []
+    marks: dict[str, float] = {}
+    for record in records:
+        event, at = record.dagster_event, record.timestamp - spawned
+        kind = event.event_type_value if event else None
+        marks.setdefault("first_event", at)
+        if kind == "PIPELINE_START":
+            marks["run_start"] = at
+        elif kind in ("PIPELINE_SUCCESS", "PIPELINE_FAILURE"):
+            marks["run_end"] = at
+        step = record.step_key
+        if kind == "STEP_START":
+            open_steps[step] = {"start": at, "prev": at, "output": None, "load": 0.0, "store": 0.0}
+            continue
+        state = open_steps.get(step)
+        if state is None:
+            continue
+        if kind == "LOADED_INPUT":
+            state["load"] += at - state["prev"]
+        elif kind == "STEP_OUTPUT":
+            state["output"] = at
+        elif kind == "HANDLED_OUTPUT" and state["output"] is not None:
+            state["store"] += at - state["output"]
+        state["prev"] = at
+        if kind in ("STEP_SUCCESS", "STEP_FAILURE"):
+            state = open_steps.pop(step)
+            steps.append(StepTime(step, stage_of(step, stages), state["start"], at - state["start"], state["load"],
+                                  state["store"], "success" if kind == "STEP_SUCCESS" else "failure"))
+    for step, state in open_steps.items():  # still running when the child was stopped
+        steps.append(StepTime(step, stage_of(step, stages), state["start"], ended - state["start"], state["load"],
+                              state["store"], "stopped"))
+    return sorted(steps, key=lambda s: s.start), marks
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Results
+# ----------------------------------------------------------------------------------------------------------------
+def machine() -> dict:
+    """Cores, memory and versions: a run/floor ratio means little without them."""
+    meminfo = Path("/proc/meminfo").read_text() if Path("/proc/meminfo").exists() else ""
+    total = re.search(r"MemTotal:\s+(\d+) kB", meminfo)
+    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    model = re.search(r"model name\s*:\s*(.+)", cpuinfo)
+    versions = {}
+    for package in ("polars", "duckdb", "fastexcel", "dagster", "pandera"):
+        try:
+            from importlib.metadata import version
+
+            versions[package] = version(package)
+        except Exception:
+            versions[package] = "?"
+    return {"cores": os.cpu_count(), "memory_gb": int(total.group(1)) * 1024 / GB if total else 0.0,
+            "cpu": model.group(1).strip() if model else platform.processor(), "python": platform.python_version(),
+            "system": f"{platform.system()} {platform.release()}", "versions": versions}
+
+
+@dataclass
+class BenchResult:
+    scenario: Scenario
+    info: dict
+    floor: dict
+    run: RunOutcome
+    steps: list[StepTime]
+    marks: dict[str, float]
+    rows: dict[str, int]
+    machine: dict
+    profile: str = ""
+
+    @property
+    def incomplete(self) -> str:
+        """Why a run that exited 0 still did not do the whole job (a roster refused, lists lost), or ""."""
+        read, made = self.rows.get("persons", 0), self.info.get("persons", 0)
+        if made and read < 0.99 * made:
+            return f"roster {read:,} of {made:,} rows read"
+        listed, sent = self.rows.get("list_rows", 0), self.info.get("list_rows", 0)
+        if sent and listed < 0.95 * sent:
+            return f"lists {listed:,} of {sent:,} rows read"
+        return ""
+
+    @property
+    def ok(self) -> bool:
+        return self.run.returncode == 0 and self.run.stopped is None and not self.incomplete
+
+    @property
+    def ratio(self) -> float:
+        return self.run.wall / self.floor["seconds"] if self.floor["seconds"] else float("inf")
+
+
+def _secs(value: float) -> str:
+    return f"{value:.1f}" if value >= 10 else f"{value:.2f}"
+
+
+def headline(result: BenchResult) -> str:
+    """The one line the issue asks for, e.g. `county: 1,000,000 persons, run 41.2 s, floor 30.1 s, run/floor 1.37,
+    peak 3.1 GB`; a run that failed or was stopped says where."""
+    s, run = result.scenario, result.run
+    floor_s = _secs(result.floor["seconds"])
+    peak = f"peak {run.peak_rss / GB:.1f} GB"
+    if result.ok:
+        return (f"{s.name}: {result.rows['persons']:,} persons, run {_secs(run.wall)} s, floor {floor_s} s, "
+                f"run/floor {result.ratio:.2f}, {peak}")
+    if run.returncode == 0 and not run.stopped:
+        return (f"{s.name}: {result.info.get('persons', 0):,} persons, run INCOMPLETE ({result.incomplete}), "
+                f"run {_secs(run.wall)} s, floor {floor_s} s, run/floor {result.ratio:.2f}, {peak}")
+    why = run.stopped or f"exit {run.returncode}"
+    return (f"{s.name}: {result.info.get('persons', 0):,} persons, run FAILED ({why}) in {run.last_step or 'startup'} "
+            f"after {_secs(run.wall)} s, floor {floor_s} s, run/floor > {result.ratio:.2f}, {peak}")
+
+
+def stage_rows(result: BenchResult) -> list[tuple[str, float, int, float, float]]:
+    """(stage, seconds, steps, pickle seconds, peak RSS bytes) for startup, the seven stages, other, the gaps
+    between steps and the exit; they add up to the run's wall time."""
+    steps, marks, run = result.steps, result.marks, result.run
+    run_start = marks.get("run_start", steps[0].start if steps else run.wall)
+    first_event = min(marks.get("first_event", run_start), run_start)
+    rows = [("startup: Python and Dagster imports", first_event, 0, 0.0, 0),
+            ("startup: Dagster run setup (planned events)", run_start - first_event, 0, 0.0,
+             run.step_peak_rss.get(STARTUP, 0))]
+    names = [*STAGES] + (["other"] if any(s.stage == "other" for s in steps) else [])
+    for stage in names:
+        mine = [s for s in steps if s.stage == stage]
+        rows.append((stage, sum(s.seconds for s in mine), len(mine), sum(s.load + s.store for s in mine),
+                     max((run.step_peak_rss.get(s.step, 0) for s in mine), default=0)))
+    if steps:
+        end = max(s.start + s.seconds for s in steps)
+        gaps = end - steps[0].start - sum(s.seconds for s in steps)
+        first = marks.get("run_start", steps[0].start)
+        rows.append(("Dagster between steps", gaps + (steps[0].start - first), 0, 0.0, 0))
+        rows.append(("exit (summary, teardown)", run.wall - end, 0, 0.0, 0))
+    return rows
+
+
+def _gb(value: int) -> str:
+    return f"{value / GB:.2f}" if value else "–"
+
+
+def section(result: BenchResult) -> str:
+    """The scenario's part of bench/results.md."""
+    s, run, fl, m, info = result.scenario, result.run, result.floor, result.machine, result.info
+    total_rows = result.rows["persons"] + result.rows["list_rows"]
+    lines = [
+        f"## {s.name}", "",
+        f"**{headline(result)}**", "",
+        f"- machine: {m['cores']} cores ({m['cpu']}), {m['memory_gb']:.1f} GB memory, {m['system']}, "
+        f"Python {m['python']}; " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()),
+        f"- input: {result.rows['persons']:,} roster rows ({info.get('households', 0):,} households, "
+        f"{info.get('roster_format', '?')}), {result.rows['list_rows']:,} department list rows; "
+        f"{fl['files']} files, {fl['bytes'] / 1e6:,.1f} MB; seed {s.seed}, {s.counties} "
+        f"count{'y' if s.counties == 1 else 'ies'}; generated in {info.get('generated_seconds', '?')} s "
+        f"(cached, key {s.key()})",
+        f"- run: `fangpin run --month {s.month}` through Dagster, exit {run.returncode}"
+        + (f", **stopped: {run.stopped}**" if run.stopped else "")
+        + f"; wall {_secs(run.wall)} s, CPU {_secs(run.cpu)} s (user + system); peak RSS {run.peak_rss / GB:.2f} GB; "
+        + (f"{total_rows / run.wall:,.0f} rows/s (roster + list rows over the run's wall time)" if result.ok
+           else "no rows/s: the run did not finish"),
+        f"- floor: {_secs(fl['seconds'])} s to parse the same {fl['files']} files ({fl['rows']:,} rows) with the "
+        "fastest readers alone: " + ", ".join(f"{k} {_secs(v)} s" for k, v in sorted(fl["by_reader"].items()))
+        + f"; CPU {_secs(fl['cpu'])} s",
+        f"- run/floor: **{result.ratio:.2f}** (wall); CPU run/floor {run.cpu / max(fl['cpu'], 1e-9):.2f}",
+        f"- machine load (1-minute average) {run.load[0]:.2f} when the run started, {run.load[1]:.2f} when it ended "
+        f"({m['cores']} cores; above {m['cores']} means other work competed for the CPU)", "",
+        "| stage | seconds | share | steps | of which pickle IO (s) | peak RSS (GB) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, seconds, count, pickle, peak in stage_rows(result):
+        if name in STAGES and not count and not result.ok:
+            lines.append(f"| {name} | not reached | | | | |")
+            continue
+        lines.append(f"| {name} | {_secs(seconds)} | {seconds / run.wall:.0%} | {count or ''} | "
+                     f"{_secs(pickle) if pickle else ''} | {_gb(peak)} |")
+    lines += [f"| **run (wall)** | **{_secs(run.wall)}** | 100% | {len(result.steps)} | "
+              f"{_secs(sum(x.load + x.store for x in result.steps))} | **{run.peak_rss / GB:.2f}** |", ""]
+    lines += ["Stages: read = drop_zone + roster (the roster asset also validates the roster and builds households); "
+              "validate = the list assets, warehouse_month, data_quality, expectation_suites; link = person_links; "
+              "queue = warning_queue; marts = submissions, township_risk; workbooks = township_workbooks, "
+              "township_feedback; dashboard = county_dashboard. Pickle IO: time inside steps spent by Dagster's "
+              "filesystem IO manager loading inputs and storing outputs.", ""]
+    lines += ["<details><summary>every step</summary>", "",
+              "| step | stage | start (s) | seconds | load (s) | store (s) | peak RSS (GB) | status |",
+              "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |"]
+    for x in result.steps:
+        lines.append(f"| {x.step} | {x.stage} | {x.start:.1f} | {_secs(x.seconds)} | {x.load:.2f} | {x.store:.2f} | "
+                     f"{_gb(run.step_peak_rss.get(x.step, 0))} | {x.status} |")
+    lines += ["", "</details>", ""]
+    if result.incomplete:
+        lines += [f"**The run exited 0 but is incomplete: {result.incomplete}.** Quarantined files:", "", "```",
+                  *quarantined_files(result), "```", ""]
+    elif not result.ok:
+        tail = run.stderr.read_text(encoding="utf-8", errors="replace").splitlines()[-15:] if run.stderr else []
+        lines += [f"The run did not finish: {run.stopped or f'exit code {run.returncode}'} while **{run.last_step}** "
+                  f"ran; {sum(x.status == 'success' for x in result.steps)} steps had succeeded. Last lines it printed:",
+                  "", "```", *tail, "```", ""]
+    if result.profile:
+        lines += [result.profile, ""]
+    return "\n".join(lines)
+
+
+RESULTS_INTRO = """# fangpin benchmark (`make bench`)
+
+Generated by `bench/run.py`; each scenario's section is replaced when that scenario runs again. GB = 10⁹ bytes.
+The run is the real `fangpin run` in a child process with a fresh Dagster instance and an empty warehouse; the
+floor is the fastest readers alone (calamine via fastexcel, DuckDB) parsing the same files in the bench process,
+page cache warm for both. See bench/README.md for the method and the bottleneck analysis.
+"""
+
+
+def write_results(path: Path, name: str, text: str) -> None:
+    """Replace (or add) one scenario's section of the results file, keeping the others."""
+    path = Path(path)
+    old = path.read_text(encoding="utf-8") if path.exists() else ""
+    begin, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
+    block = f"{begin}\n{text.rstrip()}\n{end}"
+    pattern = r"<!-- bench:(\w+) -->\n.*?\n<!-- /bench:\1 -->"
+    sections = {m.group(1): m.group(0) for m in re.finditer(pattern, old, flags=re.S)}
+    sections[name] = block
+    order = [n for n in ("county", "province") if n in sections] + sorted(n for n in sections
+                                                                         if n not in ("county", "province"))
+    path.write_text(RESULTS_INTRO + "\n" + "\n\n".join(sections[n] for n in order) + "\n", encoding="utf-8")
+
+
+def profile_summary(stats_path: Path, top: int = 20) -> str:
+    """Markdown: the project's functions by cumulative time, and all functions by own time, from cProfile."""
+    stats = pstats.Stats(str(stats_path)).stats  # {(file, line, func): (cc, nc, tt, ct, callers)}
+    root = str(PROJECT_ROOT)
+
+    def name(key) -> str:
+        file, line, func = key
+        short = file[len(root) + 1:] if file.startswith(root) and ".venv" not in file else \
+            re.sub(r".*site-packages/", "", file)
+        return f"`{short}:{line} {func}`"
+
+    ours = [(k, v) for k, v in stats.items() if k[0].startswith(root) and ".venv" not in k[0]
+            and "/bench/" not in k[0]]
+    lines = ["### cProfile of a separate run (times inflated by the profiler; read the ranking, not the seconds)", "",
+             "| project function (cumulative) | calls | cumulative s | own s |", "| --- | ---: | ---: | ---: |"]
+    for key, (cc, nc, tt, ct, _) in sorted(ours, key=lambda kv: -kv[1][3])[:top]:
+        lines.append(f"| {name(key)} | {nc} | {ct:.1f} | {tt:.1f} |")
+    lines += ["", "| any function (own time) | calls | own s | cumulative s |", "| --- | ---: | ---: | ---: |"]
+    for key, (cc, nc, tt, ct, _) in sorted(stats.items(), key=lambda kv: -kv[1][2])[:top]:
+        lines.append(f"| {name(key)} | {nc} | {tt:.1f} | {ct:.1f} |")
+    return "\n".join(lines)
+
+
+def quarantined_files(result: BenchResult) -> list[str]:
+    """File-level problems of the month (quarantine rows without a row number), to say why rows were lost."""
+    import duckdb
+
+    path = Path(result.info.get("data_dir", "")) / "warehouse" / "fangpin.duckdb"
+    try:
+        con = duckdb.connect(str(path), read_only=True)
+        rows = con.execute("SELECT source_file, reason_code, reason FROM quarantine.rejected_rows "
+                           "WHERE month = ? AND row_number IS NULL ORDER BY 1", [result.scenario.month]).fetchall()
+        con.close()
+    except Exception as exc:
+        return [f"(warehouse not readable: {type(exc).__name__})"]
+    return [" | ".join(str(v) for v in row) for row in rows]
+
+
+def warehouse_rows(data_dir: Path, month: str) -> dict[str, int] | None:
+    """Roster and list rows as the run counted them (None when the warehouse was not written)."""
+    import duckdb
+
+    path = Path(data_dir) / "warehouse" / "fangpin.duckdb"
+    if not path.exists():
+        return None
+    try:
+        con = duckdb.connect(str(path), read_only=True)
+        persons = con.execute("SELECT count(*) FROM roster.persons WHERE month = ?", [month]).fetchone()[0]
+        lists = con.execute("SELECT coalesce(sum(rows_read), 0) FROM raw.list_counts WHERE month = ?",
+                            [month]).fetchone()[0]
+        con.close()
+    except Exception:
+        return None
+    return {"persons": int(persons), "list_rows": int(lists)}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Entry
+# ----------------------------------------------------------------------------------------------------------------
+def bench(scenario: Scenario, cache: Path = CACHE_DIR, results: Path = RESULTS_PATH, profile: bool = False) -> BenchResult:
+    """Generate (or reuse) the inputs, time the floor, run fangpin, read the step events, write the results."""
+    data_dir, info = ensure_data(scenario, cache)
+    work = scenario_dir(scenario, cache)
+    files = input_files(data_dir, scenario.month)
+    _say(f"{scenario.name}: floor over {len(files)} files …")
+    fl = floor(files)
+    _say(f"{scenario.name}: floor {fl['seconds']:.2f} s; running fangpin (cap {scenario.cap_seconds:.0f} s, "
+         f"{scenario.memory_cap_gb:.0f} GB) …")
+    run = run_fangpin(data_dir, scenario.month, work, scenario.cap_seconds, scenario.memory_cap_gb)
+    records = read_events(work / "dagster_home")
+    steps, marks = step_times(records, run.spawned, run.wall)
+    rows = warehouse_rows(data_dir, scenario.month) or {"persons": info["persons"], "list_rows": info["list_rows"]}
+    text = ""
+    if profile:
+        _say(f"{scenario.name}: profiling a second run under cProfile …")
+        stats_path = work / "run.prof"
+        run_fangpin(data_dir, scenario.month, work / "profile", scenario.cap_seconds * 2, scenario.memory_cap_gb,
+                    profile_to=stats_path)
+        text = profile_summary(stats_path) if stats_path.exists() else ""
+    result = BenchResult(scenario, {**info, "data_dir": str(data_dir)}, fl, run, steps, marks, rows, machine(), text)
+    write_results(results, scenario.name, section(result))
+    return result
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench", description="fangpin benchmark: run/floor per scenario")
+    parser.add_argument("scenarios", nargs="*", help="county, province (default: both)")
+    parser.add_argument("--profile", action="store_true", help="also profile a second run with cProfile")
+    parser.add_argument("--cap-minutes", type=float, help="wall-clock cap of each run (default per scenario)")
+    parser.add_argument("--results", type=Path, default=RESULTS_PATH)
+    parser.add_argument("--cache", type=Path, default=CACHE_DIR)
+    args = parser.parse_args(argv)
+    names = args.scenarios or ["county", "province"]
+    unknown = [n for n in names if n not in SCENARIOS]
+    if unknown:
+        parser.error(f"unknown scenario {', '.join(unknown)}; choose from {', '.join(SCENARIOS)}")
+    lines = []
+    for name in names:
+        scenario = SCENARIOS[name]
+        if args.cap_minutes:
+            scenario = Scenario(**{**asdict(scenario), "cap_seconds": args.cap_minutes * 60})
+        result = bench(scenario, args.cache, args.results, args.profile)
+        lines.append(headline(result))
+        print(section(result), flush=True)
+    print("\n".join(lines), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
