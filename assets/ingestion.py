@@ -47,6 +47,8 @@ def drop_zone(context: dg.AssetExecutionContext, fangpin: FangpinData) -> readin
 def roster(context: dg.AssetExecutionContext, fangpin: FangpinData) -> ingest.RosterMonth:
     """The household roster (花名册) as of the month: persons, households with A33/A34/A37/A38, places."""
     month_roster = ingest.load_roster(fangpin.root, context.partition_key)
+    if month_roster.persons.is_empty():
+        raise dg.Failure(description=no_roster_message(context.partition_key, month_roster))
     context.log.info(
         f"花名册 {month_roster.rows_read} 行：{month_roster.persons.height} 人，{month_roster.households.height} 户，"
         f"拒收 {month_roster.rejected.height} 行"
@@ -60,6 +62,16 @@ def roster(context: dg.AssetExecutionContext, fangpin: FangpinData) -> ingest.Ro
         "rejected_rows": month_roster.rejected.height,
     })
     return month_roster
+
+
+def no_roster_message(month: str, month_roster: ingest.RosterMonth) -> str:
+    """Why a month cannot go on: without the roster no one can be linked, and an empty warning queue would look like
+    a quiet month instead of a missing roster."""
+    problems = month_roster.rejected["reason"].drop_nulls().to_list()
+    notes = [f"{f.source_file}：{f.note}" for f in month_roster.files if f.note]
+    reasons = "；".join(sorted(set(problems + notes))[:5]) or "文件夹为空或不存在"
+    return (f"{month} 的花名册没有可用的人员（raw/{month}/roster/：{reasons}）。没有花名册就无法比对预警，本月运行停止；"
+            f"请放入花名册后重新运行。 No usable roster for {month}: the month is not run.")
 
 
 def build_list_asset(spec: ListSpec) -> dg.AssetsDefinition:

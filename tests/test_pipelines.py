@@ -84,3 +84,18 @@ def test_sensor_requests_a_rerun_only_when_a_month_changes(tmp_path, monkeypatch
     after = late_files_sensor(dg.build_sensor_context(cursor=unchanged.cursor))
     assert [r.partition_key for r in after.run_requests] == ["2026-09"]
     assert json.loads(after.cursor)["2026-09"] != json.loads(first.cursor)["2026-09"]
+
+
+def test_a_month_without_a_usable_roster_fails_instead_of_warning_nobody(tmp_path):
+    """An empty (or refused) roster must stop the month: an empty warning queue would look like a quiet month."""
+    from assets.ingestion import roster
+    from pipelines.resources import FangpinData
+
+    (tmp_path / "raw" / "2026-10" / "roster").mkdir(parents=True)
+    (tmp_path / "raw" / "2026-10" / "roster" / "花名册.xlsx").write_bytes(b"not a workbook")
+    result = dg.materialize([roster], partition_key="2026-10", raise_on_error=False,
+                            resources={"fangpin": FangpinData(data_dir=str(tmp_path))},
+                            instance=dg.DagsterInstance.ephemeral())
+    assert not result.success
+    failure = result.get_step_failure_events()[0].step_failure_data.user_failure_data
+    assert "花名册没有可用的人员" in failure.description and "花名册.xlsx" in failure.description
