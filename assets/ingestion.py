@@ -1,12 +1,13 @@
 """Ingestion assets: the drop zone, the roster, one asset per department list (generated from the registry),
 and the month's warehouse load.
 
-Lineage in the UI: drop_zone + roster -> civil_affairs__dibao, health__major_disease, ... -> warehouse_month.
+Lineage in the UI: drop_zone + roster (-> roster_places) -> civil_affairs__dibao, health__major_disease, ... -> warehouse_month.
 """
 
 from datetime import datetime, timezone
 
 import dagster as dg
+import polars as pl
 
 from assets.partitions import MONTHLY
 from fangpin import ingest, reading
@@ -64,6 +65,13 @@ def roster(context: dg.AssetExecutionContext, fangpin: FangpinData) -> ingest.Ro
     return month_roster
 
 
+@dg.asset(partitions_def=MONTHLY, group_name="intake", kinds={"polars"})
+def roster_places(roster: ingest.RosterMonth) -> pl.DataFrame:
+    """Townships and villages of the roster with their division codes: all a department list needs to resolve
+    places, so the list assets load this small table instead of unpickling the whole roster each."""
+    return roster.places
+
+
 def no_roster_message(month: str, month_roster: ingest.RosterMonth) -> str:
     """Why a month cannot go on: without the roster no one can be linked, and an empty warning queue would look like
     a quiet month instead of a missing roster."""
@@ -92,8 +100,8 @@ def build_list_asset(spec: ListSpec) -> dg.AssetsDefinition:
         ],
     )
     def _list_asset(context: dg.AssetExecutionContext, drop_zone: reading.MonthScan,
-                    roster: ingest.RosterMonth) -> dg.Output:
-        result = ingest.ingest_list(drop_zone, spec, roster.places, context.partition_key)
+                    roster_places: pl.DataFrame) -> dg.Output:
+        result = ingest.ingest_list(drop_zone, spec, roster_places, context.partition_key)
         context.log.info(f"读取 {result.rows_read} 行，接收 {result.accepted.height}，拒收 {result.rejected.height}")
         yield dg.Output(result, metadata={
             "rows_read": result.rows_read, "rows_accepted": result.accepted.height,
@@ -143,4 +151,4 @@ def warehouse_month(context: dg.AssetExecutionContext, fangpin: FangpinData, dro
                                           "warehouse": str(fangpin.warehouse_path)})
 
 
-INGESTION_ASSETS = [drop_zone, roster, *LIST_ASSETS, warehouse_month]
+INGESTION_ASSETS = [drop_zone, roster, roster_places, *LIST_ASSETS, warehouse_month]

@@ -91,7 +91,7 @@ def stage_steps() -> dict[str, set[str]]:
     """Which Dagster steps (assets, checks) make up each stage named in the issue; unknown steps go to "other"."""
     lists = {spec.asset_name for spec in registry().lists.values()}
     return {
-        "read": {"drop_zone", "roster"},  # roster also validates the roster and builds households (one asset)
+        "read": {"drop_zone", "roster", "roster_places"},  # roster also validates the roster and builds households
         "validate": lists | {"warehouse_month", "data_quality", "expectation_suites"},
         "link": {"person_links"},
         "queue": {"warning_queue"},
