@@ -32,6 +32,7 @@ from xml.sax.saxutils import escape
 import numpy as np
 import openpyxl
 import polars as pl
+from openpyxl.utils import get_column_letter
 import xlwt
 
 from fangpin.config import ListSpec, check_month, county, monitoring_line, registry
@@ -603,12 +604,7 @@ def _xml_text(expr: pl.Expr) -> pl.Expr:
 
 
 def _column_letter(index: int) -> str:
-    letters = ""
-    index += 1
-    while index:
-        index, rem = divmod(index - 1, 26)
-        letters = chr(65 + rem) + letters
-    return letters
+    return get_column_letter(index + 1)
 
 
 XLSX_PARTS = {

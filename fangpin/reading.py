@@ -30,6 +30,7 @@ from typing import Callable
 
 import fastexcel
 import polars as pl
+from openpyxl.utils import get_column_letter
 
 from fangpin import config
 from fangpin.config import ListSpec, Registry
@@ -265,13 +266,8 @@ class UnreadableFile(Exception):
 
 
 def _column_letter(index: int) -> str:
-    """0 -> A, 26 -> AA: how the clerk names a column."""
-    letters = ""
-    index += 1
-    while index:
-        index, rest = divmod(index - 1, 26)
-        letters = chr(65 + rest) + letters
-    return letters
+    """0 -> A, 26 -> AA: how the clerk names a column (0-based index, openpyxl's rule)."""
+    return get_column_letter(index + 1)
 
 
 def _clean_cells(cells: pl.DataFrame) -> pl.DataFrame:

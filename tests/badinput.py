@@ -53,6 +53,7 @@ from typing import Callable, NamedTuple
 from xml.sax.saxutils import escape
 
 import openpyxl
+from openpyxl.utils import get_column_letter
 
 MONTH = "2026-10"
 FOLDER = "民政局"  # civil_affairs, 民政局: the department folder of every list case; "低保" (dibao) in file names
@@ -113,12 +114,7 @@ class Formula:
 
 
 def _letter(index: int) -> str:
-    letters = ""
-    index += 1
-    while index:
-        index, rest = divmod(index - 1, 26)
-        letters = chr(65 + rest) + letters
-    return letters
+    return get_column_letter(index + 1)
 
 
 def _cell_xml(ref: str, value) -> str:
