@@ -16,6 +16,7 @@ import polars as pl
 from fangpin.cases import ensure_marts
 from fangpin.config import check_month, registry
 from fangpin.warnings import load_list_meanings
+from fangpin.warehouse import temp_table
 
 MATCH_RULES = ("id", "probable_name", "none")
 
@@ -48,11 +49,7 @@ def _load_header_words(con: duckdb.DuckDBPyConnection) -> None:
     rows = [(canonical, word, rank) for canonical in ("detail", "amount")
             for rank, word in enumerate(headers.get(canonical, ()))]
     frame = pl.DataFrame(rows, schema={"canonical": pl.String, "word": pl.String, "rank": pl.Int32}, orient="row")
-    con.register("_header_words", frame.to_arrow())
-    try:
-        con.execute("CREATE OR REPLACE TEMP TABLE header_words AS SELECT * FROM _header_words")
-    finally:
-        con.unregister("_header_words")
+    temp_table(con, "header_words", frame)
 
 
 def _norm_header(expr: str) -> str:
@@ -122,11 +119,7 @@ def _load_probable_candidates(con: duckdb.DuckDBPyConnection, month: str, rmonth
                "township_raw", "village_raw", "township", "village", "detail", "amount"]
     frame = frame.select([pl.col(c).cast(pl.Float64 if c == "amount" else pl.Int32 if c == "row_number" else pl.String)
                           for c in columns])
-    con.register("_link_rejected", frame.to_arrow())
-    try:
-        con.execute("CREATE OR REPLACE TEMP TABLE link_rejected AS SELECT * FROM _link_rejected")
-    finally:
-        con.unregister("_link_rejected")
+    temp_table(con, "link_rejected", frame)
     return frame.height
 
 

@@ -16,6 +16,7 @@ import duckdb
 import polars as pl
 
 from fangpin.config import PROJECT_ROOT, check_month, dashboard_settings, registry
+from fangpin.warehouse import temp_table
 
 RISK_SQL = PROJECT_ROOT / "schemas" / "risk.sql"
 LEVELS = ("green", "yellow", "orange", "red")
@@ -116,24 +117,17 @@ def relapse_vocabulary(settings: dict | None = None) -> pl.DataFrame:
                                       "fed_by": pl.List(pl.String), "note": pl.String})
 
 
-def _load_frame(con: duckdb.DuckDBPyConnection, name: str, frame: pl.DataFrame) -> None:
-    """A small configuration frame as a temp table (for joins in SQL)."""
-    con.register("_rk_incoming", frame.to_arrow())
-    try:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM _rk_incoming")
-    finally:
-        con.unregister("_rk_incoming")
 
 
 def _load_vocabulary(con: duckdb.DuckDBPyConnection, settings: dict) -> None:
     """Temp tables `_rk_types` (the nine), `_rk_map` (form label -> type), `_rk_vocab` (every count map's keys)."""
     types = relapse_vocabulary(settings)
-    _load_frame(con, "_rk_types", types.drop("labels"))
+    temp_table(con, "_rk_types", types.drop("labels"))
     mapping = [{"dim": dim, "label": label, "risk_type": body["name"]}
                for body in settings["risk"]["relapse_types"]
                for dim, key in (("form", "risk_types"), ("gap", "gaps"))
                for label in body.get(key) or []]
-    _load_frame(con, "_rk_map", pl.DataFrame(mapping, schema={"dim": pl.String, "label": pl.String,
+    temp_table(con, "_rk_map", pl.DataFrame(mapping, schema={"dim": pl.String, "label": pl.String,
                                                                "risk_type": pl.String}))
     reg = registry()
     vocab = pl.DataFrame(
@@ -141,10 +135,10 @@ def _load_vocabulary(con: duckdb.DuckDBPyConnection, settings: dict) -> None:
         + [{"dim": "gap", "label": g, "ord": i} for i, g in enumerate(reg.assurance_gaps)]
         + [{"dim": "form", "label": r, "ord": i} for i, r in enumerate(reg.risk_types)],
         schema={"dim": pl.String, "label": pl.String, "ord": pl.Int32})
-    _load_frame(con, "_rk_vocab", vocab)
+    temp_table(con, "_rk_vocab", vocab)
     events = pl.DataFrame({"event_type": settings["risk"]["cluster"].get("event_risk_types") or []},
                           schema={"event_type": pl.String})
-    _load_frame(con, "_rk_event_types", events)
+    temp_table(con, "_rk_event_types", events)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import polars as pl
 from fangpin.config import check_month, county, registry
 from fangpin.config import dashboard_settings
 from fangpin.risk import ensure_risk_schema
+from fangpin.warehouse import temp_table
 from schemas.reasons import REJECT
 
 DEFAULT_STATUS_WORDS = {"on_time": "按时报送", "late": "逾期报送", "missing": "未报送", "unknown_time": "已报送（到达时间不明）"}
@@ -45,12 +46,6 @@ def _reason_texts() -> pl.DataFrame:
     return pl.DataFrame(rows, schema={"reason_code": pl.String, "text": pl.String})
 
 
-def _register(con: duckdb.DuckDBPyConnection, name: str, frame: pl.DataFrame) -> None:
-    con.register("_sb_incoming", frame.to_arrow())
-    try:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM _sb_incoming")
-    finally:
-        con.unregister("_sb_incoming")
 
 
 def _arrival_sql(con: duckdb.DuckDBPyConnection) -> tuple[str, str]:
@@ -74,8 +69,8 @@ def build_submissions(con: duckdb.DuckDBPyConnection, month: str, *, settings: d
     due = due_date(month)
     deadline = datetime.combine(due + timedelta(days=1), datetime.min.time())  # end of the due day
     ensure_risk_schema(con)
-    _register(con, "_sb_lists", _lists_frame())
-    _register(con, "_sb_reason_texts", _reason_texts())
+    temp_table(con, "_sb_lists", _lists_frame())
+    temp_table(con, "_sb_reason_texts", _reason_texts())
     arrival, source = _arrival_sql(con)
     params = {"month": month, "deadline": deadline, "due_at": deadline - timedelta(microseconds=1), "due": due,
               **{f"w_{key}": text for key, text in words.items()}}

@@ -163,6 +163,16 @@ def replace_month(con: duckdb.DuckDBPyConnection, table: str, month: str, frame:
     return frame.height
 
 
+def temp_table(con: duckdb.DuckDBPyConnection, name: str, frame: pl.DataFrame) -> None:
+    """Create (or replace) temp table `name` from a Polars frame, so SQL can join configuration or small inputs."""
+    view = f"_incoming_{name}"
+    con.register(view, frame.to_arrow())
+    try:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM {view}")
+    finally:
+        con.unregister(view)
+
+
 @contextmanager
 def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
     """BEGIN ... COMMIT, or ROLLBACK on any error, so a month is written whole or not at all."""

@@ -15,6 +15,7 @@ import polars as pl
 
 from fangpin import cases
 from fangpin.config import check_month, county, monitoring_line, registry
+from fangpin.warehouse import temp_table
 
 SUBTYPE_OTHER = "其他"  # a disaster whose detail names no known subtype (INPUTS.md)
 MATCH_LABELS = {"id": "身份证号码一致", "probable_name": "疑似：姓名+乡镇+村唯一匹配"}
@@ -22,13 +23,6 @@ ACTION_NEW = "新识别（入户核实）"
 ACTION_FOLLOW_UP = "跟踪帮扶（已是监测对象）"  # a monitored household: follow-up, not a new identification
 
 
-def _register_table(con: duckdb.DuckDBPyConnection, name: str, frame: pl.DataFrame) -> None:
-    """Create (or replace) temp table `name` from a small configuration frame."""
-    con.register(f"_{name}", frame.to_arrow())
-    try:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM _{name}")
-    finally:
-        con.unregister(f"_{name}")
 
 
 def load_list_meanings(con: duckdb.DuckDBPyConnection) -> None:
@@ -66,7 +60,7 @@ def load_list_meanings(con: duckdb.DuckDBPyConnection) -> None:
     )
     for name, frame in (("list_meanings", meanings), ("detail_words", words),
                         ("detail_overrides", overrides), ("detail_subtypes", subtypes)):
-        _register_table(con, name, frame)
+        temp_table(con, name, frame)
 
 
 def _load_policy(con: duckdb.DuckDBPyConnection, month: str) -> None:
@@ -101,7 +95,7 @@ def _load_policy(con: duckdb.DuckDBPyConnection, month: str) -> None:
         [(str(k), str(v)) for k, v in (category.get("by_household_type", {}) or {}).items()],
         schema={"household_type": pl.String, "category": pl.String}, orient="row",
     )
-    _register_table(con, "category_types", types)
+    temp_table(con, "category_types", types)
 
 
 SIGNALS_SQL = """
