@@ -54,9 +54,10 @@ def township_workbooks(context: dg.AssetExecutionContext, fangpin: FangpinData) 
     out_dir = fangpin.exports_dir(month)
     passwords = protect.load_passwords(fangpin.root)  # before writing: a bad passwords file writes nothing
     protect.restrict_exports(out_dir, fangpin.root / "exports")
-    paths = workbooks.write_township_workbooks(queue, unmatched, month, out_dir, case_status=case_status)
+    by_township = workbooks.write_workbooks_by_township(queue, unmatched, month, out_dir, case_status=case_status)
     protect.restrict_exports(out_dir, fangpin.root / "exports")
-    townships = {path: protect.workbook_township(path) for path in paths}
+    paths = sorted(by_township.values())
+    townships = {path: township for township, path in by_township.items()}
     missing: protect.MissingWorkbookPasswords | None = None
     if passwords is None:
         context.log.warning(f"未配置工作簿密码（{protect.PASSWORDS_ENV}），乡镇工作簿未加密 → {out_dir}")

@@ -446,11 +446,18 @@ def write_township_workbook(township: str, month: str, households: pl.DataFrame,
 
 def write_township_workbooks(queue: pl.DataFrame, unmatched: pl.DataFrame, month: str, out_dir: Path,
                              case_status: pl.DataFrame | None = None) -> list[Path]:
+    """The paths of `write_workbooks_by_township`, sorted."""
+    return sorted(write_workbooks_by_township(queue, unmatched, month, out_dir, case_status).values())
+
+
+def write_workbooks_by_township(queue: pl.DataFrame, unmatched: pl.DataFrame, month: str, out_dir: Path,
+                                case_status: pl.DataFrame | None = None) -> dict[str, Path]:
     """One `<township>.xlsx` per township present in any frame, holding only that township's rows.
 
     `queue` is `marts.warning_queue`, `unmatched` is `marts.unmatched_persons`, `case_status` is
     `marts.case_status` (earlier cases: verified, excluded, overdue); rows of other months are ignored.
-    Rows without a township cannot be routed to anyone and are left out. Returns the paths written, sorted.
+    Rows without a township cannot be routed to anyone and are left out. Returns township -> path written
+    (file names are cleaned, so callers need the mapping rather than reopening files to learn it).
     """
     check_month(month)
     out_dir = Path(out_dir)
@@ -463,11 +470,11 @@ def write_township_workbooks(queue: pl.DataFrame, unmatched: pl.DataFrame, month
                        | set(persons.get_column("township").drop_nulls().to_list())
                        | set(earlier.get_column("township").drop_nulls().to_list()))
     names = _file_names(townships)
-    paths = []
+    written = {}
     for township in townships:  # per-township loop: a handful of files per county
         of_township = pl.col("township") == township
-        paths.append(write_township_workbook(
+        written[township] = write_township_workbook(
             township, month, households.filter(of_township), public.filter(of_township),
             persons.filter(of_township), out_dir / names[township], earlier.filter(of_township),
-        ))
-    return sorted(paths)
+        )
+    return written

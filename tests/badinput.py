@@ -87,7 +87,7 @@ def _folder(month_dir: Path, folder: str = FOLDER) -> Path:
     return path
 
 
-def _openpyxl(path: Path, sheets: dict[str, list[list]], merges: dict[str, list[str]] | None = None) -> Path:
+def write_openpyxl(path: Path, sheets: dict[str, list[list]], merges: dict[str, list[str]] | None = None) -> Path:
     """A workbook as Excel users make them (openpyxl), rows from A1, with merged ranges per sheet."""
     book = openpyxl.Workbook()
     book.remove(book.active)
@@ -183,7 +183,7 @@ def write_xlsx(path: Path, sheets: dict[str, list[list]]) -> Path:
 def good_list(month_dir: Path) -> Path:
     """The file next to the bad ones: a title naming the right month, header, three persons."""
     rows = [["XX县2026年10月新增低保人员名单"], HEADER, *(person(i, "东村") for i in range(1, 4))]
-    return _openpyxl(_folder(month_dir) / "低保_正常名单.xlsx", {"Sheet1": rows})
+    return write_openpyxl(_folder(month_dir) / "低保_正常名单.xlsx", {"Sheet1": rows})
 
 
 def _good_bytes(village: str) -> bytes:
@@ -311,7 +311,7 @@ def empty_file(month_dir: Path) -> Path:
 
 
 def title_only(month_dir: Path) -> Path:
-    return _openpyxl(_folder(month_dir) / "低保_只有标题.xlsx", {"Sheet1": [["XX县2026年10月新增低保人员名单"]]})
+    return write_openpyxl(_folder(month_dir) / "低保_只有标题.xlsx", {"Sheet1": [["XX县2026年10月新增低保人员名单"]]})
 
 
 def rows_200k(month_dir: Path) -> Path:
@@ -367,35 +367,35 @@ def merged_header(month_dir: Path) -> Path:
              *([i, f"李{i}", valid_id(i + 10), "城关镇", "合并村", 400, "因灾"] for i in range(1, 4))]
     merges = {"上行为主": ["A1:A2", "B1:B2", "C1:C2", "D1:E1"],
               "下行为主": ["A1:G1", "A2:A3", "B2:B3", "C2:C3", "D2:G2"]}
-    return _openpyxl(_folder(month_dir) / "低保_两行表头.xlsx", {"上行为主": upper, "下行为主": lower}, merges)
+    return write_openpyxl(_folder(month_dir) / "低保_两行表头.xlsx", {"上行为主": upper, "下行为主": lower}, merges)
 
 
 def duplicated_headers(month_dir: Path) -> Path:
     rows = [["姓名", "身份证号码", "姓名", "乡镇"], ["王五", valid_id(7), "王小五", "城关镇"]]
-    return _openpyxl(_folder(month_dir) / "低保_重复表头.xlsx", {"Sheet1": rows})
+    return write_openpyxl(_folder(month_dir) / "低保_重复表头.xlsx", {"Sheet1": rows})
 
 
 def english_header(month_dir: Path) -> Path:
     rows = [["ID Number", "Name", "Township", "Village"], *([valid_id(i), f"Zhang {i}", "Chengguan", "East"]
                                                           for i in range(1, 4))]
-    return _openpyxl(_folder(month_dir) / "低保_英文表头.xlsx", {"Sheet1": rows})
+    return write_openpyxl(_folder(month_dir) / "低保_英文表头.xlsx", {"Sheet1": rows})
 
 
 def wrong_month(month_dir: Path) -> Path:
     """September's list put in October's folder (file name and title say 2026年9月)."""
     rows = [["XX县2026年9月新增低保人员名单"], HEADER, *(person(i, "九月村") for i in range(1, 4))]
-    return _openpyxl(_folder(month_dir) / "2026年9月低保名单.xlsx", {"Sheet1": rows})
+    return write_openpyxl(_folder(month_dir) / "2026年9月低保名单.xlsx", {"Sheet1": rows})
 
 
 def month_in_data(month_dir: Path) -> Path:
     """No month in name or title; 审批日期 (approval date) cells hold 202609 and 202610: data, not a title."""
     rows = [["姓名", "身份证号码", "审批日期"], ["赵一", valid_id(21), "202609"], ["赵二", valid_id(22), 202610]]
-    return _openpyxl(_folder(month_dir) / "低保_日期列.xlsx", {"Sheet1": rows})
+    return write_openpyxl(_folder(month_dir) / "低保_日期列.xlsx", {"Sheet1": rows})
 
 
 def sent_twice(month_dir: Path) -> Path:
     """The same bytes under two names; the second (sorted after the first) is the case file."""
-    first = _openpyxl(_folder(month_dir) / "低保_重复报送.xlsx", {"Sheet1": [HEADER, person(1, "重复村")]})
+    first = write_openpyxl(_folder(month_dir) / "低保_重复报送.xlsx", {"Sheet1": [HEADER, person(1, "重复村")]})
     second = first.with_name("低保_重复报送（再次发送）.xlsx")
     shutil.copyfile(first, second)
     return second
@@ -411,7 +411,7 @@ def roster_without_heads(month_dir: Path) -> Path:
             ["H001", "钱子", valid_id(32, "20150303"), "儿子", "城关镇", "东村", "脱贫户"],
             ["H002", "孙父", valid_id(33, "19700404"), "户主", "城关镇", "西村", "一般农户"],
             ["H002", "孙女", valid_id(34, "20100505"), "女儿", "城关镇", "西村", "一般农户"]]
-    return _openpyxl(_folder(month_dir, "roster") / "花名册_无户主.xlsx", {"花名册": rows})
+    return write_openpyxl(_folder(month_dir, "roster") / "花名册_无户主.xlsx", {"花名册": rows})
 
 
 class Case(NamedTuple):

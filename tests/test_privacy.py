@@ -23,6 +23,7 @@ from openpyxl.utils.exceptions import InvalidFileException
 from fangpin import protect, snapshot, warehouse
 from fangpin.config import PROJECT_ROOT
 from fangpin.demo import STREET_STEM, TOWNSHIP_STEMS
+from test_snapshot import text_values
 
 MONTH = "2026-10"
 PERSONS = 2000
@@ -195,7 +196,7 @@ def test_the_snapshot_has_no_id_roster_name_or_phone(county):
                                             ).fetchall() if p}
         places = {p for (p,) in con.execute("SELECT township FROM roster.villages UNION SELECT village FROM "
                                             "roster.villages").fetchall()}
-    values = [text for _, column, text in _text_values(snapshot.snapshot_path(data_dir))
+    values = [text for _, column, text in text_values(snapshot.snapshot_path(data_dir))
               if column != "sha256"]  # file digests: hex, 18 digits in a row happen by chance
     assert len(values) > 1000 and len(names) > 500 and len(phones) > 100
     assert not [v for v in values if ID_TOKEN.search(v)]
@@ -207,19 +208,6 @@ def test_the_snapshot_has_no_id_roster_name_or_phone(county):
     assert not leaked, leaked[:5]
     digit_runs = {run for v in values for run in re.findall(r"[0-9]{7,}", v)}
     assert not digit_runs & phones
-
-
-def _text_values(path: Path) -> list[tuple[str, str, str]]:
-    """(relation, column, text) of every VARCHAR cell and every element of every VARCHAR[] cell of the file."""
-    values = []
-    with duckdb.connect(str(path), read_only=True) as con:
-        columns = con.execute("SELECT schema_name || '.' || table_name, column_name, data_type FROM duckdb_columns() "
-                              "WHERE data_type IN ('VARCHAR', 'VARCHAR[]')").fetchall()
-        for relation, column, data_type in columns:
-            select = f'unnest("{column}")' if data_type == "VARCHAR[]" else f'"{column}"'
-            values.extend((relation, column, text) for (text,) in con.execute(f"SELECT {select} FROM {relation}"
-                                                                              ).fetchall() if text is not None)
-    return values
 
 
 def test_the_snapshot_links_the_run_to_the_roster_by_pseudonym(county):

@@ -13,6 +13,7 @@ import xlwt
 from fangpin import reading
 from fangpin.config import registry
 from schemas.reasons import ignored
+from badinput import write_openpyxl
 
 MONTH = "2026-10"
 REG = registry()
@@ -23,14 +24,7 @@ ID_B = "321202199001011234"
 def _xlsx(path: Path, sheets: dict[str, list[list]]) -> Path:
     """A workbook with one sheet per entry, rows written from A1 (None = empty cell)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    book = openpyxl.Workbook()
-    book.remove(book.active)
-    for name, rows in sheets.items():
-        sheet = book.create_sheet(name)
-        for row in rows:
-            sheet.append(row)
-    book.save(path)
-    return path
+    return write_openpyxl(path, sheets)
 
 
 def _read(path: Path, data_dir: Path):
