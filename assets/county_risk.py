@@ -50,13 +50,13 @@ def expectation_suites(context: dg.AssetCheckExecutionContext, fangpin: FangpinD
         results = con.sql("SELECT * FROM quality.results WHERE month = ?", params=[month]).pl()
     suite_of = {spec.asset_name: spec.key for spec in registry().lists.values()} | {"roster": "roster"}
     for asset_name, suite in suite_of.items():
-        rows = results.filter(pl.col("suite") == suite)
+        not_run = results.filter(pl.col("suite") == suite).is_empty()
+        metadata = quality.suite_metadata(results, suite)
         yield dg.AssetCheckResult(
-            asset_key=asset_name, check_name=QUALITY, passed=bool(rows.height == 0 or rows["success"].all()),
+            asset_key=asset_name, check_name=QUALITY, passed=quality.suite_passed(results, suite),
             severity=dg.AssetCheckSeverity.WARN,
-            metadata={"expectations": rows.height, "failed": int((~rows["success"]).sum()) if rows.height else 0,
-                      "not_run": rows.height == 0,
-                      "failures": dg.MetadataValue.md("\n".join(f"- {d}" for d in rows.filter(~pl.col("success"))["description_zh"].to_list()) or "none")},
+            metadata={**metadata, "not_run": not_run,
+                      "description_zh": dg.MetadataValue.md(metadata["description_zh"] or "none")},
         )
 
 

@@ -14,7 +14,7 @@ import polars as pl
 
 from fangpin import households as household_rules
 from fangpin import reading, validate
-from fangpin.config import ListSpec, registry
+from fangpin.config import ListSpec
 from fangpin.warehouse import replace_month
 
 QUARANTINE_COLUMNS = {
@@ -169,6 +169,3 @@ def write_month(con: duckdb.DuckDBPyConnection, month: str, scan: reading.MonthS
     }
     return written
 
-
-def all_list_specs() -> list[ListSpec]:
-    return list(registry().lists.values())

@@ -20,13 +20,14 @@ from pipelines.sensors import late_files_sensor
 
 
 def test_every_registry_list_is_an_asset_with_a_reconciliation_check():
+    from assets.ingestion import LIST_ASSETS
+
     graph = defs.resolve_asset_graph()
     keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
+    checks = {(spec.asset_key.to_user_string(), spec.name) for asset in LIST_ASSETS for spec in asset.check_specs}
     for spec in registry().lists.values():
         assert spec.asset_name in keys
-        checks = {c.name for c in graph.get_check_keys_for_assets({dg.AssetKey(spec.asset_name)})} if hasattr(graph, "get_check_keys_for_assets") else None
-        if checks is not None:
-            assert "reconciles" in checks
+        assert (spec.asset_name, "reconciles") in checks and (spec.asset_name, "delivered") in checks
     assert {"drop_zone", "roster", "warehouse_month", "warning_queue", "township_workbooks"} <= keys
 
 
