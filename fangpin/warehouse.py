@@ -1,14 +1,20 @@
-"""The DuckDB warehouse: one file, one writer, one transaction per month.
+"""The DuckDB warehouse: one file, one writer, and a run that changes it all at once or not at all.
 
 Why a lock of our own on top of DuckDB's: DuckDB refuses a second writer instantly, and a reader held open in
 another process (an analyst's session) blocks writers too. fangpin waits a bounded time for both, then fails with a
 message that names the process holding the file and what to do, instead of a raw IOException.
+
+Why a run writes to a copy (`RunWarehouse`): a monthly run writes in several steps (ingestion, links, queue, marts),
+each its own transaction. Killed between two of them, the live file would hold new staging rows beside last run's
+warning queue. So a run copies the live file once, all its steps write to the copy, and the copy replaces the live
+file by one atomic rename when the run ends: a SIGKILL anywhere leaves the live file exactly as before the run.
 """
 from __future__ import annotations
 
 import fcntl
 import os
 import re
+import shutil
 import signal
 import time
 from contextlib import ExitStack, contextmanager
@@ -101,7 +107,10 @@ def lock_wait_seconds() -> float:
 
 @contextmanager
 def writer(data_dir: Path, wait_seconds: float | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
-    """The one writing connection to the warehouse, schema ensured; closed (and the lock released) on exit."""
+    """The one writing connection to the live warehouse, schema ensured; closed (and the lock released) on exit.
+
+    For writes outside a run (the snapshot's audit row, library calls); a run writes through `RunWarehouse`.
+    """
     path = warehouse_path(data_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     wait = lock_wait_seconds() if wait_seconds is None else wait_seconds
@@ -114,6 +123,95 @@ def writer(data_dir: Path, wait_seconds: float | None = None) -> Iterator[duckdb
         finally:
             con.close()
     os.chmod(path, 0o600)
+
+
+def working_copy_path(path: Path) -> Path:
+    """Where a run writes until it publishes: beside the live file, so the rename stays on one file system."""
+    return path.with_name(path.name + ".run")
+
+
+def _wal(path: Path) -> Path:
+    return path.with_name(path.name + ".wal")
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class RunWarehouse:
+    """The warehouse as one run writes it: a working copy, published by one atomic rename when the run ends.
+
+    Lazy: the lock is taken and the copy made at the run's first write (a run that fails while reading files never
+    waits for the warehouse). `writer()` may be opened many times; each connection goes to the same copy.
+    `publish()` makes every committed write of the run live at once; a run killed before it changes nothing, and the
+    next run throws the left-over copy away.
+    """
+
+    def __init__(self, data_dir: Path, wait_seconds: float | None = None):
+        self.live = warehouse_path(data_dir)
+        self.working = working_copy_path(self.live)
+        self.wait = lock_wait_seconds() if wait_seconds is None else wait_seconds
+        self._lock: ExitStack | None = None
+
+    @property
+    def started(self) -> bool:
+        return self._lock is not None
+
+    def _start(self) -> None:
+        """Lock, wait out any holder of the live file, then copy it (a fresh copy: a killed run's copy is stale)."""
+        self.live.parent.mkdir(parents=True, exist_ok=True)
+        lock = ExitStack()
+        lock.enter_context(_writer_lock(self.live, self.wait))
+        try:
+            # Opening the live file read-write waits for (and names) an analyst's session, and folds in a WAL an
+            # older fangpin left, so the file copied below is complete.
+            _connect_with_wait(self.live, read_only=False, wait_seconds=self.wait).close()
+            for stale in (self.working, _wal(self.working)):
+                stale.unlink(missing_ok=True)
+            shutil.copyfile(self.live, self.working)
+            os.chmod(self.working, 0o600)
+        except BaseException:
+            lock.close()
+            raise
+        self._lock = lock
+
+    @contextmanager
+    def writer(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection to the run's working copy, schema ensured; closed on exit (the run keeps the lock)."""
+        if not self.started:
+            self._start()
+        con = duckdb.connect(str(self.working))
+        try:
+            ensure_schema(con)
+            yield con
+        finally:
+            con.close()
+
+    def publish(self) -> bool:
+        """Replace the live file with the working copy (all the run's commits at once); release the lock.
+
+        Returns whether anything was published (False when the run never wrote)."""
+        if not self.started:
+            return False
+        try:
+            if _wal(self.working).exists():  # every connection closed checkpoints; a WAL left means one did not
+                duckdb.connect(str(self.working)).close()
+            _crash_point("publish")
+            _fsync(self.working)
+            os.replace(self.working, self.live)
+            _fsync(self.live.parent)
+        finally:
+            self.release()
+        return True
+
+    def release(self) -> None:
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
 
 
 @contextmanager
@@ -186,17 +284,23 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConne
     con.execute("COMMIT")
 
 
-def _crash_point() -> None:
+def _crash_point(where: str | None = None) -> None:
     """Test hook for tests/test_crash_safety.py: `FANGPIN_CRASH_AT=<asset>` SIGKILLs the run with that asset's
-    transaction fully written but not committed, the worst moment to die. Unset (production) it is one env lookup."""
+    transaction fully written but not committed; `FANGPIN_CRASH_AT=publish` kills it just before the working copy
+    replaces the live file. Unset (production) it is one env lookup."""
     target = os.environ.get("FANGPIN_CRASH_AT")
     if not target:
         return
+    if where is None:
+        where = _current_asset()
+    if where == target:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _current_asset() -> str | None:
     import dagster as dg
 
     try:
-        asset = dg.AssetExecutionContext.get().asset_key.to_user_string()
+        return dg.AssetExecutionContext.get().asset_key.to_user_string()
     except dg.DagsterInvariantViolationError:  # not inside a Dagster asset (a library call, a test)
-        return
-    if asset == target:
-        os.kill(os.getpid(), signal.SIGKILL)
+        return None

@@ -7,6 +7,7 @@ from typing import Iterator
 
 import dagster as dg
 import duckdb
+from pydantic import PrivateAttr
 
 from fangpin import warehouse
 from fangpin.config import PROJECT_ROOT
@@ -18,9 +19,14 @@ def default_data_dir() -> str:
 
 
 class FangpinData(dg.ConfigurableResource):
-    """The data directory: `raw/` drop zone, `warehouse/fangpin.duckdb`, `exports/`."""
+    """The data directory: `raw/` drop zone, `warehouse/fangpin.duckdb`, `exports/`.
+
+    Set up once per run (the in-process executor runs every step in one process): every step's writes go to the
+    run's working copy of the warehouse, which becomes the live file when the run ends (fangpin.warehouse.RunWarehouse).
+    """
 
     data_dir: str
+    _run: warehouse.RunWarehouse | None = PrivateAttr(default=None)
 
     @property
     def root(self) -> Path:
@@ -33,8 +39,22 @@ class FangpinData(dg.ConfigurableResource):
     def exports_dir(self, month: str) -> Path:
         return self.root / "exports" / month
 
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        self._run = warehouse.RunWarehouse(self.root)
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        """The run is over (succeeded or failed): what its steps committed becomes live, all at once. A step that
+        failed rolled its own transaction back, so a failed run publishes only whole steps."""
+        if self._run is not None and self._run.publish():
+            os.chmod(self.warehouse_path, 0o600)
+
     @contextmanager
     def writer(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """The single writing connection (waits a bounded time for another writer, then says who holds it)."""
-        with warehouse.writer(self.root) as con:
+        """The single writing connection: to the run's working copy inside a run, to the live file outside one
+        (waits a bounded time for another writer, then says who holds it)."""
+        if self._run is None:
+            with warehouse.writer(self.root) as con:
+                yield con
+            return
+        with self._run.writer() as con:
             yield con
