@@ -8,9 +8,7 @@ import warnings
 import dagster as dg
 import polars as pl
 
-from assets.ingestion import roster, warehouse_month
-from assets.partitions import MONTHLY
-from assets.warnings import warning_queue
+from assets.partitions import MONTHLY, build_assets, month_of, partitioned_asset
 from fangpin import dashboard, quality, risk
 from fangpin import submissions as submissions_module
 from fangpin.config import registry
@@ -20,10 +18,10 @@ from pipelines.resources import FangpinData
 QUALITY = "quality"
 
 
-@dg.asset(partitions_def=MONTHLY, group_name="county", kinds={"duckdb"}, deps=[warehouse_month])
+@partitioned_asset(group_name="county", kinds={"duckdb"}, deps=["warehouse_month"])
 def data_quality(context: dg.AssetExecutionContext, fangpin: FangpinData) -> dg.MaterializeResult:
     """Expectation suites per department list and the roster, run on the month; results in quality.results."""
-    month = context.partition_key
+    month = month_of(context)
     with fangpin.writer() as con, transaction(con):
         results = quality.run_list_suites(con, month)
         quality.write_results(con, month, results)
@@ -33,19 +31,22 @@ def data_quality(context: dg.AssetExecutionContext, fangpin: FangpinData) -> dg.
                                           "failed_suites": dg.MetadataValue.json(sorted(set(failed["suite"].to_list())) if failed.height else [])})
 
 
-def _quality_specs() -> list[dg.AssetCheckSpec]:
-    targets = [spec.asset_name for spec in registry().lists.values()] + [roster.key.to_user_string()]
+def _quality_specs(partitions: dg.PartitionsDefinition) -> list[dg.AssetCheckSpec]:
+    targets = [spec.asset_name for spec in registry().lists.values()] + ["roster"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # partitioned check specs are a Dagster preview feature
-        return [dg.AssetCheckSpec(QUALITY, asset=target, additional_deps=[data_quality], partitions_def=MONTHLY,
+        return [dg.AssetCheckSpec(QUALITY, asset=target, additional_deps=["data_quality"], partitions_def=partitions,
                                   description="great-expectations suite of this list (schemas/expectations.yaml)")
                 for target in targets]
 
 
-@dg.multi_asset_check(specs=_quality_specs(), name="expectation_suites")
+def build_expectation_suites(partitions: dg.PartitionsDefinition) -> dg.AssetChecksDefinition:
+    return dg.multi_asset_check(specs=_quality_specs(partitions), name="expectation_suites")(expectation_suites)
+
+
 def expectation_suites(context: dg.AssetCheckExecutionContext, fangpin: FangpinData):
     """One check result per list (and the roster), read back from quality.results of the month."""
-    month = context.partition_key
+    month = month_of(context)
     with fangpin.writer() as con:
         results = con.sql("SELECT * FROM quality.results WHERE month = ?", params=[month]).pl()
     suite_of = {spec.asset_name: spec.key for spec in registry().lists.values()} | {"roster": "roster"}
@@ -60,12 +61,12 @@ def expectation_suites(context: dg.AssetCheckExecutionContext, fangpin: FangpinD
         )
 
 
-@dg.asset(partitions_def=MONTHLY, group_name="county", kinds={"duckdb"}, deps=[warehouse_month],
+@partitioned_asset(group_name="county", kinds={"duckdb"}, deps=["warehouse_month"],
           check_specs=[dg.AssetCheckSpec("every_list_received", asset="submissions",
                                          description="every department list of the registry arrived this month")])
 def submissions(context: dg.AssetExecutionContext, fangpin: FangpinData):
     """marts.submissions: per department list, received, on time (by the 10th), rows, rejected rows, main reasons."""
-    month = context.partition_key
+    month = month_of(context)
     with fangpin.writer() as con, transaction(con):
         counts = submissions_module.build_submissions(con, month)
         table = submissions_module.submissions_markdown(con, month)
@@ -78,10 +79,10 @@ def submissions(context: dg.AssetExecutionContext, fangpin: FangpinData):
 
 
 
-@dg.asset(partitions_def=MONTHLY, group_name="county", kinds={"duckdb"}, deps=[warning_queue, submissions])
+@partitioned_asset(group_name="county", kinds={"duckdb"}, deps=["warning_queue", "submissions"])
 def township_risk(context: dg.AssetExecutionContext, fangpin: FangpinData) -> dg.MaterializeResult:
     """marts.township_risk / village_risk: warned households, rising risk types, same-event clusters, level."""
-    month = context.partition_key
+    month = month_of(context)
     with fangpin.writer() as con, transaction(con):
         risk.build_township_risk(con, month)
         summary = risk.risk_summary(con, month)
@@ -91,15 +92,16 @@ def township_risk(context: dg.AssetExecutionContext, fangpin: FangpinData) -> dg
                                           "top_townships": dg.MetadataValue.md(summary.get("top_townships_markdown", ""))})
 
 
-@dg.asset(partitions_def=MONTHLY, group_name="county", kinds={"html"}, deps=[township_risk, data_quality])
+@partitioned_asset(group_name="county", kinds={"html"}, deps=["township_risk", "data_quality"])
 def county_dashboard(context: dg.AssetExecutionContext, fangpin: FangpinData) -> dg.MaterializeResult:
     """exports/<month>/dashboard.html: one self-contained page, opens from disk with no network, no IDs or names."""
-    month = context.partition_key
+    month = month_of(context)
     with fangpin.writer() as con:
         path = dashboard.write_dashboard(con, month, fangpin.exports_dir(month))
     context.log.info(f"看板 → {path}")
     return dg.MaterializeResult(metadata={"path": dg.MetadataValue.path(str(path)), "bytes": path.stat().st_size})
 
 
-COUNTY_ASSETS = [data_quality, submissions, township_risk, county_dashboard]
-COUNTY_CHECKS = [expectation_suites]
+COUNTY_BODIES = [data_quality, submissions, township_risk, county_dashboard]
+COUNTY_ASSETS = build_assets(COUNTY_BODIES, MONTHLY)
+COUNTY_CHECKS = [build_expectation_suites(MONTHLY)]

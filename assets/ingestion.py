@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 import dagster as dg
 import polars as pl
 
-from assets.partitions import MONTHLY
+from assets.partitions import MONTHLY, build_assets, month_of, partitioned_asset
 from fangpin import ingest, reading
 from fangpin.config import ListSpec, dashboard_settings, registry
 from fangpin.warehouse import transaction
@@ -30,10 +30,10 @@ def _count_by(values) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
-@dg.asset(partitions_def=MONTHLY, group_name="intake", kinds={"python"})
+@partitioned_asset(group_name="intake", kinds={"python"})
 def drop_zone(context: dg.AssetExecutionContext, fangpin: FangpinData) -> reading.MonthScan:
     """Every file of `raw/<month>/`: hashed, read once, each sheet recognised as one department list (or not)."""
-    scan = reading.scan_month(fangpin.root, context.partition_key, registry())
+    scan = reading.scan_month(fangpin.root, month_of(context), registry())
     context.log.info(f"{len(scan.files)} 个文件，{sum(len(t) for t in scan.tables.values())} 张表，{len(scan.problems)} 个文件问题")
     context.add_output_metadata({
         "files": len(scan.files),
@@ -44,12 +44,13 @@ def drop_zone(context: dg.AssetExecutionContext, fangpin: FangpinData) -> readin
     return scan
 
 
-@dg.asset(partitions_def=MONTHLY, group_name="intake", kinds={"python"})
+@partitioned_asset(group_name="intake", kinds={"python"})
 def roster(context: dg.AssetExecutionContext, fangpin: FangpinData) -> ingest.RosterMonth:
     """The household roster (花名册) as of the month: persons, households with A33/A34/A37/A38, places."""
-    month_roster = ingest.load_roster(fangpin.root, context.partition_key)
+    month = month_of(context)
+    month_roster = ingest.load_roster(fangpin.root, month)
     if month_roster.persons.is_empty():
-        raise dg.Failure(description=no_roster_message(context.partition_key, month_roster))
+        raise dg.Failure(description=no_roster_message(month, month_roster))
     context.log.info(
         f"花名册 {month_roster.rows_read} 行：{month_roster.persons.height} 人，{month_roster.households.height} 户，"
         f"拒收 {month_roster.rejected.height} 行"
@@ -65,7 +66,7 @@ def roster(context: dg.AssetExecutionContext, fangpin: FangpinData) -> ingest.Ro
     return month_roster
 
 
-@dg.asset(partitions_def=MONTHLY, group_name="intake", kinds={"polars"})
+@partitioned_asset(group_name="intake", kinds={"polars"})
 def roster_places(roster: ingest.RosterMonth) -> pl.DataFrame:
     """Townships and villages of the roster with their division codes: all a department list needs to resolve
     places, so the list assets load this small table instead of unpickling the whole roster each."""
@@ -82,12 +83,12 @@ def no_roster_message(month: str, month_roster: ingest.RosterMonth) -> str:
             f"请放入花名册后重新运行。 No usable roster for {month}: the month is not run.")
 
 
-def build_list_asset(spec: ListSpec) -> dg.AssetsDefinition:
+def build_list_asset(spec: ListSpec, partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
     """The asset for one department list, e.g. `civil_affairs__dibao`, with its reconciliation check."""
 
     @dg.asset(
         name=spec.asset_name,
-        partitions_def=MONTHLY,
+        partitions_def=partitions,
         group_name=spec.department,
         description=f"{registry().departments[spec.department].name}：{spec.title}（{spec.kind}）",
         kinds={"polars"},
@@ -101,7 +102,7 @@ def build_list_asset(spec: ListSpec) -> dg.AssetsDefinition:
     )
     def _list_asset(context: dg.AssetExecutionContext, drop_zone: reading.MonthScan,
                     roster_places: pl.DataFrame) -> dg.Output:
-        result = ingest.ingest_list(drop_zone, spec, roster_places, context.partition_key)
+        result = ingest.ingest_list(drop_zone, spec, roster_places, month_of(context))
         context.log.info(f"读取 {result.rows_read} 行，接收 {result.accepted.height}，拒收 {result.rejected.height}")
         yield dg.Output(result, metadata={
             "rows_read": result.rows_read, "rows_accepted": result.accepted.height,
@@ -128,11 +129,7 @@ def delivered_check(result: ingest.ListResult) -> dg.AssetCheckResult:
                                metadata={"received": received, "rejected_share": round(share, 4), "problem": problem})
 
 
-LIST_ASSETS = [build_list_asset(spec) for spec in registry().lists.values()]
-
-
-@dg.asset(
-    partitions_def=MONTHLY,
+@partitioned_asset(
     group_name="warehouse",
     kinds={"duckdb"},
     ins={spec.asset_name: dg.AssetIn(spec.asset_name) for spec in registry().lists.values()},
@@ -141,7 +138,7 @@ LIST_ASSETS = [build_list_asset(spec) for spec in registry().lists.values()]
 def warehouse_month(context: dg.AssetExecutionContext, fangpin: FangpinData, drop_zone: reading.MonthScan,
                     roster: ingest.RosterMonth, **lists: ingest.ListResult) -> dg.MaterializeResult:
     """One transaction that replaces the month in raw, staging, roster and quarantine; other months untouched."""
-    month = context.partition_key
+    month = month_of(context)
     results = [lists[spec.asset_name] for spec in registry().lists.values()]
     now = datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0)
     with fangpin.writer() as con, transaction(con):
@@ -151,4 +148,10 @@ def warehouse_month(context: dg.AssetExecutionContext, fangpin: FangpinData, dro
                                           "warehouse": str(fangpin.warehouse_path)})
 
 
-INGESTION_ASSETS = [drop_zone, roster, roster_places, *LIST_ASSETS, warehouse_month]
+def build_ingestion_assets(partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
+    """The intake assets of one deployment: a county (months) or a province (months x counties)."""
+    lists = [build_list_asset(spec, partitions) for spec in registry().lists.values()]
+    return [*build_assets([drop_zone, roster, roster_places, warehouse_month], partitions), *lists]
+
+
+INGESTION_ASSETS = build_ingestion_assets(MONTHLY)

@@ -1,7 +1,35 @@
-"""Monthly partitions: key `YYYY-MM` is the month the lists are ABOUT (October's lists arrive by 10 November).
+"""Partitions: months for a county, months x counties for a province, and the asset factory both use.
 
-The newest partition is the last complete month, so on 23 November 2026 it is 2026-10.
+Month key `YYYY-MM` is the month the lists are ABOUT (October's lists arrive by 10 November); the newest partition is
+the last complete month, so on 23 November 2026 it is 2026-10. A province runs every county's month as its own
+partition (`county` keys are the folders under `counties/`, registered as dynamic partitions), so the same asset
+code serves a county deployment (MONTHLY) and a provincial one (MONTH_BY_COUNTY).
 """
+from typing import Callable
+
 import dagster as dg
 
 MONTHLY = dg.MonthlyPartitionsDefinition(start_date="2024-01", fmt="%Y-%m")
+COUNTIES = dg.DynamicPartitionsDefinition(name="county")
+MONTH_BY_COUNTY = dg.MultiPartitionsDefinition({"month": MONTHLY, "county": COUNTIES})
+COUNTY_TAG = "dagster/partition/county"  # set by Dagster on a run of one month x county partition
+
+
+def month_of(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> str:
+    """The month of the run's partition, whether partitioned by month or by month x county."""
+    key = context.partition_key
+    return key.keys_by_dimension["month"] if isinstance(key, dg.MultiPartitionKey) else key
+
+
+def partitioned_asset(**options) -> Callable:
+    """Declare an asset body once, with its options; `build_assets` makes it an asset for each deployment."""
+
+    def mark(body: Callable) -> Callable:
+        body.asset_options = options
+        return body
+
+    return mark
+
+
+def build_assets(bodies: list[Callable], partitions: dg.PartitionsDefinition) -> list[dg.AssetsDefinition]:
+    return [dg.asset(name=body.__name__, partitions_def=partitions, **body.asset_options)(body) for body in bodies]

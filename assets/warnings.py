@@ -12,27 +12,26 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
-from assets.ingestion import warehouse_month
-from assets.partitions import MONTHLY
+from assets.partitions import MONTHLY, build_assets, month_of, partitioned_asset
 from fangpin import feedback, linkage, protect, warnings, workbooks
 from fangpin.warehouse import replace_month, transaction
 from pipelines.resources import FangpinData
 
 
-@dg.asset(partitions_def=MONTHLY, group_name="warnings", kinds={"duckdb"}, deps=[warehouse_month])
+@partitioned_asset(group_name="warnings", kinds={"duckdb"}, deps=["warehouse_month"])
 def person_links(context: dg.AssetExecutionContext, fangpin: FangpinData) -> dg.MaterializeResult:
     """Each accepted list row linked to a roster person by ID (or offered as a probable match by name)."""
     with fangpin.writer() as con, transaction(con):
-        counts = linkage.link_month(con, context.partition_key)
+        counts = linkage.link_month(con, month_of(context))
     context.log.info("匹配：" + "，".join(f"{rule} {n}" for rule, n in counts.items()))
     return dg.MaterializeResult(metadata={str(k): v for k, v in counts.items()})
 
 
-@dg.asset(partitions_def=MONTHLY, group_name="warnings", kinds={"duckdb"}, deps=[person_links])
+@partitioned_asset(group_name="warnings", kinds={"duckdb"}, deps=["person_links"])
 def warning_queue(context: dg.AssetExecutionContext, fangpin: FangpinData) -> dg.MaterializeResult:
     """marts.warning_queue: one row per warned household, with category, priority, reasons and due date."""
     with fangpin.writer() as con, transaction(con):
-        counts = warnings.build_warning_queue(con, context.partition_key)
+        counts = warnings.build_warning_queue(con, month_of(context))
     context.log.info("预警：" + "，".join(f"{k} {v}" for k, v in counts.items()))
     return dg.MaterializeResult(metadata={str(k): v for k, v in counts.items()})
 
@@ -45,11 +44,11 @@ def _month_frames(fangpin: FangpinData, month: str) -> tuple[pl.DataFrame, pl.Da
     return frames
 
 
-@dg.asset(partitions_def=MONTHLY, group_name="exports", kinds={"excel"}, deps=[warning_queue])
+@partitioned_asset(group_name="exports", kinds={"excel"}, deps=["warning_queue"])
 def township_workbooks(context: dg.AssetExecutionContext, fangpin: FangpinData) -> dg.MaterializeResult:
     """exports/<month>/<township>.xlsx: each township's own households only, encrypted with the township's password
     when passwords are configured (fangpin.protect), owner-only files, and an audit row per file."""
-    month = context.partition_key
+    month = month_of(context)
     queue, unmatched, case_status = _month_frames(fangpin, month)
     out_dir = fangpin.exports_dir(month)
     passwords = protect.load_passwords(fangpin.root)  # before writing: a bad passwords file writes nothing
@@ -110,10 +109,10 @@ def _audit_rows(paths: list[Path], townships: dict[Path, str], encrypted: dict[P
     )
 
 
-@dg.asset(partitions_def=MONTHLY, group_name="exports", kinds={"excel"}, deps=[warning_queue])
+@partitioned_asset(group_name="exports", kinds={"excel"}, deps=["warning_queue"])
 def township_feedback(context: dg.AssetExecutionContext, fangpin: FangpinData) -> dg.MaterializeResult:
     """Verification results returned in raw/<month>/feedback/: recorded per case; altered workbooks rejected."""
-    month = context.partition_key
+    month = month_of(context)
     folder = fangpin.root / "raw" / month / "feedback"
     files = sorted(p for p in folder.glob("*.xlsx") if not p.name.startswith("~$")) if folder.is_dir() else []
     queue, _, _ = _month_frames(fangpin, month)
@@ -129,4 +128,5 @@ def township_feedback(context: dg.AssetExecutionContext, fangpin: FangpinData) -
                                           "rejected": rejections.height})
 
 
-WARNING_ASSETS = [person_links, warning_queue, township_workbooks, township_feedback]
+WARNING_BODIES = [person_links, warning_queue, township_workbooks, township_feedback]
+WARNING_ASSETS = build_assets(WARNING_BODIES, MONTHLY)

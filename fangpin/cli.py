@@ -1,6 +1,7 @@
 """`fangpin`: run a month through Dagster, or generate and run the demo county.
 
     fangpin run --month 2026-10 [--data-dir DIR]
+    fangpin province --month 2026-10 [--data-dir DIR]
     fangpin demo [--data-dir DIR] [--persons 60000]
     fangpin snapshot [--data-dir DIR] [--out PATH] [--new-key]
 
@@ -23,32 +24,63 @@ def _data_dir(arg: str | None) -> Path:
 
 def run_month(month: str, data_dir: Path, assets: list[str] | None = None) -> bool:
     """Materialise every asset of `month` (or only `assets`) through Dagster; print progress and the summary."""
-    from fangpin.instance import dagster_home
-
-    dagster_home()
-    os.environ["FANGPIN_DATA_DIR"] = str(data_dir)
-    import dagster as dg
-
-    from pipelines.definitions import defs
-
-    job = defs.resolve_job_def("monthly_run")
-    print(f"fangpin: {month} ← {data_dir / 'raw' / month}", file=sys.stderr)
-    result = job.execute_in_process(
-        partition_key=month,
-        instance=dg.DagsterInstance.get(),
-        run_config={"loggers": {"progress": {}},
-                    "resources": {"fangpin": {"config": {"data_dir": str(data_dir)}}}},
-        raise_on_error=False,
-        asset_selection=[dg.AssetKey(name) for name in assets] if assets else None,
-    )
+    result = _execute("pipelines.definitions", "monthly_run", month, data_dir, assets)
     from fangpin.summary import print_summary
 
     print_summary(data_dir, month, run_id=result.run_id, success=result.success, only=assets)
     return result.success
 
 
+def _execute(location: str, job_name: str, partition_key, data_dir: Path, assets: list[str] | None = None):
+    """One run of `job_name` from the code location `location`, on the persistent instance (seen in the UI)."""
+    from fangpin.instance import dagster_home
+
+    dagster_home()
+    os.environ["FANGPIN_DATA_DIR"] = str(data_dir)
+    import importlib
+
+    import dagster as dg
+
+    defs = importlib.import_module(location).defs
+    print(f"fangpin: {job_name} {partition_key} ← {data_dir}", file=sys.stderr)
+    return defs.resolve_job_def(job_name).execute_in_process(
+        partition_key=partition_key,
+        instance=dg.DagsterInstance.get(),
+        run_config={"loggers": {"progress": {}},
+                    "resources": {"fangpin": {"config": {"data_dir": str(data_dir)}}}},
+        raise_on_error=False,
+        asset_selection=[dg.AssetKey(name) for name in assets] if assets else None,
+    )
+
+
+def run_province(month: str, province_dir: Path) -> bool:
+    """Every county's month as its own month x county partition (one run each), then the provincial marts."""
+    import dagster as dg
+
+    from fangpin import province
+    from fangpin.instance import dagster_home
+
+    dagster_home()
+    counties = province.counties_found(province_dir)
+    if not counties:
+        raise ValueError(f"{province_dir}/counties/ 下没有县的文件夹（counties/<县代码>/raw/{month}/）")
+    instance = dg.DagsterInstance.get()
+    known = set(instance.get_dynamic_partitions("county"))
+    instance.add_dynamic_partitions("county", [c for c in counties if c not in known])
+    failed = [c for c in counties if not _execute("pipelines.province", "county_month",
+                                                  dg.MultiPartitionKey({"month": month, "county": c}), province_dir).success]
+    marts = _execute("pipelines.province", "province_marts", month, province_dir)
+    print(f"\n== fangpin province {month}: {len(counties) - len(failed)}/{len(counties)} counties done"
+          f"{'; failed: ' + ', '.join(failed) if failed else ''}; provincial marts {'done' if marts.success else 'FAILED'} ==")
+    return not failed and marts.success
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     return 0 if run_month(check_month(args.month), _data_dir(args.data_dir)) else 1
+
+
+def cmd_province(args: argparse.Namespace) -> int:
+    return 0 if run_province(check_month(args.month), _data_dir(args.data_dir)) else 1
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -109,6 +141,10 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--month", required=True, help="the month the lists are about, YYYY-MM")
     run.add_argument("--data-dir", help="data directory (default: $FANGPIN_DATA_DIR or ./data)")
     run.set_defaults(handler=cmd_run)
+    prov = commands.add_parser("province", help="run one month of every county under DIR/counties/, then the provincial marts")
+    prov.add_argument("--month", required=True, help="the month the lists are about, YYYY-MM")
+    prov.add_argument("--data-dir", help="province directory with counties/<county>/raw/ (default: $FANGPIN_DATA_DIR)")
+    prov.set_defaults(handler=cmd_province)
     demo_cmd = commands.add_parser("demo", help="generate the demo county and run its months")
     demo_cmd.add_argument("--data-dir", help="data directory (default: $FANGPIN_DATA_DIR or ./data)")
     demo_cmd.add_argument("--persons", type=int, default=60_000, help="roster size (default 60,000)")

@@ -9,8 +9,16 @@ import dagster as dg
 import duckdb
 from pydantic import PrivateAttr
 
+from assets.partitions import COUNTY_TAG
 from fangpin import warehouse
 from fangpin.config import PROJECT_ROOT
+
+COUNTIES_FOLDER = "counties"
+
+
+def county_dir(province_dir: Path, county: str) -> Path:
+    """A province's county: a data directory of its own (drop zone, warehouse, exports), one writer per file."""
+    return Path(province_dir) / COUNTIES_FOLDER / county
 
 
 def default_data_dir() -> str:
@@ -19,7 +27,8 @@ def default_data_dir() -> str:
 
 
 class FangpinData(dg.ConfigurableResource):
-    """The data directory: `raw/` drop zone, `warehouse/fangpin.duckdb`, `exports/`.
+    """The data directory: `raw/` drop zone, `warehouse/fangpin.duckdb`, `exports/`; for a province, one such
+    directory per county under `counties/<county>/`, chosen by the run's county partition.
 
     Set up once per run (the in-process executor runs every step in one process): every step's writes go to the
     run's working copy of the warehouse, which becomes the live file when the run ends (fangpin.warehouse.RunWarehouse).
@@ -27,10 +36,12 @@ class FangpinData(dg.ConfigurableResource):
 
     data_dir: str
     _run: warehouse.RunWarehouse | None = PrivateAttr(default=None)
+    _county: str | None = PrivateAttr(default=None)
 
     @property
     def root(self) -> Path:
-        return Path(self.data_dir).resolve()
+        base = Path(self.data_dir).resolve()
+        return county_dir(base, self._county) if self._county else base
 
     @property
     def warehouse_path(self) -> Path:
@@ -40,6 +51,8 @@ class FangpinData(dg.ConfigurableResource):
         return self.root / "exports" / month
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        tags = context.run.tags if context.run else {}
+        self._county = tags.get(COUNTY_TAG)
         self._run = warehouse.RunWarehouse(self.root)
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:

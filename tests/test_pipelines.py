@@ -20,11 +20,9 @@ from pipelines.sensors import late_files_sensor
 
 
 def test_every_registry_list_is_an_asset_with_a_reconciliation_check():
-    from assets.ingestion import LIST_ASSETS
-
     graph = defs.resolve_asset_graph()
     keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
-    checks = {(spec.asset_key.to_user_string(), spec.name) for asset in LIST_ASSETS for spec in asset.check_specs}
+    checks = {(key.asset_key.to_user_string(), key.name) for key in graph.asset_check_keys}
     for spec in registry().lists.values():
         assert spec.asset_name in keys
         assert (spec.asset_name, "reconciles") in checks and (spec.asset_name, "delivered") in checks
@@ -89,9 +87,9 @@ def test_sensor_requests_a_rerun_only_when_a_month_changes(tmp_path, monkeypatch
 
 def test_a_month_without_a_usable_roster_fails_instead_of_warning_nobody(tmp_path):
     """An empty (or refused) roster must stop the month: an empty warning queue would look like a quiet month."""
-    from assets.ingestion import roster
     from pipelines.resources import FangpinData
 
+    roster = defs.get_assets_def("roster")
     (tmp_path / "raw" / "2026-10" / "roster").mkdir(parents=True)
     (tmp_path / "raw" / "2026-10" / "roster" / "花名册.xlsx").write_bytes(b"not a workbook")
     result = dg.materialize([roster], partition_key="2026-10", raise_on_error=False,

@@ -1,0 +1,105 @@
+"""A province runs as month x county partitions (issue 5, item 4): each county's month is independent, and the
+provincial marts built from the partitions equal what each county gets from its own one-run month.
+
+Two small demo counties are generated under `counties/`; the province runs them as two county partitions plus the
+provincial marts (`fangpin province`), and a copy of each county runs alone through the county deployment
+(`fangpin run`). Every month table of each county's warehouse, and the provincial township/village marts, must be
+identical row for row.
+"""
+from __future__ import annotations
+
+import shutil
+
+import duckdb
+import pytest
+
+MONTH = "2026-10"
+COUNTIES = {"360701": 71, "360702": 72}  # county folder -> demo seed
+WALL_CLOCK = {"first_seen", "checked_at", "exported_at"}
+
+
+@pytest.fixture(scope="module")
+def province(tmp_path_factory):
+    from fangpin import cli, demo
+
+    root = tmp_path_factory.mktemp("province")
+    patch = pytest.MonkeyPatch()
+    patch.setenv("DAGSTER_HOME", str(root / "dagster_home"))
+    try:
+        for county, seed in COUNTIES.items():
+            demo.generate(root / "province" / "counties" / county, months=[MONTH], persons=400, seed=seed)
+            shutil.copytree(root / "province" / "counties" / county, root / "alone" / county)
+        province_ok = cli.run_province(MONTH, root / "province")
+        alone_ok = {county: cli.run_month(MONTH, root / "alone" / county) for county in COUNTIES}
+    finally:
+        patch.undo()
+    return {"root": root, "province_ok": province_ok, "alone_ok": alone_ok}
+
+
+def _rows(path, table: str, where: str = "month = ?", params=(MONTH,)) -> list[tuple]:
+    with duckdb.connect(str(path), read_only=True) as con:
+        columns = [c for (c,) in con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema || '.' || table_name = ? "
+            "ORDER BY ordinal_position", [table]).fetchall() if c not in WALL_CLOCK | {"county"}]
+        select = ", ".join(f'"{c}"' for c in columns)
+        return con.execute(f"SELECT {select} FROM {table} WHERE {where} ORDER BY ALL", list(params)).fetchall()
+
+
+def _month_tables(path) -> list[str]:
+    with duckdb.connect(str(path), read_only=True) as con:
+        return [t for (t,) in con.execute(
+            "SELECT DISTINCT c.table_schema || '.' || c.table_name FROM information_schema.columns c "
+            "JOIN information_schema.tables t USING (table_schema, table_name) "
+            "WHERE c.column_name = 'month' AND t.table_type = 'BASE TABLE' AND c.table_schema <> 'audit' "
+            "ORDER BY 1").fetchall()]
+
+
+def test_the_province_and_each_county_alone_both_succeed(province):
+    assert province["province_ok"]
+    assert all(province["alone_ok"].values()), province["alone_ok"]
+
+
+def test_each_county_partition_equals_the_county_run_alone(province):
+    """Same files, two deployments: every month table of the county's warehouse is identical."""
+    root = province["root"]
+    for county in COUNTIES:
+        partitioned = root / "province" / "counties" / county / "warehouse" / "fangpin.duckdb"
+        alone = root / "alone" / county / "warehouse" / "fangpin.duckdb"
+        tables = _month_tables(alone)
+        assert "marts.warning_queue" in tables and "marts.township_risk" in tables
+        for table in tables:
+            rows = _rows(alone, table)
+            assert _rows(partitioned, table) == rows, f"{county} {table} differs"
+        assert _rows(alone, "marts.warning_queue"), f"{county}: the demo warned nobody, the comparison proves little"
+
+
+def test_provincial_marts_are_the_counties_marts_with_their_county(province):
+    root = province["root"]
+    provincial = root / "province" / "warehouse" / "fangpin.duckdb"
+    for county in COUNTIES:
+        alone = root / "alone" / county / "warehouse" / "fangpin.duckdb"
+        for table, mart in (("province.township_risk", "marts.township_risk"),
+                            ("province.village_risk", "marts.village_risk")):
+            mine = _rows(provincial, table, "month = ? AND county = ?", (MONTH, county))
+            assert mine and mine == _rows(alone, mart), f"{county} {table}"
+
+
+def test_county_risk_has_one_row_per_county_adding_up_its_townships(province):
+    provincial = province["root"] / "province" / "warehouse" / "fangpin.duckdb"
+    with duckdb.connect(str(provincial), read_only=True) as con:
+        rows = con.execute("SELECT county, ran, townships, warned_households FROM province.county_risk "
+                           "WHERE month = ? ORDER BY county", [MONTH]).fetchall()
+        sums = dict(con.execute("SELECT county, sum(warned_households) FROM province.township_risk WHERE month = ? "
+                                "GROUP BY county", [MONTH]).fetchall())
+    assert [r[0] for r in rows] == sorted(COUNTIES)
+    for county, ran, townships, warned in rows:
+        assert ran and townships > 0 and warned == sums[county]
+
+
+def test_each_county_writes_only_its_own_folder(province):
+    """One writer per warehouse file: the county partitions never touch each other's drop zone or exports."""
+    root = province["root"] / "province"
+    for county in COUNTIES:
+        exports = root / "counties" / county / "exports" / MONTH
+        assert (exports / "dashboard.html").exists()
+    assert not (root / "exports").exists() and not (root / "raw").exists()
