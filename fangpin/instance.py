@@ -17,7 +17,9 @@ run_queue:
   max_concurrent_runs: 4
   tag_concurrency_limits:
     - key: "fangpin/warehouse"
-      limit: 1          # one writer per warehouse file: queued runs wait their turn
+      value:
+        applyLimitPerUniqueValue: true
+      limit: 1          # one writer per warehouse file (tag value: "writer", or the county): queued runs wait their turn
 """
 
 

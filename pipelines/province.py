@@ -14,7 +14,7 @@ from assets.province import province_risk
 from assets.warnings import WARNING_BODIES
 from fangpin import province
 from fangpin.config import county
-from pipelines.jobs import WRITER_TAG
+from pipelines.jobs import WRITER_TAG_KEY
 from pipelines.progress import progress_logger
 from pipelines.resources import FangpinData, default_data_dir
 from pipelines.schedules import previous_month
@@ -23,8 +23,7 @@ COUNTY_ASSETS = [*build_ingestion_assets(MONTH_BY_COUNTY), *build_assets(WARNING
                  *build_assets(COUNTY_BODIES, MONTH_BY_COUNTY)]
 
 county_month = dg.define_asset_job(
-    "county_month", selection=dg.AssetSelection.assets(*COUNTY_ASSETS),
-    tags=WRITER_TAG, description="One county's month (one month x county partition): its own warehouse file.")
+    "county_month", selection=dg.AssetSelection.assets(*COUNTY_ASSETS), description="One county's month (one month x county partition): its own warehouse file.")
 province_marts = dg.define_asset_job(
     "province_marts", selection=dg.AssetSelection.assets(province_risk),
     description="The provincial marts of a month, from every county's warehouse.")
@@ -44,7 +43,8 @@ def counties_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
              description="The day after the departments' deadline: every county's previous month.")
 def county_months_schedule(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest]:
     month = previous_month(context.scheduled_execution_time.date())
-    return [dg.RunRequest(run_key=f"scheduled-{month}-{c}", partition_key=dg.MultiPartitionKey({"month": month, "county": c}))
+    return [dg.RunRequest(run_key=f"scheduled-{month}-{c}", partition_key=dg.MultiPartitionKey({"month": month, "county": c}),
+                          tags={WRITER_TAG_KEY: c})  # one writer per county warehouse, counties in parallel
             for c in sorted(context.instance.get_dynamic_partitions(COUNTIES.name))]
 
 
