@@ -16,7 +16,8 @@ from fangpin import province
 from fangpin.config import county
 from pipelines.jobs import WRITER_TAG_KEY
 from pipelines.progress import progress_logger
-from pipelines.resources import FangpinData, default_data_dir
+from pipelines.definitions import RESOURCES
+from pipelines.resources import default_data_dir
 from pipelines.schedules import previous_month
 
 COUNTY_ASSETS = [*build_ingestion_assets(MONTH_BY_COUNTY), *build_assets(WARNING_BODIES, MONTH_BY_COUNTY),
@@ -54,7 +55,7 @@ defs = dg.Definitions(
     jobs=[county_month, province_marts],
     schedules=[county_months_schedule],
     sensors=[counties_sensor],
-    resources={"fangpin": FangpinData(data_dir=default_data_dir())},
+    resources=RESOURCES,
     loggers={"progress": progress_logger},
     executor=dg.in_process_executor,
 )

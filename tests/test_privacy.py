@@ -79,7 +79,7 @@ def county(tmp_path_factory):
     finally:
         holder.kill()
         holder.wait()
-    return {"data_dir": data_dir, "run": run, "still_open": still_open, "snapshot": rebuilt}
+    return {"data_dir": data_dir, "home": home, "run": run, "still_open": still_open, "snapshot": rebuilt}
 
 
 def _con(data_dir: Path) -> duckdb.DuckDBPyConnection:
@@ -168,6 +168,19 @@ def test_warehouse_and_exports_are_owner_only(county):
         assert os.stat(folder).st_mode & 0o777 == 0o700, folder
     files = list((data_dir / "exports" / MONTH).iterdir())
     assert files and all(os.stat(f).st_mode & 0o777 == 0o600 for f in files)
+
+
+def test_no_step_output_with_personal_data_is_left_on_disk_by_dagster(county):
+    """Step outputs stay in the run's memory: DAGSTER_HOME holds no pickled roster or list rows."""
+    with _con(county["data_dir"]) as con:
+        ids = {row[0] for row in con.execute("SELECT id_number FROM roster.persons LIMIT 200").fetchall()}
+    assert ids
+    blobs = [p for p in county["home"].rglob("*") if p.is_file()]
+    pickles = [p for p in blobs if "storage" in p.parts and "compute_logs" not in p.parts]
+    assert not pickles, f"pickled step outputs under DAGSTER_HOME/storage: {pickles[:3]}"
+    for path in blobs:
+        data = path.read_bytes()
+        assert not [i for i in ids if i.encode() in data], f"an ID number in {path}"
 
 
 def test_each_workbook_is_audited(county):
