@@ -151,9 +151,16 @@ def _mark_duplicates(frame: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _rejected(frame: pl.DataFrame, month: str, list_key: str, labels: dict[str, str]) -> pl.DataFrame:
-    """quarantine.rejected_rows for every row with a `_code`."""
+def _rejected(frame: pl.DataFrame, month: str, list_key: str, labels: dict[str, str],
+              raw: pl.Series | None = None) -> pl.DataFrame:
+    """quarantine.rejected_rows for every row with a `_code`.
+
+    `raw`: the input's raw JSON column, when the frame left it out and carries `_input_row` instead (the roster:
+    only rejected rows need their original cells, so a million accepted rows do not drag theirs through every pass).
+    """
     bad = frame.filter(pl.col("_code").is_not_null())
+    if raw is not None:
+        bad = bad.with_columns(raw.gather(bad["_input_row"]).alias("raw"))
     label = _label_expr(pl.col("_code"), labels)
     rejected = bad.select(
         pl.lit(month, pl.String).alias("month"), "source_file", "sheet",
@@ -284,25 +291,34 @@ def _person_fields() -> list[pl.Expr]:
     ]
 
 
-def _household_fields() -> list[pl.Expr]:
+def _by_value(frame: pl.DataFrame, column: str, parsed: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+    """`parsed` (an expression of `column` alone) computed once per distinct cell instead of once per row: a
+    roster of a million persons holds a few hundred dates and household sizes, and their parsers are regex-heavy."""
+    distinct = frame.select(pl.col(column).unique().drop_nulls())
+    table = distinct.with_columns(parsed.alias("_parsed"))
+    return pl.col(column).replace_strict(table[column], table["_parsed"], default=None, return_dtype=dtype)
+
+
+def _household_fields(frame: pl.DataFrame) -> list[pl.Expr]:
     """Household-level fields parsed (raw texts kept as `_<column>` for the notes)."""
     answer = cell_text(pl.col("risk_eliminated")).replace_strict(YES_NO, default=None, return_dtype=pl.Boolean)
     return [
         *[pl.col(c).alias(f"_{c}") for c in ("identified_on", "household_size", "risk_eliminated", *ROSTER_AMOUNTS)],
         *[cell_text(pl.col(c)).alias(c) for c in ("household_type", "monitoring_category", "cadre")],
-        parse_date(pl.col("identified_on")).alias("identified_on"),
-        _size(pl.col("household_size")).alias("household_size"), answer.alias("risk_eliminated"),
+        _by_value(frame, "identified_on", parse_date(pl.col("identified_on")), pl.Date).alias("identified_on"),
+        _by_value(frame, "household_size", _size(pl.col("household_size")), pl.Int32).alias("household_size"),
+        answer.alias("risk_eliminated"),
         *[parse_amount(pl.col(c)).alias(c) for c in ROSTER_AMOUNTS],
     ]
 
 
 def _roster_values(frame: pl.DataFrame) -> pl.DataFrame:
     """Accepted roster rows parsed; a member's blank place is the household's (the head's, else a member's)."""
-    parsed = frame.with_columns(*_person_fields(), *_household_fields())
-    return parsed.with_columns(
-        pl.coalesce(pl.col(c), households.household_value(c).over("household_id")).alias(c)
-        for c in ("township", "village", "division_code")
-    )
+    parsed = frame.with_columns(*_person_fields(), *_household_fields(frame))
+    places = ("township", "village", "division_code")
+    household = households.household_values(parsed, list(places))
+    aligned = parsed.select("household_id").join(household, on="household_id", how="left", maintain_order="left")
+    return parsed.with_columns(pl.coalesce(pl.col(c), aligned[c]).alias(c) for c in places)
 
 
 def _roster_note_rules() -> list[NoteRule]:
@@ -321,12 +337,13 @@ def validate_roster(table: pl.DataFrame, *, month: str) -> Validated:
     """The roster's person rows -> accepted persons (roster.persons + parsed household fields), rejected, notes."""
     reg = registry()
     labels = _labels(reg.roster_headers)
-    frame = _prepare(table, list(reg.roster_headers))
+    raw = table["raw"] if "raw" in table.columns else None  # kept aside: only rejected rows need it
+    frame = _prepare(table.drop("raw", strict=False).with_row_index("_input_row"), list(reg.roster_headers))
     frame = frame.with_columns(cell_text(pl.col("household_id")).str.replace_all(r"\s", "").alias("household_id"))
     no_household = pl.when(pl.col("household_id").is_null()).then(pl.lit("roster_household_missing"))
     frame = _mark_problems(frame, [no_household])
     good = _roster_values(frame.filter(pl.col("_code").is_null()))
     notes = _notes(good, _roster_note_rules(), month, "roster", labels)
     accepted = good.with_columns(pl.lit(month, pl.String).alias("month"), pl.col("row_number").cast(pl.Int32))
-    rejected = _rejected(frame, month, "roster", labels)
+    rejected = _rejected(frame, month, "roster", labels, raw)
     return Validated(PersonsModel.validate(accepted.select(PERSON_COLUMNS)), rejected, notes)
