@@ -32,7 +32,7 @@ import fastexcel
 import polars as pl
 from openpyxl.utils import get_column_letter
 
-from fangpin import config
+from fangpin import config, readcache
 from fangpin.config import ListSpec, Registry
 from schemas.reasons import ignored, reject
 
@@ -387,6 +387,16 @@ def _cells_matching(archive: zipfile.ZipFile, part: str, patterns: tuple[tuple[r
     Each block is searched up to its last cell start, so no cell is split between blocks and memory stays small.
     """
     found: list[list[bytes]] = [[] for _ in patterns]
+    for buffer, cut in _part_blocks(archive, part):
+        for refs, (pattern, marker) in zip(found, patterns):
+            if marker in buffer:  # a plain search first: most sheets hold no formula and no error at all
+                refs.extend(pattern.findall(buffer, 0, cut))
+    return found
+
+
+def _part_blocks(archive: zipfile.ZipFile, part: str):
+    """(buffer, cut) for each ~4 MB block of a worksheet part: buffer[:cut] ends before a cell start, so a search
+    up to `cut` never splits a cell (the rest is searched with the next block) and memory stays small."""
     with archive.open(part) as handle:
         tail = b""
         while True:
@@ -394,12 +404,10 @@ def _cells_matching(archive: zipfile.ZipFile, part: str, patterns: tuple[tuple[r
             buffer = tail + block
             last_cell = buffer.rfind(b"<c", 1) if block else -1  # a buffer without a second cell start is searched
             cut = last_cell if last_cell > 0 else len(buffer)  # whole, so one huge cell cannot grow the tail forever
-            for refs, (pattern, marker) in zip(found, patterns):
-                if marker in buffer:  # a plain search first: most sheets hold no formula and no error at all
-                    refs.extend(pattern.findall(buffer, 0, cut))
+            yield buffer, cut
             tail = buffer[cut:]
             if not block:
-                return found
+                return
 
 
 def _blank_cell_notes(archive: zipfile.ZipFile) -> dict[str, list[str]]:
@@ -432,8 +440,12 @@ def _excel_grids(data: bytes, limits: IntakeLimits) -> list[_Grid]:
     it; a sheet longer than max_rows_per_sheet is refused (its grid carries the problem, no cells).
     """
     blank_notes: dict[str, list[str]] = {}
+    parts: dict[str, str] = {}  # sheet name -> worksheet part, for reading cell types from the XML
+    archive = None
     if data.startswith(b"PK"):
-        blank_notes = _blank_cell_notes(_check_zip(data, limits))
+        archive = _check_zip(data, limits)
+        blank_notes = _blank_cell_notes(archive)
+        parts = {sheet: part for part, sheet in _sheet_parts(archive).items()}
     elif _is_encrypted(data):
         raise UnreadableFile(_sniff_binary(data))
     try:
@@ -463,20 +475,67 @@ def _excel_grids(data: bytes, limits: IntakeLimits) -> list[_Grid]:
         cells = _clean_cells(cells).with_columns(pl.col(pl.String).str.replace(_DATE_AT_MIDNIGHT, "${1}"))
         grids.append(_Grid(
             sheet=name, cells=cells, first_row=1, column_labels=labels,
-            number_cells=_number_cell_loader(reader, index, [info.name for info in columns], cells.height),
+            number_cells=_number_cell_loader(reader, index, [info.name for info in columns], cells.height,
+                                             (archive, parts[name], labels) if name in parts else None),
             notes=notes + blank_notes.get(name, []),
         ))
     return grids
 
 
-def _number_cell_loader(reader: fastexcel.ExcelReader, index: int, names: list[str], height: int):
+def _xml_number_rows(archive: zipfile.ZipFile, part: str, letters: list[str]) -> list[list[int]] | None:
+    """For each column letter, the Excel rows whose cell is a number (or boolean) cell in the worksheet XML; None
+    when the part is not laid out plainly enough to tell (then calamine is asked instead).
+
+    A cell is a number when its <c> tag has no t attribute, or t="n" / t="b" (calamine's number and boolean
+    cells); text is t="s", "inlineStr" or "str". Plain means every cell tag starts with its r="A1" reference and
+    has no namespace prefix, which is what Excel, WPS and most exporters write.
+    """
+    other = rb"(?:\s+(?!t=)[\w:]+=\"[^\"]*\")*"
+    patterns = [re.compile(b'<c r="' + letter.encode() + rb'(\d+)"' + other + rb'(?:\s+t="[nb]"' + other + rb')?\s*/?>')
+                for letter in letters]
+    rows: list[list[int]] = [[] for _ in letters]
+    for buffer, cut in _part_blocks(archive, part):
+        tags = buffer.count(b"<c ", 0, cut)
+        if (buffer.count(b'<c r="', 0, cut) != tags or buffer.count(b"<c>", 0, cut) or buffer.count(b"<c/", 0, cut)
+                or buffer.count(b":c ", 0, cut) or buffer.count(b":c>", 0, cut)):
+            return None
+        for found, pattern in zip(rows, patterns):
+            found.extend(int(row) for row in pattern.findall(buffer, 0, cut))
+    return rows
+
+
+def _xml_number_flags(archive: zipfile.ZipFile, part: str, letters: list[str], height: int,
+                      ) -> list[pl.Series] | None:
+    """`_xml_number_rows` as one Boolean Series per letter over the grid's rows (grid row i is Excel row i + 1)."""
+    try:
+        rows = _xml_number_rows(archive, part, letters)
+    except Exception:  # a damaged part: let calamine decide, as it does when it reads the sheet
+        return None
+    if rows is None or any(row < 1 or row > height for found in rows for row in found):
+        return None
+    flags = []
+    for found in rows:
+        column = pl.zeros(height, pl.Boolean, eager=True)
+        flags.append(column.scatter([row - 1 for row in found], True) if found else column)
+    return flags
+
+
+def _number_cell_loader(reader: fastexcel.ExcelReader, index: int, names: list[str], height: int,
+                        xml: tuple[zipfile.ZipFile, str, list[str]] | None = None):
     """A function telling, for some columns of a sheet, which cells were Excel numbers (not text).
 
-    fastexcel renders every cell as text when asked for strings, so the cell type is recovered by loading those
-    columns again as booleans: calamine converts number (and boolean) cells and leaves text cells null.
+    fastexcel renders every cell as text when asked for strings, so the cell type is recovered from the sheet's
+    XML when it is an .xlsx (`xml`: archive, worksheet part, column letters), else by loading those columns again
+    as booleans: calamine converts number (and boolean) cells and leaves text cells null. The XML scan costs a
+    fraction of calamine parsing the whole sheet a second time.
     """
 
     def load(positions: list[int]) -> pl.DataFrame:
+        if xml is not None:
+            archive, part, letters = xml
+            flags = _xml_number_flags(archive, part, [letters[p] for p in positions], height)
+            if flags is not None:
+                return pl.DataFrame([flag.alias(f"c{p}") for flag, p in zip(flags, positions)])
         wanted = [names[p] for p in positions]
         sheet = reader.load_sheet(index, header_row=None, skip_rows=0, use_columns=wanted,
                                   dtypes={name: "boolean" for name in wanted})
@@ -708,14 +767,16 @@ def _total_row(columns: list[str], words: tuple[str, ...]) -> pl.Expr:
 
     Two cells, because a 序号 (row number) column often runs on into the total row.
     """
+    words = tuple(w for w in words if not re.search(r"\s", w))  # a word with a space never matches a squeezed cell
     if not words or not columns:
         return pl.lit(False)
-    pattern = "^(?:" + "|".join(re.escape(w) for w in words) + ")"
-    return (
-        pl.concat_list(pl.col(c) for c in columns).list.drop_nulls().list.head(2)
-        .list.eval(pl.element().str.replace_all(r"\s", "").str.contains(pattern)).list.any()
-        .fill_null(False)
-    )
+    # "starts with the word once spaces are removed" == "matches the word with spaces allowed before each character"
+    pattern = "^(?:" + "|".join("".join(r"\s*" + re.escape(ch) for ch in w) for w in words) + ")"
+    # Only two cells per row are tested: the first non-empty one, and the first non-empty one after it.
+    first_at = pl.coalesce(pl.when(pl.col(c).is_not_null()).then(pl.lit(i)) for i, c in enumerate(columns))
+    first = pl.coalesce(pl.col(c) for c in columns)
+    second = pl.coalesce(pl.when(first_at < i).then(pl.col(c)) for i, c in enumerate(columns))
+    return (first.str.contains(pattern) | second.str.contains(pattern)).fill_null(False)
 
 
 def _unique_keys(labels: list[str]) -> list[str]:
@@ -1048,7 +1109,9 @@ def scan_month(data_dir: Path, month: str, registry: Registry | None = None,
     intake = _Intake(data_dir, SPREADSHEET_SUFFIXES)
     tables: dict[str, list[SheetTable]] = {}
     problems: list[FileProblem] = []
+    cache = readcache.ReadCache(data_dir, month, "lists")  # re-reads only files whose content is new
     if not month_dir.is_dir():
+        cache.prune()
         return MonthScan([], tables, [])
     paths: list[tuple[Path, str]] = []
     for entry in sorted(month_dir.iterdir(), key=lambda p: p.name):
@@ -1067,7 +1130,8 @@ def scan_month(data_dir: Path, month: str, registry: Registry | None = None,
             problems.append(FileProblem(source, "", "unknown_department", reason))
             intake.files.append(_received(path, data_dir, None, folder, sha, "quarantined", reason))
             continue
-        found, file_problems, notes = _read_department_file(path, data_dir, reg, department, month, limits)
+        found, file_problems, notes = _read_department_file(path, data_dir, reg, department, month, limits,
+                                                            cache=cache, sha=sha)
         problems.extend(file_problems)
         for key, table in found:
             tables.setdefault(key, []).append(table)
@@ -1075,11 +1139,13 @@ def scan_month(data_dir: Path, month: str, registry: Registry | None = None,
         note = _file_note(notes, [] if found else file_problems)
         intake.files.append(_received(path, data_dir, department, folder, sha, _status(len(found), len(file_problems)),
                                       note, lists=lists))
+    cache.prune()
     return MonthScan(intake.files, tables, problems)
 
 
 def _read_department_file(path: Path, data_dir: Path, reg: Registry, department: str, month: str | None = None,
-                          limits: IntakeLimits | None = None,
+                          limits: IntakeLimits | None = None, cache: readcache.ReadCache | None = None,
+                          sha: str | None = None,
                           ) -> tuple[list[tuple[str, SheetTable]], list[FileProblem], list[str]]:
     """Read one department file and recognise each sheet among that department's lists.
 
@@ -1087,8 +1153,9 @@ def _read_department_file(path: Path, data_dir: Path, reg: Registry, department:
     are not this month's); when every sheet does, the whole file is one problem.
     """
     specs = reg.lists_of(department)
-    sheet_tables, problems, notes = read_table_file(path, data_dir, reg.list_headers, reg.list_required,
-                                                    reg.total_row_words, limits)
+    how = (reg.list_headers, reg.list_required, reg.total_row_words, limits)
+    sheet_tables, problems, notes = (cache.read(path, sha, *how) if cache and sha else
+                                     read_table_file(path, data_dir, *how))
     stem = Path(path).stem
     for problem in problems:  # a list named by file or sheet still gets its problem counted against it
         if problem.reason_code != "file_unreadable":
@@ -1139,14 +1206,16 @@ def read_roster(data_dir: Path, month: str, registry: Registry | None = None, li
     intake = _Intake(data_dir, ROSTER_SUFFIXES)
     tables: list[SheetTable] = []
     problems: list[FileProblem] = []
+    cache = readcache.ReadCache(data_dir, month, "roster")  # re-reads only files whose content is new
     if not folder.is_dir():
+        cache.prune()
         return tables, problems, intake.files
     for path in _files_under(folder):
         sha = intake.admit(path, None, "roster")
         if sha is None:
             continue
-        found, file_problems, notes = read_table_file(path, data_dir, reg.roster_headers, reg.roster_required,
-                                                      reg.total_row_words, limits)
+        found, file_problems, notes = cache.read(path, sha, reg.roster_headers, reg.roster_required,
+                                                 reg.total_row_words, limits)
         for problem in file_problems:
             problem.list_key = "roster"
         tables.extend(found)
@@ -1154,4 +1223,5 @@ def read_roster(data_dir: Path, month: str, registry: Registry | None = None, li
         note = _file_note(notes, [] if found else file_problems)
         intake.files.append(_received(path, data_dir, None, "roster", sha, _status(len(found), len(file_problems)),
                                       note, lists=["roster"] if found else []))
+    cache.prune()
     return tables, problems, intake.files
