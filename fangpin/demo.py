@@ -21,9 +21,7 @@ import csv
 import io
 import json
 import os
-import re
 import shutil
-import zipfile
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -36,6 +34,7 @@ from openpyxl.utils import get_column_letter
 import xlwt
 
 from fangpin.config import ListSpec, check_month, county, monitoring_line, registry
+from fangpin.xlsxml import openpyxl_parts, stable_zip, xml_text
 from schemas.reasons import IGNORED, NOTE, REJECT
 
 DEFAULT_MONTHS = ["2026-08", "2026-09", "2026-10"]  # the latest months (today is 2026-11-23)
@@ -598,11 +597,6 @@ def roster_frame(persons: pl.DataFrame, rng: np.random.Generator, head_only: boo
     return values.select(exprs)
 
 
-def _xml_text(expr: pl.Expr) -> pl.Expr:
-    return (expr.str.replace_all("&", "&amp;", literal=True).str.replace_all("<", "&lt;", literal=True)
-            .str.replace_all(">", "&gt;", literal=True))
-
-
 def _column_letter(index: int) -> str:
     return get_column_letter(index + 1)
 
@@ -656,7 +650,7 @@ def write_fast_xlsx(path: Path, frame: pl.DataFrame, sheet: str) -> None:
         else:
             text = value.cast(pl.String)
             cell = pl.when(text != "").then(
-                pl.concat_str([ref, pl.lit('" t="inlineStr"><is><t>'), _xml_text(text), pl.lit("</t></is></c>")]))
+                pl.concat_str([ref, pl.lit('" t="inlineStr"><is><t>'), xml_text(text), pl.lit("</t></is></c>")]))
         cells.append(cell.fill_null(""))
     header = "".join(f'<c r="{_column_letter(i)}1" t="inlineStr"><is><t>{escape(name)}</t></is></c>'
                      for i, name in enumerate(frame.columns))
@@ -670,37 +664,14 @@ def write_fast_xlsx(path: Path, frame: pl.DataFrame, sheet: str) -> None:
                 'xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships">'
                 f'<sheets><sheet name="{escape(sheet)}" sheetId="1" r:id="rId1"/></sheets></workbook>')
     parts = {**XLSX_PARTS, "xl/workbook.xml": workbook, "xl/worksheets/sheet1.xml": sheet_xml}
-    path.write_bytes(_stable_zip({name: text.encode("utf-8") for name, text in parts.items()}))
-
-
-def _stable_zip(parts: dict[str, bytes]) -> bytes:
-    """A zip whose bytes depend only on the parts (fixed entry times and permissions)."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, data in parts.items():
-            info = zipfile.ZipInfo(name, date_time=FIXED_ZIP_TIME)
-            info.compress_type = zipfile.ZIP_DEFLATED
-            info.external_attr = 0o644 << 16
-            archive.writestr(info, data)
-    return buffer.getvalue()
+    path.write_bytes(stable_zip({name: text.encode("utf-8") for name, text in parts.items()}, FIXED_ZIP_TIME))
 
 
 def _stable_openpyxl_bytes(workbook: openpyxl.Workbook) -> bytes:
     """openpyxl output with its 'now' timestamps replaced, so the same seed gives the same bytes."""
     workbook.properties.creator = "fangpin demo"
     workbook.properties.created = FIXED_DOC_TIME
-    buffer = io.BytesIO()
-    workbook.save(buffer)
-    stamp = FIXED_DOC_TIME.strftime("%Y-%m-%dT%H:%M:%SZ")
-    parts = {}
-    with zipfile.ZipFile(io.BytesIO(buffer.getvalue())) as archive:
-        for name in archive.namelist():
-            data = archive.read(name)
-            if name == "docProps/core.xml":
-                data = re.sub(rb"(<dcterms:modified[^>]*>)[^<]*(</dcterms:modified>)",
-                              rb"\g<1>" + stamp.encode() + rb"\g<2>", data)
-            parts[name] = data
-    return _stable_zip(parts)
+    return stable_zip(openpyxl_parts(workbook, FIXED_DOC_TIME), FIXED_ZIP_TIME)
 
 
 # ---------------------------------------------------------------------------------------------------------------

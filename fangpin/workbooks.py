@@ -11,18 +11,21 @@ one township. Sheets:
 - a very hidden, protected meta sheet saying which township and month the workbook is for, with a digest so that
   an edited meta sheet is detected when the workbook comes back.
 
-Wording, headers, widths and the dropdown live in `config/workbook.yaml`. Workbooks are written in one pass
-(openpyxl write-only mode), every string is written as text (department data starting with = + - @ never becomes a
-formula), and the bytes are deterministic for the same input (fixed document dates and zip timestamps).
+Wording, headers, widths and the dropdown live in `config/workbook.yaml`. openpyxl (write-only mode) writes each
+workbook's skeleton: styles, title and header rows, widths, freeze, filter, dropdowns, print setup, instructions and
+meta sheet. The data rows of the listing sheets (tens of thousands of cells per township) are built as XML text by
+Polars expressions, exactly as openpyxl would write each cell, and spliced into the sheet when the file is saved
+(openpyxl's per-cell writer took ~30 s per county month). Every string is written as text (department data
+starting with = + - @ never becomes a formula), and the bytes are deterministic for the same input (fixed document
+dates and zip timestamps).
 """
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import re
-import zipfile
-from datetime import datetime
+from concurrent.futures import ThreadPoolExecutor
+from datetime import date, datetime
 from functools import lru_cache
 from pathlib import Path
 
@@ -37,6 +40,7 @@ from openpyxl.worksheet.datavalidation import DataValidation
 
 from fangpin.config import PROJECT_ROOT, check_month, config_dir, county, registry
 from fangpin.ids import mask_id
+from fangpin.xlsxml import openpyxl_parts, stable_zip, xml_legal, xml_text
 
 WORKBOOK_CONFIG = "workbook.yaml"
 META_FORMAT = "fangpin-township-workbook"
@@ -46,6 +50,7 @@ HEADER_ROW = 2  # row 1 is the title; data starts on row 3 on every listing shee
 # Leading characters that make a spreadsheet treat typed-in text as a formula (CSV/formula injection).
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 A4_PAPER = 9  # openpyxl/Excel paperSize code for A4
+WRITER_THREADS = 2  # townships written at the same time (see write_workbooks_by_township)
 
 
 @lru_cache(maxsize=None)
@@ -258,6 +263,112 @@ def _data_style(key: str, fill_in: bool) -> str:
         kind, "fp_text")
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# Data rows as XML text: what openpyxl's write-only cell writer (`_cell` + ElementTree) writes, for a whole sheet
+# at once. The same rules as `_cell`: illegal characters dropped, strings always inline text, a leading
+# = + - @ marked quotePrefix through the cell's style.
+
+EXCEL_EPOCH = date(1899, 12, 30)  # openpyxl's Windows epoch: serial day 0
+EXCEL_FAKE_LEAP_DAY = 60  # Excel counts 1900-02-29, which never existed: serials 1..60 are one day early
+
+
+# FORMULA_PREFIXES as one anchored pattern (one pass over the text instead of one per prefix).
+FORMULA_START = "^(?:" + "|".join("".join(f"\\x{{{ord(char):x}}}" for char in prefix)
+                                  for prefix in FORMULA_PREFIXES) + ")"
+
+
+def _formula_like(text: pl.Expr) -> pl.Expr:
+    """Text that a spreadsheet would take as a formula when typed in (FORMULA_PREFIXES, as `_cell` checks)."""
+    return text.str.contains(FORMULA_START).fill_null(False)
+
+
+def _data_style_ids(ws, rows: pl.DataFrame, keys: list[str | None], styles: list[str]
+                    ) -> list[tuple[int, int | None]]:
+    """Each column's openpyxl style id for plain values (-1 if every value is formula-like) and for formula-like
+    text (None if the column has none).
+
+    Ids are registered in the order openpyxl's per-cell writer meets them (row by row, left to right), so styles.xml
+    lists the same cell formats in the same order as a workbook written cell by cell. Text is already `xml_legal`.
+    """
+    texts = [i for i, key in enumerate(keys) if key is not None and rows.schema[key] == pl.String]
+    found = rows.select(
+        *[_formula_like(pl.col(keys[i])).arg_true().first().alias(f"quote{i}") for i in texts],
+        *[_formula_like(pl.col(keys[i])).not_().arg_true().first().alias(f"plain{i}") for i in texts],
+    ).row(0, named=True) if texts else {}
+    first_seen = []  # (row, column, quote): when a per-cell writer would first meet the style
+    for index in range(len(keys)):
+        plain = found.get(f"plain{index}", 0)
+        first_seen += [(row, index, quote) for row, quote in ((plain, False), (found.get(f"quote{index}"), True))
+                       if row is not None]
+    ids: dict[tuple[int, bool], int] = {}
+    for _, index, quote in sorted(first_seen):
+        ids[index, quote] = _cell(ws, FORMULA_PREFIXES[0] if quote else None, styles[index]).style_id
+    return [(ids.get((i, False), -1), ids.get((i, True))) for i in range(len(keys))]
+
+
+def _number_text(value: pl.Expr, dtype: pl.DataType) -> tuple[pl.Expr, str]:
+    """The text openpyxl writes in <v> for a number, date or boolean, and the cell type (t="n" or "b").
+
+    Dates become Excel serial days (openpyxl's `to_excel`); floats keep their shortest exact decimal (openpyxl
+    rounds to 16 significant digits) without a trailing ".0"; NaN and infinity become an empty <v/>, as in openpyxl.
+    """
+    if dtype == pl.Boolean:
+        return pl.when(value).then(pl.lit("1")).otherwise(pl.lit("0")), "b"
+    if dtype == pl.Date:
+        days = (value - pl.lit(EXCEL_EPOCH)).dt.total_days()
+        return pl.when((days > 0) & (days <= EXCEL_FAKE_LEAP_DAY)).then(days - 1).otherwise(days).cast(pl.String), "n"
+    if dtype.is_integer():
+        return value.cast(pl.String), "n"
+    if dtype.is_float():
+        return pl.when(value.is_finite()).then(value.cast(pl.Float64).cast(pl.String).str.strip_suffix(".0")), "n"
+    raise TypeError(f"workbook cells of type {dtype} are not supported")
+
+
+def _cell_pieces(letter: str, row: pl.Expr, value: pl.Expr | None, dtype: pl.DataType, plain: int,
+                 quote: int | None) -> list[pl.Expr]:
+    """One column's cells as pieces of XML text, e.g.
+    `<c r="B7" s="5" t="inlineStr"><is><t>…</t></is></c>`, `<c r="O7" s="7" t="n"><v>6200.5</v></c>`, and
+    `<c r="Z7" s="10" t="n" />` for an empty cell (openpyxl keeps a styled empty cell, so fill-in columns show).
+    Text is already `xml_legal`, as `_cell` cleans it before checking for a formula-like start.
+
+    Pieces rather than one string per cell: the row is one flat concatenation, no cell string is built twice.
+    """
+    ref = [pl.lit(f'<c r="{letter}'), row]
+    if value is None or dtype == pl.Null:
+        return [*ref, pl.lit(f'" s="{plain}" t="n" />')]
+    if dtype == pl.String:
+        text = value
+        style = pl.lit(f'" s="{plain}') if quote is None else (
+            pl.when(_formula_like(text)).then(pl.lit(f'" s="{quote}')).otherwise(pl.lit(f'" s="{plain}')))
+        stripped = text.str.strip_chars()  # openpyxl's `whitespace`: keep the edge spaces of non-blank text
+        return [*ref, style,
+                pl.when(text.is_null()).then(pl.lit('" t="n" />')).when(text == "").then(
+                    pl.lit('" t="inlineStr" />')).otherwise(pl.lit('" t="inlineStr"><is><t')),
+                pl.when((stripped != "") & (stripped != text)).then(pl.lit(' xml:space="preserve">')).when(
+                    text != "").then(pl.lit(">")).otherwise(pl.lit("")),
+                xml_text(text).fill_null(""), pl.when(text != "").then(pl.lit("</t></is></c>")).otherwise(pl.lit(""))]
+    number, kind = _number_text(value, dtype)
+    return [*ref, pl.when(value.is_null()).then(pl.lit(f'" s="{plain}" t="n" />')).when(number.is_null()).then(
+                pl.lit(f'" s="{plain}" t="{kind}"><v /></c>')).otherwise(pl.lit(f'" s="{plain}" t="{kind}"><v>')),
+            number.fill_null(""), pl.when(number.is_not_null()).then(pl.lit("</v></c>")).otherwise(pl.lit(""))]
+
+
+def _rows_xml(ws, rows: pl.DataFrame, keys: list[str | None], styles: list[str], first_row: int) -> bytes:
+    """The rows of a frame as `<row>` XML (UTF-8) from `first_row` on; `keys[i]` is column i's frame column, or
+    None for a column left empty (the fill-in columns)."""
+    if rows.height == 0:
+        return b""
+    rows = rows.select(xml_legal(pl.col(key)) if rows.schema[key] == pl.String else pl.col(key)
+                       for key in dict.fromkeys(key for key in keys if key))  # once per column, not per use
+    ids = _data_style_ids(ws, rows, keys, styles)
+    number = pl.int_range(first_row, first_row + pl.len()).cast(pl.String)
+    cells = [piece for i, (key, (plain, quote)) in enumerate(zip(keys, ids), start=1)
+             for piece in _cell_pieces(get_column_letter(i), number, pl.col(key) if key else None,
+                                       rows.schema[key] if key else pl.Null, plain, quote)]
+    row = pl.concat_str([pl.lit('<row r="'), number, pl.lit('">'), *cells, pl.lit("</row>")])
+    return rows.select(row.str.join("").cast(pl.Binary)).item()
+
+
 def _print_setup(ws, last_column: str, last_row: int) -> None:
     """A4 landscape, fit to one page wide, header row repeated on every printed page, page numbers in the footer."""
     ws.page_setup.orientation = "landscape"
@@ -274,8 +385,13 @@ def _print_setup(ws, last_column: str, last_row: int) -> None:
 
 
 def _write_listing(wb: Workbook, role: str, columns: list[dict], rows: pl.DataFrame, title: str,
-                   freeze: str, footer_note: str | None = None) -> object:
-    """One listing sheet: title row, styled header, data rows, widths, freeze, filter, print setup."""
+                   freeze: str, footer_note: str | None = None, reference: bool = False) -> tuple[object, bytes]:
+    """One listing sheet: title row, styled header, widths, freeze, filter, print setup; returns the sheet and the
+    XML of its data rows (and footer), which `_save_deterministic` splices in after the header.
+
+    `reference=True` appends the rows cell by cell through openpyxl instead (returns b""): the slow path the fast
+    one is tested and benchmarked against.
+    """
     ws = wb.create_sheet(sheet_name(role))
     last_column = get_column_letter(len(columns))
     last_row = HEADER_ROW + rows.height
@@ -293,14 +409,20 @@ def _write_listing(wb: Workbook, role: str, columns: list[dict], rows: pl.DataFr
                for spec in columns])
     styles = [_data_style(spec["key"], bool(spec.get("fill_in"))) for spec in columns]
     keys = [spec["key"] if spec["key"] in rows.columns else None for spec in columns]
-    present = [key for key in keys if key is not None]
-    for values in rows.select(present).iter_rows():  # per-row I/O of one township's sheet
-        by_key = dict(zip(present, values))
-        ws.append([_cell(ws, by_key.get(key) if key else None, style) for key, style in zip(keys, styles)])
-    if footer_note:
-        ws.append([])
-        ws.append([_cell(ws, footer_note, "fp_note")])
-    return ws
+    if reference:
+        present = [key for key in keys if key is not None]
+        for values in rows.select(present).iter_rows():
+            by_key = dict(zip(present, values))
+            ws.append([_cell(ws, by_key.get(key) if key else None, style) for key, style in zip(keys, styles)])
+        if footer_note:
+            ws.append([])
+            ws.append([_cell(ws, footer_note, "fp_note")])
+        return ws, b""
+    xml = _rows_xml(ws, rows, keys, styles, HEADER_ROW + 1)
+    if footer_note:  # an empty row, then the note, as two appends would write them
+        xml += f'<row r="{last_row + 1}"></row>'.encode() + _rows_xml(
+            ws, pl.DataFrame({"note": [footer_note]}), ["note"], ["fp_note"], last_row + 2)
+    return ws, xml
 
 
 def _add_dropdowns(ws, columns: list[dict], first_row: int, last_row: int) -> None:
@@ -375,27 +497,23 @@ def _document_time(month: str) -> datetime:
     return datetime(year + number // 12, number % 12 + 1, 1)
 
 
-def _save_deterministic(wb: Workbook, path: Path, stamp: datetime) -> None:
+def _save_deterministic(wb: Workbook, path: Path, stamp: datetime, rows: dict | None = None) -> None:
     """Save with fixed document dates and zip timestamps, so the same input gives the same bytes.
 
     openpyxl stamps `modified` with the current time and zip entries with the local time; both are replaced.
-    Written to a temporary file first so a half-written workbook never replaces a good one.
+    `rows` maps a worksheet to the XML (UTF-8) of its data rows, inserted at the end of its <sheetData> (after the
+    header openpyxl wrote). Written to a temporary file first so a half-written workbook never replaces a good one.
     """
-    buffer = io.BytesIO()
-    wb.save(buffer)
-    buffer.seek(0)
-    fixed = stamp.strftime("%Y-%m-%dT%H:%M:%SZ").encode()
+    parts = openpyxl_parts(wb, stamp)
+    for ws, xml in (rows or {}).items():
+        if xml:
+            name = ws.path.lstrip("/")
+            head, end, tail = parts[name].rpartition(b"</sheetData>")
+            if not end:
+                raise ValueError(f"{name} of {path.name} has no <sheetData> to add rows to")
+            parts[name] = head + xml + end + tail
     temporary = path.with_name(path.name + ".tmp")
-    with zipfile.ZipFile(buffer) as source, zipfile.ZipFile(temporary, "w", zipfile.ZIP_DEFLATED) as target:
-        for info in source.infolist():
-            data = source.read(info.filename)
-            if info.filename == "docProps/core.xml":
-                data = re.sub(rb"(<dcterms:(?:created|modified)[^>]*>)[^<]*(</dcterms:)", rb"\g<1>" + fixed + rb"\g<2>",
-                              data)
-            entry = zipfile.ZipInfo(info.filename, date_time=stamp.timetuple()[:6])
-            entry.compress_type = zipfile.ZIP_DEFLATED
-            entry.external_attr = 0o644 << 16
-            target.writestr(entry, data)
+    temporary.write_bytes(stable_zip(parts, stamp.timetuple()[:6]))
     os.replace(temporary, path)
 
 
@@ -414,8 +532,12 @@ def _file_names(townships: list[str]) -> dict[str, str]:
 
 
 def write_township_workbook(township: str, month: str, households: pl.DataFrame, public: pl.DataFrame,
-                            persons: pl.DataFrame, path: Path, earlier: pl.DataFrame | None = None) -> Path:
-    """One township's workbook from its already-filtered rows (see `write_township_workbooks`)."""
+                            persons: pl.DataFrame, path: Path, earlier: pl.DataFrame | None = None, *,
+                            reference: bool = False) -> Path:
+    """One township's workbook from its already-filtered rows (see `write_township_workbooks`).
+
+    `reference=True` writes every cell through openpyxl (slow; kept as what the fast path must equal).
+    """
     config = workbook_config()
     label = dict(township=township, year=month[:4], month_number=int(month[5:]))
     wb = Workbook(write_only=True)
@@ -424,24 +546,36 @@ def write_township_workbook(township: str, month: str, households: pl.DataFrame,
     wb.properties.created = _document_time(month)
     _register_styles(wb)
     columns = column_specs("verification")
-    verification = _write_listing(
+    verification, xml = _write_listing(
         wb, "verification", columns, households,
         config["titles"]["verification"].format(households=households.height, **label),
-        freeze=f"{get_column_letter(5)}{HEADER_ROW + 1}",  # header and 序号..户主姓名 stay visible
+        freeze=f"{get_column_letter(5)}{HEADER_ROW + 1}", reference=reference,  # 序号..户主姓名 stay visible
     )
+    rows = {verification: xml}
     _add_dropdowns(verification, columns, HEADER_ROW + 1, HEADER_ROW + households.height)
-    _write_listing(wb, "public", column_specs("public"), public, config["titles"]["public"].format(**label),
-                   freeze=f"A{HEADER_ROW + 1}", footer_note=config["titles"]["public_note"])
-    _write_listing(wb, "unmatched", column_specs("unmatched"), persons,
-                   config["titles"]["unmatched"].format(persons=persons.height, **label), freeze=f"A{HEADER_ROW + 1}")
+    sheet, rows[sheet] = _write_listing(
+        wb, "public", column_specs("public"), public, config["titles"]["public"].format(**label),
+        freeze=f"A{HEADER_ROW + 1}", footer_note=config["titles"]["public_note"], reference=reference)
+    sheet, rows[sheet] = _write_listing(
+        wb, "unmatched", column_specs("unmatched"), persons,
+        config["titles"]["unmatched"].format(persons=persons.height, **label), freeze=f"A{HEADER_ROW + 1}",
+        reference=reference)
     if earlier is not None and earlier.height:
-        _write_listing(wb, "earlier_cases", column_specs("earlier_cases"), earlier,
-                       config["titles"]["earlier_cases"].format(cases=earlier.height, **label), freeze=f"A{HEADER_ROW + 1}")
+        sheet, rows[sheet] = _write_listing(
+            wb, "earlier_cases", column_specs("earlier_cases"), earlier,
+            config["titles"]["earlier_cases"].format(cases=earlier.height, **label), freeze=f"A{HEADER_ROW + 1}",
+            reference=reference)
     _write_instructions(wb, township, month, households, persons.height)
     _write_meta(wb, {"format": META_FORMAT, "version": META_VERSION, "month": month, "township": township,
                      "households": str(households.height), "unmatched_persons": str(persons.height)})
-    _save_deterministic(wb, path, _document_time(month))
+    _save_deterministic(wb, path, _document_time(month), rows)
     return path
+
+
+def _by_township(frame: pl.DataFrame):
+    """township -> its rows (empty if none), splitting the frame once instead of filtering it per township."""
+    parts = {key[0]: part for key, part in frame.partition_by("township", as_dict=True, maintain_order=True).items()}
+    return lambda township: parts.get(township, frame.clear())
 
 
 def write_township_workbooks(queue: pl.DataFrame, unmatched: pl.DataFrame, month: str, out_dir: Path,
@@ -451,13 +585,15 @@ def write_township_workbooks(queue: pl.DataFrame, unmatched: pl.DataFrame, month
 
 
 def write_workbooks_by_township(queue: pl.DataFrame, unmatched: pl.DataFrame, month: str, out_dir: Path,
-                                case_status: pl.DataFrame | None = None) -> dict[str, Path]:
+                                case_status: pl.DataFrame | None = None, *, reference: bool = False
+                                ) -> dict[str, Path]:
     """One `<township>.xlsx` per township present in any frame, holding only that township's rows.
 
     `queue` is `marts.warning_queue`, `unmatched` is `marts.unmatched_persons`, `case_status` is
     `marts.case_status` (earlier cases: verified, excluded, overdue); rows of other months are ignored.
     Rows without a township cannot be routed to anyone and are left out. Returns township -> path written
     (file names are cleaned, so callers need the mapping rather than reopening files to learn it).
+    `reference=True` writes every cell through openpyxl (see `write_township_workbook`).
     """
     check_month(month)
     out_dir = Path(out_dir)
@@ -470,11 +606,13 @@ def write_workbooks_by_township(queue: pl.DataFrame, unmatched: pl.DataFrame, mo
                        | set(persons.get_column("township").drop_nulls().to_list())
                        | set(earlier.get_column("township").drop_nulls().to_list()))
     names = _file_names(townships)
-    written = {}
-    for township in townships:  # per-township loop: a handful of files per county
-        of_township = pl.col("township") == township
-        written[township] = write_township_workbook(
-            township, month, households.filter(of_township), public.filter(of_township),
-            persons.filter(of_township), out_dir / names[township], earlier.filter(of_township),
-        )
-    return written
+    frames = [_by_township(frame) for frame in (households, public, persons, earlier)]
+
+    def write(township: str) -> Path:
+        return write_township_workbook(township, month, *(frame(township) for frame in frames[:3]),
+                                       out_dir / names[township], frames[3](township), reference=reference)
+
+    # Two townships at a time: while one is in openpyxl (Python, holding the GIL) the other is in Polars or zlib
+    # (neither holds it). Each file is built on its own, so the bytes do not depend on the order.
+    with ThreadPoolExecutor(max_workers=WRITER_THREADS) as pool:
+        return dict(zip(townships, pool.map(write, townships)))
