@@ -23,6 +23,7 @@ import html
 import io
 import re
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -1193,6 +1194,11 @@ def _read_department_file(path: Path, data_dir: Path, reg: Registry, department:
     return found, problems, notes
 
 
+# A county roster comes as several files (Excel's 1,048,576-row limit): two are parsed at once, in threads (the
+# parse is Rust, outside the GIL; threads, not processes, as Polars must not be forked). Two: memory stays bounded.
+ROSTER_READ_THREADS = 2
+
+
 def read_roster(data_dir: Path, month: str, registry: Registry | None = None, limits: IntakeLimits | None = None,
                 ) -> tuple[list[SheetTable], list[FileProblem], list[ReceivedFile]]:
     """data_dir/raw/<month>/roster/*: the 花名册 (household roster), in one or several xlsx/xls files or sheets,
@@ -1210,18 +1216,24 @@ def read_roster(data_dir: Path, month: str, registry: Registry | None = None, li
     if not folder.is_dir():
         cache.prune()
         return tables, problems, intake.files
+    pending = []  # (where its entry goes in intake.files, path, sha): skipped files keep their place in the record
     for path in _files_under(folder):
         sha = intake.admit(path, None, "roster")
-        if sha is None:
-            continue
-        found, file_problems, notes = cache.read(path, sha, reg.roster_headers, reg.roster_required,
-                                                 reg.total_row_words, limits)
+        if sha is not None:
+            pending.append((len(intake.files), path, sha))
+    with ThreadPoolExecutor(max_workers=ROSTER_READ_THREADS) as pool:  # calamine releases the GIL while parsing
+        results = list(pool.map(lambda item: cache.read(item[1], item[2], reg.roster_headers, reg.roster_required,
+                                                        reg.total_row_words, limits), pending))
+    received = []
+    for (slot, path, sha), (found, file_problems, notes) in zip(pending, results):
         for problem in file_problems:
             problem.list_key = "roster"
         tables.extend(found)
         problems.extend(file_problems)
         note = _file_note(notes, [] if found else file_problems)
-        intake.files.append(_received(path, data_dir, None, "roster", sha, _status(len(found), len(file_problems)),
-                                      note, lists=["roster"] if found else []))
+        received.append((slot, _received(path, data_dir, None, "roster", sha, _status(len(found), len(file_problems)),
+                                         note, lists=["roster"] if found else [])))
+    for slot, entry in reversed(received):
+        intake.files.insert(slot, entry)
     cache.prune()
     return tables, problems, intake.files
