@@ -1,6 +1,7 @@
-"""`make bench`: how long the real `fangpin run` takes on a county and a province, against the floor.
+"""`make bench`: how long the real `fangpin run` takes on a county, and `fangpin province` on a province (its
+counties as month x county partitions, one Dagster run each), against the floor.
 
-    python -m bench.run [county] [province] [--profile] [--cap-minutes M] [--results PATH] [--cache DIR]
+    python -m bench.run [county] [province] [province-small] [--profile] [--cap-minutes M] [--results PATH]
 
 Why: a county's month (1,000,000 persons, ~100,000 department rows) must run in minutes on the office's machine,
 and a province (30,000,000 persons) shows where the design stops scaling. The headline is run/floor: the whole run
@@ -8,9 +9,10 @@ through Dagster (a child process, exactly what a clerk starts) divided by the ti
 parse the same files (calamine via fastexcel for Excel, DuckDB for CSV and parquet), timed in this process.
 
 Inputs are generated once per scenario, seeded, and cached under bench/cache/<scenario>-<seed>/ keyed by a hash of
-the generator's parameters. Stage times come from the Dagster run's step events (STEP_START → STEP_SUCCESS per
-asset), grouped into read / validate / link / queue / marts / workbooks / dashboard; peak memory is the child's
-ru_maxrss (os.wait4), and an RSS sampler tells which step held the most memory (and stops a run past its caps).
+the generator's parameters. Stage times come from the step events (STEP_START → STEP_SUCCESS per asset) of every
+Dagster run of the child (summed over a province's county runs), grouped into read / validate / link / queue /
+marts / workbooks / dashboard; peak memory is the child's ru_maxrss (os.wait4), and an RSS sampler tells which step
+held the most memory (and stops a run past its caps).
 Results are printed and written to bench/results.md (one section per scenario, the others kept).
 """
 from __future__ import annotations
@@ -25,6 +27,7 @@ import pstats
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -41,7 +44,9 @@ from fangpin.config import PROJECT_ROOT, registry
 BENCH_DIR = PROJECT_ROOT / "bench"
 CACHE_DIR = BENCH_DIR / "cache"
 RESULTS_PATH = BENCH_DIR / "results.md"
-GENERATOR_VERSION = 1  # bump when the generator below changes what it writes (invalidates the cache)
+# bump when the generator below changes what it writes (invalidates the cache); one per layout, so that changing the
+# province's does not throw away the county's inputs (~19 min to generate)
+GENERATOR_VERSION = {"county": 1, "province": 2}  # province 2: a county data dir per county under counties/
 EXCEL_MAX_ROWS = 1_048_576  # rows of one xlsx sheet, header included (Excel's limit)
 XLS_MAX_ROWS = 65_536  # rows of one .xls (BIFF8) sheet
 GB = 1e9
@@ -70,9 +75,14 @@ class Scenario:
 
     def params(self) -> dict:
         """What the generated files depend on (the caps do not)."""
-        return {"generator": GENERATOR_VERSION, "name": self.name, "persons": self.persons,
+        return {"generator": GENERATOR_VERSION[self.layout], "name": self.name, "persons": self.persons,
                 "list_rows": self.list_rows, "counties": self.counties, "month": self.month, "seed": self.seed,
                 "roster_file_rows": self.roster_file_rows}
+
+    @property
+    def layout(self) -> str:
+        """"county": one drop zone (`fangpin run`); "province": counties/<code>/ (`fangpin province`)."""
+        return "province" if self.counties > 1 else "county"
 
     def key(self) -> str:
         return hashlib.sha256(json.dumps(self.params(), sort_keys=True).encode()).hexdigest()[:12]
@@ -84,6 +94,8 @@ SCENARIOS = {
     "county": Scenario("county", persons=1_000_000, list_rows=100_000, roster_file_rows=500_000),
     "province": Scenario("province", persons=30_000_000, list_rows=3_000_000, counties=100, cap_seconds=1200.0),
     "smoke": Scenario("smoke", persons=3_000, list_rows=300, cap_seconds=300.0),  # tests/test_bench_smoke.py
+    # the province's layout and command at a size that runs in minutes (validating the province path)
+    "province-small": Scenario("province-small", persons=100_000, list_rows=10_000, counties=5, cap_seconds=900.0),
 }
 
 
@@ -98,6 +110,7 @@ def stage_steps() -> dict[str, set[str]]:
         "marts": {"submissions", "township_risk"},
         "workbooks": {"township_workbooks", "township_feedback"},
         "dashboard": {"county_dashboard"},
+        "province marts": {"province_risk"},  # the province's own run, after its counties (not one of STAGES)
     }
 
 
@@ -203,48 +216,54 @@ def _province_ids(persons: pl.DataFrame, county_index: int) -> pl.DataFrame:
     return persons.with_columns(fixed.alias("id_number"))
 
 
+def county_code(index: int) -> str:
+    """The province's `index`-th county: a distinct 6-digit code (36 ii 99), also the folder under counties/ and the
+    prefix of its division codes."""
+    return f"36{index:02d}99"
+
+
 def _county_persons(rng: np.random.Generator, index: int, persons: int, month: str) -> pl.DataFrame:
-    """One county of the province, as demo.month_persons gives it (place names prefixed to be unique)."""
+    """One county of the province, as demo.month_persons gives it (townships distinct within the county; the same
+    names recur in other counties, as they do in a real province: (county, township) is the key)."""
     from fangpin import demo
     from fangpin.config import monitoring_line
 
     end = demo._month_bounds(month)[1]
     line = monitoring_line(end.year)
-    places = demo.build_places(rng, persons, f"36{index:02d}99")
-    prefix = demo.TOWNSHIP_STEMS[index % len(demo.TOWNSHIP_STEMS)] + demo.VILLAGE_HEADS[index // len(demo.TOWNSHIP_STEMS)] + "县"
-    places = places.with_columns((pl.lit(prefix) + pl.col("township")).alias("township"))
+    places = demo.build_places(rng, persons, county_code(index))
     people, households = demo.build_population(rng, places, persons, end, line)
     return _province_ids(demo.month_persons(people, households, month, line), index)
 
 
 def generate_province(data_dir: Path, scenario: Scenario) -> dict:
-    """A province county by county (never all persons in memory): a parquet roster per county, and each
-    department list for the whole province as one file (xlsx, csv, or xls for small lists)."""
+    """A province as `fangpin province` reads it, county by county (never all persons in memory): for each county
+    `counties/<code>/raw/<month>/` with a parquet roster under roster/ and the county's department lists in their
+    department folders (xlsx, csv, or xls for the two smallest), as a county's own drop zone."""
     from fangpin import demo
 
     factor = list_factor(scenario)
-    month_dir = data_dir / "raw" / scenario.month
-    roster_dir = month_dir / "roster"
-    roster_dir.mkdir(parents=True)
     per_county = scenario.persons // scenario.counties
-    parts: dict[str, list[pl.DataFrame]] = {}
-    households = 0
+    households = rows = files = 0
     for index in range(scenario.counties):
         started = time.perf_counter()
         rng = np.random.default_rng([scenario.seed, index])
         persons = _county_persons(rng, index, per_county, scenario.month)
         households += persons["hh"].n_unique()
-        demo.roster_frame(persons, rng, head_only=False).write_parquet(roster_dir / f"花名册_{index + 1:03d}.parquet")
+        month_dir = data_dir / "counties" / county_code(index) / "raw" / scenario.month
+        (month_dir / "roster").mkdir(parents=True)
+        demo.roster_frame(persons, rng, head_only=False).write_parquet(month_dir / "roster" / "花名册.parquet")
+        lists = {}
         for key in registry().lists:
             wanted = max(1, int(round(demo.profile_of(key).rate * per_county * factor)))
-            chosen = demo.sample_persons(rng, persons, key, wanted)
-            parts.setdefault(key, []).append(demo.make_rows(rng, chosen, key, scenario.month))
-        _say(f"  county {index + 1}/{scenario.counties}: {persons.height:,} persons ({time.perf_counter() - started:.1f} s)")
-        del persons
-    rows, files = write_province_lists(month_dir, parts, np.random.default_rng([scenario.seed, 999]), scenario.month)
+            lists[key] = demo.make_rows(rng, demo.sample_persons(rng, persons, key, wanted), key, scenario.month)
+        county_rows, county_files = write_lists(month_dir, lists, rng, scenario.month)
+        rows, files = rows + county_rows, files + county_files
+        _say(f"  county {index + 1}/{scenario.counties} ({county_code(index)}): {persons.height:,} persons, "
+             f"{county_rows:,} list rows ({time.perf_counter() - started:.1f} s)")
+        del persons, lists
     return {"persons": per_county * scenario.counties, "households": households, "list_rows": rows,
             "list_files": files, "list_factor": round(factor, 3),
-            "roster_format": f"{scenario.counties} parquet files"}
+            "roster_format": "one parquet file per county"}
 
 
 def _list_sheet(frame: pl.DataFrame, key: str) -> pl.DataFrame:
@@ -277,13 +296,13 @@ def _write_xls(path: Path, frame: pl.DataFrame) -> None:
     book.save(str(path))
 
 
-def write_province_lists(month_dir: Path, parts: dict[str, list[pl.DataFrame]], rng: np.random.Generator,
-                         month: str) -> tuple[int, int]:
-    """Each list of the registry as one provincial file in its department's folder; (rows, files)."""
+def write_lists(month_dir: Path, frames: dict[str, pl.DataFrame], rng: np.random.Generator,
+                month: str) -> tuple[int, int]:
+    """Each list of the registry as one file in its department's folder (the two smallest as xls, every third csv,
+    the rest xlsx); (rows, files)."""
     from fangpin import demo
 
     reg = registry()
-    frames = {key: pl.concat(chunks) for key, chunks in parts.items()}
     small = [k for k in sorted(frames, key=lambda k: frames[k].height) if frames[k].height < XLS_MAX_ROWS - 1][:2]
     files = 0
     for index, key in enumerate(sorted(frames)):
@@ -306,18 +325,25 @@ def write_province_lists(month_dir: Path, parts: dict[str, list[pl.DataFrame]], 
 # ----------------------------------------------------------------------------------------------------------------
 # The floor: the fastest readers alone, on the same files
 # ----------------------------------------------------------------------------------------------------------------
+def drop_zones(data_dir: Path, month: str) -> list[Path]:
+    """The month's drop zone of a county data dir, or of every county of a province dir (counties/*/raw/<month>)."""
+    dirs = county_dirs(data_dir)
+    return [d / "raw" / month for d in dirs if len(dirs) == 1 or (d / "raw" / month).is_dir()]
+
+
 def input_files(data_dir: Path, month: str) -> list[Path]:
     """The files a run parses: spreadsheets, CSV and parquet of the month, without lock files and byte-identical
-    copies (fangpin reads neither)."""
-    seen: set[str] = set()
+    copies within one drop zone (fangpin reads neither; each county reads its own files)."""
     files = []
-    for path in sorted((Path(data_dir) / "raw" / month).rglob("*"), key=lambda p: p.as_posix()):
-        if not path.is_file() or path.name.startswith(("~$", ".")) or path.suffix.lower() not in READABLE_SUFFIXES:
-            continue
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
-        if digest not in seen:
-            seen.add(digest)
-            files.append(path)
+    for zone in drop_zones(data_dir, month):
+        seen: set[str] = set()
+        for path in sorted(zone.rglob("*"), key=lambda p: p.as_posix()):
+            if not path.is_file() or path.name.startswith(("~$", ".")) or path.suffix.lower() not in READABLE_SUFFIXES:
+                continue
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            if digest not in seen:
+                seen.add(digest)
+                files.append(path)
     return files
 
 
@@ -398,6 +424,7 @@ class RunOutcome:
     load: tuple[float, float] = (0.0, 0.0)  # 1-minute load average when the run started and ended
     stopped: str | None = None  # "time cap" | "memory cap" | None
     last_step: str = ""
+    last_run: str = ""  # the county whose run was going on last (province), "" for a county's one run
     step_peak_rss: dict[str, int] = field(default_factory=dict)  # step -> highest sampled RSS while it ran
     stdout: Path | None = None
     stderr: Path | None = None
@@ -414,9 +441,10 @@ PROFILE_SNIPPET = (
 )
 
 
-def fangpin_command(month: str, data_dir: Path, profile_to: Path | None = None) -> list[str]:
-    """The clerk's command (the console script of this virtualenv), or the same under cProfile."""
-    args = ["run", "--month", month, "--data-dir", str(data_dir)]
+def fangpin_command(month: str, data_dir: Path, profile_to: Path | None = None, command: str = "run") -> list[str]:
+    """The clerk's command (the console script of this virtualenv), or the same under cProfile; `command` is `run`
+    (a county's month) or `province` (every county's month, then the provincial marts)."""
+    args = [command, "--month", month, "--data-dir", str(data_dir)]
     if profile_to is not None:
         return [sys.executable, "-c", PROFILE_SNIPPET, str(profile_to), *args]
     script = Path(sys.executable).with_name("fangpin")
@@ -435,10 +463,14 @@ def _rss(pid: int) -> int:
 
 
 class _StepWatcher:
-    """Follows the progress lines (`▶ step`) `fangpin run` prints to stderr, to name the step running now."""
+    """Follows the progress lines (`▶ step`) `fangpin run` prints to stderr, to name the step running now, and the
+    `fangpin: <job> <partition> ←` line each Dagster run starts with, to name the county (`fangpin province`)."""
 
-    def __init__(self, path: Path):
-        self.path, self.offset, self.rest, self.step = path, 0, b"", ""
+    RUN_LINE = re.compile(r"^fangpin: (\S+) (\S+) ←")
+
+    def __init__(self, path: Path, month: str = ""):
+        self.path, self.offset, self.rest, self.step, self.month = path, 0, b"", "", month
+        self.run, self.runs = "", 0
 
     def current(self) -> str:
         with open(self.path, "rb") as handle:
@@ -451,14 +483,24 @@ class _StepWatcher:
             text = line.decode("utf-8", errors="replace")
             if text.startswith("▶ "):
                 self.step = text[2:].strip()
+            elif match := self.RUN_LINE.match(text):
+                job, partition = match.groups()
+                self.run = "|".join(p for p in partition.split("|") if p != self.month) or job
+                self.runs += 1
         return self.step
+
+    def where(self) -> str:
+        """The step running now, with its county when there are several runs."""
+        return f"{self.run} {self.step}".strip() if self.runs > 1 else self.step
 
 
 def run_fangpin(data_dir: Path, month: str, work: Path, cap_seconds: float, memory_cap_gb: float,
-                profile_to: Path | None = None) -> RunOutcome:
-    """Run one month in a child with a fresh Dagster instance under `work`; stop it past the caps."""
+                profile_to: Path | None = None, command: str = "run") -> RunOutcome:
+    """Run one month in a child with a fresh Dagster instance under `work`, from an empty warehouse (and read
+    cache) in the data dir and in every county dir of a province; stop it past the caps."""
     home = work / "dagster_home"
-    for stale in (home, Path(data_dir) / "warehouse", Path(data_dir) / "exports"):
+    data_dirs = {Path(data_dir), *county_dirs(data_dir)}
+    for stale in (home, *(d / name for d in data_dirs for name in ("warehouse", "exports", "cache"))):
         shutil.rmtree(stale, ignore_errors=True)
     home.mkdir(parents=True)
     env = {**os.environ, "DAGSTER_HOME": str(home), "FANGPIN_DATA_DIR": str(data_dir),
@@ -466,9 +508,9 @@ def run_fangpin(data_dir: Path, month: str, work: Path, cap_seconds: float, memo
     out_path, err_path = work / "run.stdout.log", work / "run.stderr.log"
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
         spawned, started, load_before = time.time(), time.perf_counter(), os.getloadavg()[0]
-        child = subprocess.Popen(fangpin_command(month, data_dir, profile_to), stdout=out, stderr=err, env=env,
+        child = subprocess.Popen(fangpin_command(month, data_dir, profile_to, command), stdout=out, stderr=err, env=env,
                                  cwd=PROJECT_ROOT, start_new_session=True)
-        watcher, peaks, stopped = _StepWatcher(err_path), {}, None
+        watcher, peaks, stopped = _StepWatcher(err_path, month), {}, None
         while True:
             pid, status, usage = os.wait4(child.pid, os.WNOHANG)
             if pid:
@@ -478,13 +520,14 @@ def run_fangpin(data_dir: Path, month: str, work: Path, cap_seconds: float, memo
             elapsed = time.perf_counter() - started
             if stopped is None and (elapsed > cap_seconds or rss > memory_cap_gb * GB):
                 stopped = "time cap" if elapsed > cap_seconds else "memory cap"
-                _say(f"  stopping the run ({stopped}) during {step or 'startup'} after {elapsed:.0f} s, RSS {rss / GB:.1f} GB")
+                _say(f"  stopping the run ({stopped}) during {watcher.where() or 'startup'} after {elapsed:.0f} s, RSS {rss / GB:.1f} GB")
                 os.killpg(child.pid, signal.SIGKILL)
             time.sleep(0.1)
         wall = time.perf_counter() - started
     child.returncode = os.waitstatus_to_exitcode(status)
     return RunOutcome(child.returncode, wall, usage.ru_maxrss * 1024, spawned, usage.ru_utime + usage.ru_stime,
                       (load_before, os.getloadavg()[0]), stopped, watcher.current(),
+                      watcher.run if watcher.runs > 1 else "",
                       {(k or STARTUP): v for k, v in peaks.items()}, out_path, err_path)
 
 
@@ -503,15 +546,65 @@ class StepTime:
     load: float = 0.0
     store: float = 0.0
     status: str = "success"
+    run: str = ""  # the county of the run it belongs to (province), "" for a county's one run
 
 
-def read_events(home: Path) -> list:
-    """Every event record of the (only) run in this Dagster instance."""
+@dataclass
+class RunTime:
+    """One Dagster run of the child (a county's month, the provincial marts, or a county scenario's one run), in
+    seconds after the child was spawned: its first event, PIPELINE_START, its end event (None when stopped)."""
+
+    label: str  # the county; the job name for the provincial marts; "" for `fangpin run`
+    job: str
+    first_event: float
+    start: float
+    end: float | None
+    steps: list[StepTime]
+
+    @property
+    def last_step_end(self) -> float:
+        return max((s.start + s.seconds for s in self.steps), default=self.start)
+
+    @property
+    def seconds(self) -> float:
+        """First event to the end event (to the end of its last step when it did not end)."""
+        return (self.end if self.end is not None else self.last_step_end) - self.first_event
+
+    @property
+    def overhead(self) -> float:
+        """Dagster's own time in this run: everything but its steps."""
+        return self.seconds - sum(s.seconds for s in self.steps)
+
+    @property
+    def ok(self) -> bool:
+        return self.end is not None and bool(self.steps) and all(s.status == "success" for s in self.steps)
+
+
+def read_runs(home: Path) -> list[tuple[str, str, list]]:
+    """(label, job, event records) of every run in this (fresh) Dagster instance, in the order they ran: one for
+    `fangpin run`, one per county then the provincial marts for `fangpin province`."""
     import dagster as dg
 
+    found = []
     with dg.DagsterInstance.from_config(str(home)) as instance:
-        runs = instance.get_runs(limit=1)
-        return list(instance.all_logs(runs[0].run_id)) if runs else []
+        for run in instance.get_runs():
+            records = list(instance.all_logs(run.run_id))
+            county = run.tags.get("dagster/partition/county", "")
+            found.append((county or ("" if run.job_name == "monthly_run" else run.job_name), run.job_name, records))
+    return sorted(found, key=lambda r: r[2][0].timestamp if r[2] else float("inf"))
+
+
+def run_times(runs: list[tuple[str, str, list]], spawned: float, ended: float) -> list[RunTime]:
+    """Each run's steps (step_times) and marks; a run without PIPELINE_START starts at its first step."""
+    timed = []
+    for label, job, records in runs:
+        steps, marks = step_times(records, spawned, ended)
+        for step in steps:
+            step.run = label
+        start = marks.get("run_start", steps[0].start if steps else marks.get("first_event", ended))
+        timed.append(RunTime(label, job, min(marks.get("first_event", start), start), start, marks.get("run_end"),
+                             steps))
+    return timed
 
 
 def step_times(records: list, spawned: float, ended: float) -> tuple[list[StepTime], dict[str, float]]:
@@ -585,6 +678,7 @@ class BenchResult:
     rows: dict[str, int]
     machine: dict
     profile: str = ""
+    runs: list[RunTime] = field(default_factory=list)  # every Dagster run of the child, in order
 
     @property
     def incomplete(self) -> str:
@@ -623,30 +717,70 @@ def headline(result: BenchResult) -> str:
         return (f"{s.name}: {result.info.get('persons', 0):,} persons, run INCOMPLETE ({result.incomplete}), "
                 f"run {_secs(run.wall)} s, floor {floor_s} s, run/floor {result.ratio:.2f}, {peak}")
     why = run.stopped or f"exit {run.returncode}"
-    return (f"{s.name}: {result.info.get('persons', 0):,} persons, run FAILED ({why}) in {run.last_step or 'startup'} "
+    where = f"{run.last_run} {run.last_step}".strip() or "startup"
+    counties = province_progress(result)
+    if counties:
+        return (f"{s.name}: {result.info.get('persons', 0):,} persons, run {'STOPPED' if run.stopped else 'FAILED'} "
+                f"({why}) in {where} after {_secs(run.wall)} s with {counties['done']}/{counties['counties']} counties "
+                f"done, projected {counties['projected']:,.0f} s (median {_secs(counties['median'])} s per county x "
+                f"{counties['counties']}), floor {floor_s} s, run/floor > {result.ratio:.2f}, {peak}")
+    return (f"{s.name}: {result.info.get('persons', 0):,} persons, run FAILED ({why}) in {where} "
             f"after {_secs(run.wall)} s, floor {floor_s} s, run/floor > {result.ratio:.2f}, {peak}")
 
 
+def province_progress(result: BenchResult) -> dict | None:
+    """For `fangpin province`: county runs done, median seconds per county run (its first event to its end event),
+    Dagster's own seconds per county run, and the projected total (median x counties); None for a county."""
+    if result.scenario.layout != "province":
+        return None
+    county_runs = [r for r in result.runs if r.job == "county_month"]
+    done = [r for r in county_runs if r.ok]
+    median = statistics.median(r.seconds for r in done) if done else 0.0
+    marts = [r for r in result.runs if r.job == "province_marts"]
+    return {"counties": result.scenario.counties, "started": len(county_runs), "done": len(done), "median": median,
+            "fastest": min((r.seconds for r in done), default=0.0),
+            "slowest": max((r.seconds for r in done), default=0.0),
+            "projected": median * result.scenario.counties,
+            "overhead": statistics.median(r.overhead for r in done) if done else 0.0,
+            "setup": statistics.median(r.start - r.first_event for r in done) if done else 0.0,
+            "between": statistics.median(b.first_event - a.last_step_end for a, b in zip(result.runs, result.runs[1:]))
+            if len(result.runs) > 1 else 0.0,
+            "marts": marts[0] if marts else None}
+
+
+def _runs(result: BenchResult) -> list[RunTime]:
+    """The child's runs; one built from the steps and marks alone when the result has none (hand-made results)."""
+    if result.runs:
+        return result.runs
+    steps, marks = result.steps, result.marks
+    start = marks.get("run_start", steps[0].start if steps else result.run.wall)
+    return [RunTime("", "", min(marks.get("first_event", start), start), start, marks.get("run_end"), steps)] \
+        if steps or marks else []
+
+
 def stage_rows(result: BenchResult) -> list[tuple[str, float, int, float, float]]:
-    """(stage, seconds, steps, pickle seconds, peak RSS bytes) for startup, the seven stages, other, the gaps
-    between steps and the exit; they add up to the run's wall time."""
-    steps, marks, run = result.steps, result.marks, result.run
-    run_start = marks.get("run_start", steps[0].start if steps else run.wall)
-    first_event = min(marks.get("first_event", run_start), run_start)
-    rows = [("startup: Python and Dagster imports", first_event, 0, 0.0, 0),
-            ("startup: Dagster run setup (planned events)", run_start - first_event, 0, 0.0,
-             run.step_peak_rss.get(STARTUP, 0))]
-    names = [*STAGES] + (["other"] if any(s.stage == "other" for s in steps) else [])
-    for stage in names:
+    """(stage, seconds, steps, pickle seconds, peak RSS bytes) for startup, the seven stages (summed over the runs
+    of a province), the provincial marts, other, Dagster's time between steps and between runs, and the exit; they
+    add up to the child's wall time."""
+    steps, run, runs = result.steps, result.run, _runs(result)
+    several = len(runs) > 1
+    first = runs[0].first_event if runs else run.wall
+    setup = "Dagster run setup (planned events), every run" if several else \
+        "startup: Dagster run setup (planned events)"
+    rows = [("startup: Python and Dagster imports", first, 0, 0.0, 0),
+            (setup, sum(r.start - r.first_event for r in runs), 0, 0.0, run.step_peak_rss.get(STARTUP, 0))]
+    extra = [n for n in ("province marts", "other") if any(s.stage == n for s in steps)]
+    for stage in [*STAGES, *extra]:
         mine = [s for s in steps if s.stage == stage]
         rows.append((stage, sum(s.seconds for s in mine), len(mine), sum(s.load + s.store for s in mine),
                      max((run.step_peak_rss.get(s.step, 0) for s in mine), default=0)))
-    if steps:
-        end = max(s.start + s.seconds for s in steps)
-        gaps = end - steps[0].start - sum(s.seconds for s in steps)
-        first = marks.get("run_start", steps[0].start)
-        rows.append(("Dagster between steps", gaps + (steps[0].start - first), 0, 0.0, 0))
-        rows.append(("exit (summary, teardown)", run.wall - end, 0, 0.0, 0))
+    if runs:
+        rows.append(("Dagster between steps", sum(r.last_step_end - r.start - sum(s.seconds for s in r.steps)
+                                                  for r in runs), 0, 0.0, 0))
+        if several:
+            rows.append(("between runs (run teardown, the next run's launch)",
+                         sum(b.first_event - a.last_step_end for a, b in zip(runs, runs[1:])), 0, 0.0, 0))
+        rows.append(("exit (summary, teardown)", run.wall - runs[-1].last_step_end, 0, 0.0, 0))
     return rows
 
 
@@ -668,7 +802,7 @@ def section(result: BenchResult) -> str:
         f"{fl['files']} files, {fl['bytes'] / 1e6:,.1f} MB; seed {s.seed}, {s.counties} "
         f"count{'y' if s.counties == 1 else 'ies'}; generated in {info.get('generated_seconds', '?')} s "
         f"(cached, key {s.key()})",
-        f"- run: `fangpin run --month {s.month}` through Dagster, exit {run.returncode}"
+        f"- run: `fangpin {s.layout.replace('county', 'run')} --month {s.month}` through Dagster, exit {run.returncode}"
         + (f", **stopped: {run.stopped}**" if run.stopped else "")
         + f"; wall {_secs(run.wall)} s, CPU {_secs(run.cpu)} s (user + system); peak RSS {run.peak_rss / GB:.2f} GB; "
         + (f"{total_rows / run.wall:,.0f} rows/s (roster + list rows over the run's wall time)" if result.ok
@@ -678,7 +812,8 @@ def section(result: BenchResult) -> str:
         + f"; CPU {_secs(fl['cpu'])} s",
         f"- run/floor: **{result.ratio:.2f}** (wall); CPU run/floor {run.cpu / max(fl['cpu'], 1e-9):.2f}",
         f"- machine load (1-minute average) {run.load[0]:.2f} when the run started, {run.load[1]:.2f} when it ended "
-        f"({m['cores']} cores; above {m['cores']} means other work competed for the CPU)", "",
+        f"({m['cores']} cores; above {m['cores']} means other work competed for the CPU)",
+        *province_lines(result), "",
         "| stage | seconds | share | steps | of which pickle IO (s) | peak RSS (GB) |",
         "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
@@ -693,8 +828,14 @@ def section(result: BenchResult) -> str:
     lines += ["Stages: read = drop_zone + roster (the roster asset also validates the roster and builds households); "
               "validate = the list assets, warehouse_month, data_quality, expectation_suites; link = person_links; "
               "queue = warning_queue; marts = submissions, township_risk; workbooks = township_workbooks, "
-              "township_feedback; dashboard = county_dashboard. Pickle IO: time inside steps spent by Dagster's "
-              "filesystem IO manager loading inputs and storing outputs.", ""]
+              "township_feedback; dashboard = county_dashboard"
+              + ("; province marts = province_risk (the province_marts run, after the counties); a stage's seconds "
+                 "are summed over the county runs" if s.layout == "province" else "")
+              + ". Pickle IO: time inside steps spent by Dagster's filesystem IO manager loading inputs and storing "
+              "outputs.", ""]
+    if s.layout == "province":
+        lines += run_table(result)
+        return _section_end(result, lines)
     lines += ["<details><summary>every step</summary>", "",
               "| step | stage | start (s) | seconds | load (s) | store (s) | peak RSS (GB) | status |",
               "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |"]
@@ -702,17 +843,67 @@ def section(result: BenchResult) -> str:
         lines.append(f"| {x.step} | {x.stage} | {x.start:.1f} | {_secs(x.seconds)} | {x.load:.2f} | {x.store:.2f} | "
                      f"{_gb(run.step_peak_rss.get(x.step, 0))} | {x.status} |")
     lines += ["", "</details>", ""]
+    return _section_end(result, lines)
+
+
+def _section_end(result: BenchResult, lines: list[str]) -> str:
+    """Why a run did not finish (or lost rows), and the profile, after the tables."""
+    run = result.run
     if result.incomplete:
         lines += [f"**The run exited 0 but is incomplete: {result.incomplete}.** Quarantined files:", "", "```",
                   *quarantined_files(result), "```", ""]
     elif not result.ok:
         tail = run.stderr.read_text(encoding="utf-8", errors="replace").splitlines()[-15:] if run.stderr else []
-        lines += [f"The run did not finish: {run.stopped or f'exit code {run.returncode}'} while **{run.last_step}** "
+        where = f"{run.last_run} {run.last_step}".strip()
+        lines += [f"The run did not finish: {run.stopped or f'exit code {run.returncode}'} while **{where}** "
                   f"ran; {sum(x.status == 'success' for x in result.steps)} steps had succeeded. Last lines it printed:",
                   "", "```", *tail, "```", ""]
     if result.profile:
         lines += [result.profile, ""]
     return "\n".join(lines)
+
+
+def province_lines(result: BenchResult) -> list[str]:
+    """The province's own lines: counties done, seconds per county run, Dagster's share, the provincial marts, and
+    the projection when the run was stopped."""
+    p = province_progress(result)
+    if p is None:
+        return []
+    marts = p["marts"]
+    mart_steps = [x for x in result.steps if x.stage == "province marts"]
+    lines = [f"- counties: **{p['done']} of {p['counties']} county runs done** ({p['started']} started); per county "
+             f"run (its first Dagster event to its end) median **{_secs(p['median'])} s** (fastest "
+             f"{_secs(p['fastest'])} s, slowest {_secs(p['slowest'])} s)",
+             f"- Dagster per county run (median): {_secs(p['overhead'])} s of the run's own time outside its steps "
+             f"(run setup {_secs(p['setup'])} s, the rest between steps and after the last), plus "
+             f"{_secs(p['between'])} s between one run's last step and the next run's first event",
+             "- provincial marts: " + (f"the province_marts run {_secs(marts.seconds)} s, of which the province_risk "
+                                       f"step {_secs(sum(x.seconds for x in mart_steps))} s"
+                                       + ("" if marts.ok else " (did not finish)") if marts else "not reached")]
+    if not result.ok:
+        lines.append(f"- **{'stopped at the cap' if result.run.stopped else 'did not finish'} after {p['done']} of "
+                     f"{p['counties']} counties; projected total {p['projected']:,.0f} s = median "
+                     f"{_secs(p['median'])} s per county run x {p['counties']} counties** (without startup and the "
+                     "provincial marts)")
+    return lines
+
+
+def run_table(result: BenchResult) -> list[str]:
+    """One row per Dagster run of `fangpin province` (a county each, then the provincial marts)."""
+    peak = result.run.step_peak_rss
+    lines = ["<details><summary>every run</summary>", "",
+             "| run | job | start (s) | seconds | steps | Dagster outside steps (s) | slowest step (s) | status |",
+             "| --- | --- | ---: | ---: | ---: | ---: | --- | --- |"]
+    for r in result.runs:
+        slowest = max(r.steps, key=lambda x: x.seconds, default=None)
+        status = "success" if r.ok else ("stopped" if r.end is None else "failure")
+        lines.append(f"| {r.label} | {r.job} | {r.first_event:.1f} | {_secs(r.seconds)} | {len(r.steps)} | "
+                     f"{_secs(r.overhead)} | {f'{slowest.step} {_secs(slowest.seconds)}' if slowest else ''} | "
+                     f"{status} |")
+    lines += ["", f"Peak RSS by step (highest over the counties): "
+              + ", ".join(f"{k} {_gb(v)} GB" for k, v in sorted(peak.items(), key=lambda kv: -kv[1])[:8]), "",
+              "</details>", ""]
+    return lines
 
 
 RESULTS_INTRO = """# fangpin benchmark (`make bench`)
@@ -761,36 +952,48 @@ def profile_summary(stats_path: Path, top: int = 20) -> str:
     return "\n".join(lines)
 
 
+def county_dirs(data_dir: Path) -> list[Path]:
+    """The data dirs whose warehouse holds a month: the county's own, or every county's of a province."""
+    counties = Path(data_dir) / "counties"
+    return sorted(p for p in counties.iterdir() if p.is_dir()) if counties.is_dir() else [Path(data_dir)]
+
+
 def quarantined_files(result: BenchResult) -> list[str]:
     """File-level problems of the month (quarantine rows without a row number), to say why rows were lost."""
     import duckdb
 
-    path = Path(result.info.get("data_dir", "")) / "warehouse" / "fangpin.duckdb"
-    try:
-        con = duckdb.connect(str(path), read_only=True)
-        rows = con.execute("SELECT source_file, reason_code, reason FROM quarantine.rejected_rows "
-                           "WHERE month = ? AND row_number IS NULL ORDER BY 1", [result.scenario.month]).fetchall()
-        con.close()
-    except Exception as exc:
-        return [f"(warehouse not readable: {type(exc).__name__})"]
-    return [" | ".join(str(v) for v in row) for row in rows]
+    found = []
+    for folder in county_dirs(Path(result.info.get("data_dir", ""))):
+        try:
+            con = duckdb.connect(str(folder / "warehouse" / "fangpin.duckdb"), read_only=True)
+            rows = con.execute("SELECT source_file, reason_code, reason FROM quarantine.rejected_rows "
+                               "WHERE month = ? AND row_number IS NULL ORDER BY 1", [result.scenario.month]).fetchall()
+            con.close()
+        except Exception as exc:
+            found.append(f"({folder.name}: warehouse not readable: {type(exc).__name__})")
+            continue
+        found += [" | ".join(str(v) for v in row) for row in rows]
+    return found
 
 
 def warehouse_rows(data_dir: Path, month: str) -> dict[str, int] | None:
-    """Roster and list rows as the run counted them (None when the warehouse was not written)."""
+    """Roster and list rows as the run counted them, summed over a province's counties (None when no warehouse was
+    written)."""
     import duckdb
 
-    path = Path(data_dir) / "warehouse" / "fangpin.duckdb"
-    if not path.exists():
+    paths = [d / "warehouse" / "fangpin.duckdb" for d in county_dirs(data_dir)]
+    if not any(path.exists() for path in paths):
         return None
-    try:
-        con = duckdb.connect(str(path), read_only=True)
-        persons = con.execute("SELECT count(*) FROM roster.persons WHERE month = ?", [month]).fetchone()[0]
-        lists = con.execute("SELECT coalesce(sum(rows_read), 0) FROM raw.list_counts WHERE month = ?",
-                            [month]).fetchone()[0]
-        con.close()
-    except Exception:
-        return None
+    persons = lists = 0
+    for path in (p for p in paths if p.exists()):
+        try:
+            con = duckdb.connect(str(path), read_only=True)
+            persons += con.execute("SELECT count(*) FROM roster.persons WHERE month = ?", [month]).fetchone()[0]
+            lists += con.execute("SELECT coalesce(sum(rows_read), 0) FROM raw.list_counts WHERE month = ?",
+                                 [month]).fetchone()[0]
+            con.close()
+        except Exception:
+            continue  # a county stopped before its warehouse was published: its rows count as not read
     return {"persons": int(persons), "list_rows": int(lists)}
 
 
@@ -806,18 +1009,21 @@ def bench(scenario: Scenario, cache: Path = CACHE_DIR, results: Path = RESULTS_P
     fl = floor(files)
     _say(f"{scenario.name}: floor {fl['seconds']:.2f} s; running fangpin (cap {scenario.cap_seconds:.0f} s, "
          f"{scenario.memory_cap_gb:.0f} GB) …")
-    run = run_fangpin(data_dir, scenario.month, work, scenario.cap_seconds, scenario.memory_cap_gb)
-    records = read_events(work / "dagster_home")
-    steps, marks = step_times(records, run.spawned, run.wall)
+    command = "run" if scenario.layout == "county" else "province"
+    run = run_fangpin(data_dir, scenario.month, work, scenario.cap_seconds, scenario.memory_cap_gb, command=command)
+    runs = run_times(read_runs(work / "dagster_home"), run.spawned, run.wall)
+    steps = [step for r in runs for step in r.steps]
+    marks = {"first_event": runs[0].first_event, "run_start": runs[0].start} if runs else {}
     rows = warehouse_rows(data_dir, scenario.month) or {"persons": info["persons"], "list_rows": info["list_rows"]}
     text = ""
     if profile:
         _say(f"{scenario.name}: profiling a second run under cProfile …")
         stats_path = work / "run.prof"
         run_fangpin(data_dir, scenario.month, work / "profile", scenario.cap_seconds * 2, scenario.memory_cap_gb,
-                    profile_to=stats_path)
+                    profile_to=stats_path, command=command)
         text = profile_summary(stats_path) if stats_path.exists() else ""
-    result = BenchResult(scenario, {**info, "data_dir": str(data_dir)}, fl, run, steps, marks, rows, machine(), text)
+    result = BenchResult(scenario, {**info, "data_dir": str(data_dir)}, fl, run, steps, marks, rows, machine(), text,
+                         runs)
     write_results(results, scenario.name, section(result))
     return result
 
@@ -828,7 +1034,7 @@ def _say(message: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench", description="fangpin benchmark: run/floor per scenario")
-    parser.add_argument("scenarios", nargs="*", help="county, province (default: both)")
+    parser.add_argument("scenarios", nargs="*", help=f"{', '.join(SCENARIOS)} (default: county province)")
     parser.add_argument("--profile", action="store_true", help="also profile a second run with cProfile")
     parser.add_argument("--cap-minutes", type=float, help="wall-clock cap of each run (default per scenario)")
     parser.add_argument("--results", type=Path, default=RESULTS_PATH)

@@ -1,5 +1,7 @@
 """The benchmark cannot rot: a few thousand rows through the same bench code path as `make bench` (generator,
-floor, the real `fangpin run` child, Dagster step events, results file), plus the pure parts on hand-made input."""
+floor, the real `fangpin run` child, Dagster step events, results file), plus the pure parts on hand-made input, and
+the province's layout (a county data dir per county) and its per-run accounting. The province's own end-to-end run
+(`fangpin province`, ~15 s per county even at 1,000 persons) is `python -m bench.run province-small`, not a test."""
 from __future__ import annotations
 
 import re
@@ -98,3 +100,79 @@ def test_floor_reads_gb18030_csv_and_every_sheet(tmp_path):
     found = bench.floor([csv_path, tmp_path / "x.xlsx"])
     assert found["rows"] == 3 + 1 + 2
     assert set(found["by_reader"]) == {"csv (duckdb)", "xlsx (calamine)"}
+
+
+def test_province_is_generated_as_a_county_data_dir_per_county(tmp_path):
+    """`fangpin province` reads counties/<code>/raw/<month>/: each county its roster and its own department lists;
+    the floor walks every county's drop zone."""
+    import polars as pl
+
+    scenario = bench.Scenario("tiny-province", persons=1_800, list_rows=180, counties=3)
+    data_dir, info = bench.ensure_data(scenario, tmp_path)
+    counties = sorted(p.name for p in (data_dir / "counties").iterdir())
+    assert counties == [bench.county_code(i) for i in range(3)] and all(re.fullmatch(r"\d{6}", c) for c in counties)
+    assert not (data_dir / "raw").exists()
+    ids, files = [], bench.input_files(data_dir, scenario.month)
+    for code in counties:
+        zone = data_dir / "counties" / code / "raw" / scenario.month
+        roster = pl.read_parquet(zone / "roster" / "花名册.parquet")
+        assert roster.height == 600
+        townships = roster.select(pl.col(roster.columns[1]).unique()).to_series()
+        assert townships.len() > 1 and not townships.is_duplicated().any()
+        ids += roster[roster.columns[5]].to_list()
+        mine = [f for f in files if zone in f.parents]
+        assert {f.suffix for f in mine} == {".parquet", ".csv", ".xlsx", ".xls"}
+        assert len(mine) == 1 + len(bench.registry().lists)  # the roster and one file per list
+    assert len(ids) == len(set(ids)) == 1_800  # IDs unique across the province
+    assert info["list_rows"] >= 3 * len(bench.registry().lists)
+
+
+def _province_result(stopped: str | None = None):
+    """A hand-made `fangpin province` result: two county runs (10 s and 14 s) and the provincial marts, or, when
+    stopped, the second county cut off in its roster step."""
+    def record(at, kind, step=None):
+        return SimpleNamespace(timestamp=100.0 + at, step_key=step,
+                               dagster_event=SimpleNamespace(event_type_value=kind) if kind else None)
+
+    def county(at, seconds, end=True):
+        events = [record(at, None), record(at + 1, "PIPELINE_START"), record(at + 1.5, "STEP_START", "roster"),
+                  record(at + seconds - 1, "STEP_SUCCESS" if end else None, "roster")]
+        return events + ([record(at + seconds, "PIPELINE_SUCCESS")] if end else [])
+
+    runs = [("360099", "county_month", county(5, 10)), ("360199", "county_month", county(16, 14, end=not stopped))]
+    if not stopped:
+        runs.append(("province_marts", "province_marts", [
+            record(31, "PIPELINE_START"), record(31.2, "STEP_START", "province_risk"),
+            record(32, "STEP_SUCCESS", "province_risk"), record(32.5, "PIPELINE_SUCCESS")]))
+    wall = 25.0 if stopped else 33.0
+    timed = bench.run_times(runs, spawned=100.0, ended=wall)
+    run = bench.RunOutcome(None if stopped else 0, wall, int(2e9), 100.0, stopped=stopped, last_step="roster",
+                           last_run="360199" if stopped else "")
+    scenario = bench.Scenario("province", persons=2_000, list_rows=200, counties=4)
+    floor = {"seconds": 1.0, "cpu": 1.0, "by_reader": {}, "rows": 0, "files": 0, "bytes": 0}
+    steps = [s for r in timed for s in r.steps]
+    return bench.BenchResult(scenario, {"persons": 2_000, "list_rows": 200}, floor, run, steps, {},
+                             {"persons": 2_000, "list_rows": 200}, {}, "", timed)
+
+
+def test_province_runs_add_up_and_report_counties_and_dagster_overhead():
+    result = _province_result()
+    rows = dict((name, seconds) for name, seconds, *_ in bench.stage_rows(result))
+    assert sum(rows.values()) == pytest.approx(33.0)
+    assert rows["startup: Python and Dagster imports"] == pytest.approx(5.0)
+    assert rows["read"] == pytest.approx(7.5 + 11.5) and rows["province marts"] == pytest.approx(0.8)
+    progress = bench.province_progress(result)
+    assert (progress["done"], progress["started"]) == (2, 2)
+    assert progress["median"] == pytest.approx(12.0) and progress["projected"] == pytest.approx(48.0)
+    assert progress["overhead"] == pytest.approx(2.5)  # each run: 1 s setup, 0.5 s to its step, 1 s after it
+    assert re.fullmatch(r"province: 2,000 persons, run 33.0 s, floor 1.00 s, run/floor 33.00, peak 2.0 GB",
+                        bench.headline(result))
+
+
+def test_a_province_stopped_at_the_cap_says_counties_done_and_the_projection():
+    result = _province_result(stopped="time cap")
+    assert sum(seconds for _, seconds, *_ in bench.stage_rows(result)) == pytest.approx(25.0)
+    line = bench.headline(result)
+    assert "STOPPED (time cap) in 360199 roster" in line and "1/4 counties done" in line
+    assert "projected 40 s (median 10.0 s per county x 4)" in line
+    assert "projected total 40 s" in "\n".join(bench.province_lines(result))
