@@ -103,3 +103,32 @@ def test_each_county_writes_only_its_own_folder(province):
         exports = root / "counties" / county / "exports" / MONTH
         assert (exports / "dashboard.html").exists()
     assert not (root / "exports").exists() and not (root / "raw").exists()
+
+
+def test_new_county_folders_become_partitions_and_the_schedule_runs_each_county(tmp_path, monkeypatch):
+    """The sensor registers counties found under counties/; on the 11th the schedule asks for one run per county,
+    each tagged with its county so the run queue allows one writer per county file and counties in parallel."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    import dagster as dg
+
+    from pipelines.jobs import WRITER_TAG_KEY
+    from pipelines.province import counties_sensor, county_months_schedule
+
+    for county in ("360702", "360701"):
+        (tmp_path / "counties" / county / "raw").mkdir(parents=True)
+    (tmp_path / "counties" / "notes").mkdir()  # no drop zone: not a county
+    monkeypatch.setenv("FANGPIN_DATA_DIR", str(tmp_path))
+    with dg.instance_for_test() as instance:
+        result = counties_sensor(dg.build_sensor_context(instance=instance))
+        [request] = result.dynamic_partitions_requests
+        assert sorted(request.partition_keys) == ["360701", "360702"]
+        instance.add_dynamic_partitions("county", list(request.partition_keys))
+        again = counties_sensor(dg.build_sensor_context(instance=instance))
+        assert again.dynamic_partitions_requests == []
+        when = datetime(2026, 11, 11, 6, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
+        runs = county_months_schedule(dg.build_schedule_context(instance=instance, scheduled_execution_time=when))
+    assert [(r.partition_key.keys_by_dimension["county"], r.partition_key.keys_by_dimension["month"]) for r in runs] \
+        == [("360701", MONTH), ("360702", MONTH)]
+    assert [r.tags[WRITER_TAG_KEY] for r in runs] == ["360701", "360702"]
