@@ -1,7 +1,7 @@
 """`fangpin`: run a month through Dagster, or generate and run the demo county.
 
     fangpin run --month 2026-10 [--data-dir DIR]
-    fangpin province --month 2026-10 [--data-dir DIR]
+    fangpin province --month 2026-10 [--data-dir DIR] [--workers 2]
     fangpin demo [--data-dir DIR] [--persons 60000]
     fangpin snapshot [--data-dir DIR] [--out PATH] [--new-key]
 
@@ -53,26 +53,60 @@ def _execute(location: str, job_name: str, partition_key, data_dir: Path, assets
     )
 
 
-def run_province(month: str, province_dir: Path) -> bool:
-    """Every county's month as its own month x county partition (one run each), then the provincial marts."""
+def run_province(month: str, province_dir: Path, workers: int = 1, only: list[str] | None = None,
+                 marts: bool = True) -> bool:
+    """Every county's month as its own month x county partition (one run each), then the provincial marts.
+
+    `workers` > 1 splits the counties over that many child processes (each county file has one writer, so
+    counties may run side by side); `only` and `marts=False` are how a parent hands a child its share."""
     import dagster as dg
 
     from fangpin import province
     from fangpin.instance import dagster_home
 
     dagster_home()
-    counties = province.counties_found(province_dir)
+    counties = [c for c in province.counties_found(province_dir) if only is None or c in only]
     if not counties:
         raise ValueError(f"{province_dir}/counties/ 下没有县的文件夹（counties/<县代码>/raw/{month}/）")
     instance = dg.DagsterInstance.get()
     known = set(instance.get_dynamic_partitions("county"))
     instance.add_dynamic_partitions("county", [c for c in counties if c not in known])
-    failed = [c for c in counties if not _execute("pipelines.province", "county_month",
-                                                  dg.MultiPartitionKey({"month": month, "county": c}), province_dir).success]
-    marts = _execute("pipelines.province", "province_marts", month, province_dir)
+    if workers > 1 and len(counties) > 1:
+        _counties_in_workers(month, province_dir, counties, workers)
+    else:
+        for county in counties:
+            _execute("pipelines.province", "county_month", dg.MultiPartitionKey({"month": month, "county": county}),
+                     province_dir)
+    failed = [c for c in counties if not _county_month_succeeded(instance, month, c)]
+    if not marts:
+        return not failed
+    built = _execute("pipelines.province", "province_marts", month, province_dir).success
     print(f"\n== fangpin province {month}: {len(counties) - len(failed)}/{len(counties)} counties done"
-          f"{'; failed: ' + ', '.join(failed) if failed else ''}; provincial marts {'done' if marts.success else 'FAILED'} ==")
-    return not failed and marts.success
+          f"{'; failed: ' + ', '.join(failed) if failed else ''}; provincial marts {'done' if built else 'FAILED'} ==")
+    return not failed and built
+
+
+def _counties_in_workers(month: str, province_dir: Path, counties: list[str], workers: int) -> None:
+    """Counties dealt round-robin to `workers` child processes (`fangpin province --counties ... --no-marts`),
+    each running its share one county at a time; their progress lines go straight to this process's output."""
+    import subprocess
+
+    shares = [counties[i::workers] for i in range(workers) if counties[i::workers]]
+    children = [subprocess.Popen([sys.executable, "-m", "fangpin.cli", "province", "--month", month,
+                                  "--data-dir", str(province_dir), "--counties", ",".join(share), "--no-marts"])
+                for share in shares]
+    for child in children:
+        child.wait()
+
+
+def _county_month_succeeded(instance, month: str, county: str) -> bool:
+    """Whether the latest run of the county's month partition succeeded (the instance is the record, whichever
+    process ran it)."""
+    import dagster as dg
+
+    key = str(dg.MultiPartitionKey({"month": month, "county": county}))
+    runs = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/partition": key}), limit=1)
+    return bool(runs) and runs[0].status == dg.DagsterRunStatus.SUCCESS
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -80,7 +114,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_province(args: argparse.Namespace) -> int:
-    return 0 if run_province(check_month(args.month), _data_dir(args.data_dir)) else 1
+    only = [c for c in args.counties.split(",") if c] if args.counties else None
+    ok = run_province(check_month(args.month), _data_dir(args.data_dir), workers=args.workers, only=only,
+                      marts=not args.no_marts)
+    return 0 if ok else 1
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -144,6 +181,10 @@ def main(argv: list[str] | None = None) -> int:
     prov = commands.add_parser("province", help="run one month of every county under DIR/counties/, then the provincial marts")
     prov.add_argument("--month", required=True, help="the month the lists are about, YYYY-MM")
     prov.add_argument("--data-dir", help="province directory with counties/<county>/raw/ (default: $FANGPIN_DATA_DIR)")
+    prov.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
+                      help="counties run side by side in this many processes (default: 2, or 1 on one core)")
+    prov.add_argument("--counties", help="only these counties, comma-separated (default: every folder)")
+    prov.add_argument("--no-marts", action="store_true", help="run the counties only, not the provincial marts")
     prov.set_defaults(handler=cmd_province)
     demo_cmd = commands.add_parser("demo", help="generate the demo county and run its months")
     demo_cmd.add_argument("--data-dir", help="data directory (default: $FANGPIN_DATA_DIR or ./data)")

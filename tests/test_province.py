@@ -1,9 +1,9 @@
 """A province runs as month x county partitions (issue 5, item 4): each county's month is independent, and the
 provincial marts built from the partitions equal what each county gets from its own one-run month.
 
-Two small demo counties are generated under `counties/`; the province runs them as two county partitions plus the
-provincial marts (`fangpin province`), and a copy of each county runs alone through the county deployment
-(`fangpin run`). Every month table of each county's warehouse, and the provincial township/village marts, must be
+Two small demo counties are generated under `counties/`; the province runs them as two county partitions (in two
+worker processes side by side) plus the provincial marts (`fangpin province`), and a copy of each county runs alone
+through the county deployment (`fangpin run`). Every month table of each county's warehouse, and the provincial township/village marts, must be
 identical row for row.
 """
 from __future__ import annotations
@@ -29,7 +29,7 @@ def province(tmp_path_factory):
         for county, seed in COUNTIES.items():
             demo.generate(root / "province" / "counties" / county, months=[MONTH], persons=400, seed=seed)
             shutil.copytree(root / "province" / "counties" / county, root / "alone" / county)
-        province_ok = cli.run_province(MONTH, root / "province")
+        province_ok = cli.run_province(MONTH, root / "province", workers=2)  # two county processes side by side
         alone_ok = {county: cli.run_month(MONTH, root / "alone" / county) for county in COUNTIES}
     finally:
         patch.undo()
