@@ -11,7 +11,8 @@ parse the same files (calamine via fastexcel for Excel, DuckDB for CSV and parqu
 Inputs are generated once per scenario, seeded, and cached under bench/cache/<scenario>-<seed>/ keyed by a hash of
 the generator's parameters. Stage times come from the step events (STEP_START → STEP_SUCCESS per asset) of every
 Dagster run of the child (summed over a province's county runs), grouped into read / validate / link / queue /
-marts / workbooks / dashboard; peak memory is the child's ru_maxrss (os.wait4), and an RSS sampler tells which step
+marts / workbooks / dashboard; peak memory is the larger of the child's ru_maxrss (os.wait4) and the sampled RSS
+summed over its process group (a province runs counties in worker processes side by side); the sampler tells which step
 held the most memory (and stops a run past its caps).
 Results are printed and written to bench/results.md (one section per scenario, the others kept).
 """
@@ -72,6 +73,7 @@ class Scenario:
     seed: int = 20261123
     cap_seconds: float = 3600.0  # wall-clock cap of the run (killed past it; how far it got is reported)
     memory_cap_gb: float = 20.0  # RSS cap of the run (the machine has 24 GiB; past this it is stopped)
+    workers: int = 1  # a province: county runs side by side (`fangpin province --workers`)
 
     def params(self) -> dict:
         """What the generated files depend on (the caps do not)."""
@@ -92,10 +94,12 @@ SCENARIOS = {
     # 500,000 rows per roster file: one 1,000,001-row sheet is legal for Excel but unzips to ~703 MB, which
     # config/county.yaml intake_limits.max_unzipped_mb (500) refuses as file_too_large (see bench/README.md).
     "county": Scenario("county", persons=1_000_000, list_rows=100_000, roster_file_rows=500_000),
-    "province": Scenario("province", persons=30_000_000, list_rows=3_000_000, counties=100, cap_seconds=1200.0),
+    "province": Scenario("province", persons=30_000_000, list_rows=3_000_000, counties=100, cap_seconds=1200.0,
+                         workers=2),
     "smoke": Scenario("smoke", persons=3_000, list_rows=300, cap_seconds=300.0),  # tests/test_bench_smoke.py
     # the province's layout and command at a size that runs in minutes (validating the province path)
-    "province-small": Scenario("province-small", persons=100_000, list_rows=10_000, counties=5, cap_seconds=900.0),
+    "province-small": Scenario("province-small", persons=100_000, list_rows=10_000, counties=5, cap_seconds=900.0,
+                               workers=2),
 }
 
 
@@ -441,10 +445,12 @@ PROFILE_SNIPPET = (
 )
 
 
-def fangpin_command(month: str, data_dir: Path, profile_to: Path | None = None, command: str = "run") -> list[str]:
+def fangpin_command(month: str, data_dir: Path, profile_to: Path | None = None, command: str = "run",
+                    workers: int = 1) -> list[str]:
     """The clerk's command (the console script of this virtualenv), or the same under cProfile; `command` is `run`
     (a county's month) or `province` (every county's month, then the provincial marts)."""
     args = [command, "--month", month, "--data-dir", str(data_dir)]
+    args += ["--workers", str(workers)] if command == "province" else []
     if profile_to is not None:
         return [sys.executable, "-c", PROFILE_SNIPPET, str(profile_to), *args]
     script = Path(sys.executable).with_name("fangpin")
@@ -460,6 +466,20 @@ def _rss(pid: int) -> int:
     except OSError:
         pass
     return 0
+
+
+def _group_rss(group: int) -> int:
+    """RSS summed over every process of the run's process group: `fangpin province --workers N` runs its counties
+    in child processes side by side, and the machine holds all of them at once."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == group:  # fields after the command name: state, ppid, pgrp, ...
+            total += _rss(int(stat.parent.name))
+    return total
 
 
 class _StepWatcher:
@@ -495,7 +515,7 @@ class _StepWatcher:
 
 
 def run_fangpin(data_dir: Path, month: str, work: Path, cap_seconds: float, memory_cap_gb: float,
-                profile_to: Path | None = None, command: str = "run") -> RunOutcome:
+                profile_to: Path | None = None, command: str = "run", workers: int = 1) -> RunOutcome:
     """Run one month in a child with a fresh Dagster instance under `work`, from an empty warehouse (and read
     cache) in the data dir and in every county dir of a province; stop it past the caps."""
     home = work / "dagster_home"
@@ -508,14 +528,14 @@ def run_fangpin(data_dir: Path, month: str, work: Path, cap_seconds: float, memo
     out_path, err_path = work / "run.stdout.log", work / "run.stderr.log"
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
         spawned, started, load_before = time.time(), time.perf_counter(), os.getloadavg()[0]
-        child = subprocess.Popen(fangpin_command(month, data_dir, profile_to, command), stdout=out, stderr=err, env=env,
+        child = subprocess.Popen(fangpin_command(month, data_dir, profile_to, command, workers), stdout=out, stderr=err, env=env,
                                  cwd=PROJECT_ROOT, start_new_session=True)
         watcher, peaks, stopped = _StepWatcher(err_path, month), {}, None
         while True:
             pid, status, usage = os.wait4(child.pid, os.WNOHANG)
             if pid:
                 break
-            step, rss = watcher.current(), _rss(child.pid)
+            step, rss = watcher.current(), _group_rss(child.pid)
             peaks[step] = max(peaks.get(step, 0), rss)
             elapsed = time.perf_counter() - started
             if stopped is None and (elapsed > cap_seconds or rss > memory_cap_gb * GB):
@@ -525,7 +545,8 @@ def run_fangpin(data_dir: Path, month: str, work: Path, cap_seconds: float, memo
             time.sleep(0.1)
         wall = time.perf_counter() - started
     child.returncode = os.waitstatus_to_exitcode(status)
-    return RunOutcome(child.returncode, wall, usage.ru_maxrss * 1024, spawned, usage.ru_utime + usage.ru_stime,
+    sampled = max(peaks.values(), default=0)  # several processes at once: their sum, not the largest one
+    return RunOutcome(child.returncode, wall, max(usage.ru_maxrss * 1024, sampled), spawned, usage.ru_utime + usage.ru_stime,
                       (load_before, os.getloadavg()[0]), stopped, watcher.current(),
                       watcher.run if watcher.runs > 1 else "",
                       {(k or STARTUP): v for k, v in peaks.items()}, out_path, err_path)
@@ -723,7 +744,8 @@ def headline(result: BenchResult) -> str:
         return (f"{s.name}: {result.info.get('persons', 0):,} persons, run {'STOPPED' if run.stopped else 'FAILED'} "
                 f"({why}) in {where} after {_secs(run.wall)} s with {counties['done']}/{counties['counties']} counties "
                 f"done, projected {counties['projected']:,.0f} s (median {_secs(counties['median'])} s per county x "
-                f"{counties['counties']}), floor {floor_s} s, run/floor > {result.ratio:.2f}, {peak}")
+                f"{counties['counties']}{f' / {s.workers} workers' if s.workers > 1 else ''}), floor {floor_s} s, "
+                f"run/floor > {result.ratio:.2f}, {peak}")
     return (f"{s.name}: {result.info.get('persons', 0):,} persons, run FAILED ({why}) in {where} "
             f"after {_secs(run.wall)} s, floor {floor_s} s, run/floor > {result.ratio:.2f}, {peak}")
 
@@ -740,7 +762,7 @@ def province_progress(result: BenchResult) -> dict | None:
     return {"counties": result.scenario.counties, "started": len(county_runs), "done": len(done), "median": median,
             "fastest": min((r.seconds for r in done), default=0.0),
             "slowest": max((r.seconds for r in done), default=0.0),
-            "projected": median * result.scenario.counties,
+            "projected": median * result.scenario.counties / result.scenario.workers,
             "overhead": statistics.median(r.overhead for r in done) if done else 0.0,
             "setup": statistics.median(r.start - r.first_event for r in done) if done else 0.0,
             "between": statistics.median(b.first_event - a.last_step_end for a, b in zip(result.runs, result.runs[1:]))
@@ -777,7 +799,7 @@ def stage_rows(result: BenchResult) -> list[tuple[str, float, int, float, float]
     if runs:
         rows.append(("Dagster between steps", sum(r.last_step_end - r.start - sum(s.seconds for s in r.steps)
                                                   for r in runs), 0, 0.0, 0))
-        if several:
+        if several and result.scenario.workers == 1:  # side by side, the gaps between runs overlap other runs
             rows.append(("between runs (run teardown, the next run's launch)",
                          sum(b.first_event - a.last_step_end for a, b in zip(runs, runs[1:])), 0, 0.0, 0))
         rows.append(("exit (summary, teardown)", run.wall - runs[-1].last_step_end, 0, 0.0, 0))
@@ -831,6 +853,8 @@ def section(result: BenchResult) -> str:
               "township_feedback; dashboard = county_dashboard"
               + ("; province marts = province_risk (the province_marts run, after the counties); a stage's seconds "
                  "are summed over the county runs" if s.layout == "province" else "")
+              + (f"; the county runs went {s.workers} at a time, so the stage rows add up to more than the wall "
+                 "time" if s.workers > 1 else "")
               + ". Pickle IO: time inside steps spent by Dagster's filesystem IO manager loading inputs and storing "
               "outputs.", ""]
     if s.layout == "province":
@@ -1010,7 +1034,8 @@ def bench(scenario: Scenario, cache: Path = CACHE_DIR, results: Path = RESULTS_P
     _say(f"{scenario.name}: floor {fl['seconds']:.2f} s; running fangpin (cap {scenario.cap_seconds:.0f} s, "
          f"{scenario.memory_cap_gb:.0f} GB) …")
     command = "run" if scenario.layout == "county" else "province"
-    run = run_fangpin(data_dir, scenario.month, work, scenario.cap_seconds, scenario.memory_cap_gb, command=command)
+    run = run_fangpin(data_dir, scenario.month, work, scenario.cap_seconds, scenario.memory_cap_gb, command=command,
+                      workers=scenario.workers)
     runs = run_times(read_runs(work / "dagster_home"), run.spawned, run.wall)
     steps = [step for r in runs for step in r.steps]
     marks = {"first_event": runs[0].first_event, "run_start": runs[0].start} if runs else {}
@@ -1020,7 +1045,7 @@ def bench(scenario: Scenario, cache: Path = CACHE_DIR, results: Path = RESULTS_P
         _say(f"{scenario.name}: profiling a second run under cProfile …")
         stats_path = work / "run.prof"
         run_fangpin(data_dir, scenario.month, work / "profile", scenario.cap_seconds * 2, scenario.memory_cap_gb,
-                    profile_to=stats_path, command=command)
+                    profile_to=stats_path, command=command, workers=scenario.workers)
         text = profile_summary(stats_path) if stats_path.exists() else ""
     result = BenchResult(scenario, {**info, "data_dir": str(data_dir)}, fl, run, steps, marks, rows, machine(), text,
                          runs)
