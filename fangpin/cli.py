@@ -93,7 +93,8 @@ def _counties_in_workers(month: str, province_dir: Path, counties: list[str], wo
 
     shares = [counties[i::workers] for i in range(workers) if counties[i::workers]]
     children = [subprocess.Popen([sys.executable, "-m", "fangpin.cli", "province", "--month", month,
-                                  "--data-dir", str(province_dir), "--counties", ",".join(share), "--no-marts"])
+                                  "--data-dir", str(province_dir), "--counties", ",".join(share), "--no-marts",
+                                  "--workers", "1"])  # a worker runs its share itself: it never splits again
                 for share in shares]
     for child in children:
         child.wait()

@@ -132,3 +132,28 @@ def test_new_county_folders_become_partitions_and_the_schedule_runs_each_county(
     assert [(r.partition_key.keys_by_dimension["county"], r.partition_key.keys_by_dimension["month"]) for r in runs] \
         == [("360701", MONTH), ("360702", MONTH)]
     assert [r.tags[WRITER_TAG_KEY] for r in runs] == ["360701", "360702"]
+
+
+def test_a_worker_process_runs_its_share_itself(monkeypatch, tmp_path):
+    """`--workers N` deals the counties to N children, each told to run its share with one worker: a child that
+    split again would fork processes without end."""
+    import subprocess
+
+    from fangpin import cli
+
+    for county in ("a", "b", "c"):
+        (tmp_path / "counties" / county / "raw").mkdir(parents=True)
+    started = []
+
+    class Child:
+        def __init__(self, command):
+            started.append(command)
+
+        def wait(self):
+            return 0
+
+    monkeypatch.setattr(subprocess, "Popen", Child)
+    cli._counties_in_workers(MONTH, tmp_path, ["a", "b", "c"], workers=2)
+    shares = [command[command.index("--counties") + 1] for command in started]
+    assert shares == ["a,c", "b"]
+    assert all(command[command.index("--workers") + 1] == "1" for command in started)
