@@ -108,7 +108,7 @@ def stage_steps() -> dict[str, set[str]]:
     lists = {spec.asset_name for spec in registry().lists.values()}
     return {
         "read": {"drop_zone", "roster", "roster_places"},  # roster also validates the roster and builds households
-        "validate": lists | {"warehouse_month", "data_quality", "expectation_suites"},
+        "validate": lists | {"department_lists", "warehouse_month", "data_quality", "expectation_suites"},
         "link": {"person_links"},
         "queue": {"warning_queue"},
         "marts": {"submissions", "township_risk"},
@@ -848,7 +848,7 @@ def section(result: BenchResult) -> str:
     lines += [f"| **run (wall)** | **{_secs(run.wall)}** | 100% | {len(result.steps)} | "
               f"{_secs(sum(x.load + x.store for x in result.steps))} | **{run.peak_rss / GB:.2f}** |", ""]
     lines += ["Stages: read = drop_zone + roster (the roster asset also validates the roster and builds households); "
-              "validate = the list assets, warehouse_month, data_quality, expectation_suites; link = person_links; "
+              "validate = department_lists (every list, one step), warehouse_month, data_quality, expectation_suites; link = person_links; "
               "queue = warning_queue; marts = submissions, township_risk; workbooks = township_workbooks, "
               "township_feedback; dashboard = county_dashboard"
               + ("; province marts = province_risk (the province_marts run, after the counties); a stage's seconds "
