@@ -35,6 +35,7 @@ from pathlib import Path
 import polars as pl
 
 from fangpin import config
+from fangpin.files import fsync, sha256_of
 from fangpin import reading
 
 LAYOUT = 1  # bump when the layout of an entry changes
@@ -102,15 +103,7 @@ def _write_private(path: Path, write) -> str:
         write(handle)
         handle.flush()
         os.fsync(handle.fileno())
-    return _file_sha256(path)
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return sha256_of(path)
 
 
 def _age_seconds(path: Path) -> float:
@@ -120,12 +113,6 @@ def _age_seconds(path: Path) -> float:
         return 0.0
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -155,7 +142,7 @@ def _store(folder: Path, key: str, result: tuple[list, list, list]) -> None:
         except OSError:  # another run stored the same entry meanwhile: keep theirs
             shutil.rmtree(temp, ignore_errors=True)
             return
-        _fsync_dir(folder)
+        fsync(folder)
     except BaseException:
         shutil.rmtree(temp, ignore_errors=True)
         raise
@@ -170,7 +157,7 @@ def _load(entry: Path, key: str) -> tuple[list, list, list]:
         tables = []
         for described in meta["tables"]:
             path = entry / described["file"]
-            if _file_sha256(path) != described["sha256"]:
+            if sha256_of(path) != described["sha256"]:
                 raise CorruptEntry(f"{path.name} altered")
             frame = pl.read_parquet(path)
             if {c: str(t) for c, t in frame.schema.items()} != described["schema"]:

@@ -18,7 +18,6 @@ So the memory one file can take is bounded by what its limits let calamine parse
 """
 from __future__ import annotations
 
-import hashlib
 import html
 import io
 import re
@@ -35,6 +34,7 @@ from openpyxl.utils import get_column_letter
 
 from fangpin import config, readcache
 from fangpin.config import ListSpec, Registry
+from fangpin.files import sha256_of
 from schemas.reasons import ignored, reject
 
 # .et is the WPS Office spreadsheet (common in county offices); calamine reads it like .xls.
@@ -1031,14 +1031,6 @@ def wrong_month(month: str, texts: tuple[str, ...]) -> str | None:
 # ----------------------------------------------------------------------------------------------------------------
 # The month's drop zone
 # ----------------------------------------------------------------------------------------------------------------
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _ignore_code(path: Path, suffixes: frozenset[str]) -> str | None:
     """Why a file is not read at all: an Excel lock file, or not a spreadsheet (.txt, .docx, .DS_Store, ._x)."""
     if path.name.startswith("~$"):
@@ -1074,7 +1066,7 @@ class _Intake:
         """The file's sha256 when it should be read; otherwise records it as ignored/duplicate and returns None."""
         source = relative_source(path, self.data_dir)
         code = _ignore_code(path, self.suffixes)
-        sha = _sha256(path)
+        sha = sha256_of(path)
         if code:
             self.files.append(_received(path, self.data_dir, department, folder, sha, "ignored", ignored(code)))
             return None

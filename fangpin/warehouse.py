@@ -25,6 +25,7 @@ import duckdb
 import polars as pl
 
 from fangpin.config import PROJECT_ROOT, county
+from fangpin.files import fsync
 
 SCHEMA_FILES = ("schemas/warehouse.sql", "schemas/marts.sql", "schemas/risk.sql", "schemas/quality.sql")
 
@@ -134,14 +135,6 @@ def _wal(path: Path) -> Path:
     return path.with_name(path.name + ".wal")
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class RunWarehouse:
     """The warehouse as one run writes it: a working copy, published by one atomic rename when the run ends.
 
@@ -201,9 +194,9 @@ class RunWarehouse:
             if _wal(self.working).exists():  # every connection closed checkpoints; a WAL left means one did not
                 duckdb.connect(str(self.working)).close()
             _crash_point("publish")
-            _fsync(self.working)
+            fsync(self.working)
             os.replace(self.working, self.live)
-            _fsync(self.live.parent)
+            fsync(self.live.parent)
         finally:
             self.release()
         return True
