@@ -239,3 +239,14 @@ def test_vectorised_sentences_equal_the_reasons_module():
     assert got.item() == reject("id_bad_checksum", value="1234", expected="X")
     got = frame.select(validate.template_expr(NOTE["amount_unparsed"], value=pl.col("v"))).item()
     assert got == note("amount_unparsed", value="1234")
+
+
+def test_a_roster_past_the_row_check_size_still_gets_its_schema_checked(monkeypatch):
+    """Row rules at roster scale are the Polars expressions; pandera then checks only columns and types."""
+    import pandera.errors
+    from fangpin import validate as module
+
+    monkeypatch.setattr(module, "PANDERA_ROW_CHECKS_UP_TO", 0)
+    frame = pl.DataFrame({column: [None] for column in module.PERSON_COLUMNS})
+    with pytest.raises((pandera.errors.SchemaError, pandera.errors.SchemaErrors)):
+        module._check_persons(frame)  # wrong types (all null columns): refused even without row checks
