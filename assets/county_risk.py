@@ -8,7 +8,7 @@ import warnings
 import dagster as dg
 import polars as pl
 
-from assets.partitions import MONTHLY, build_assets, month_of, partitioned_asset
+from assets.partitions import month_of, partitioned_asset
 from fangpin import dashboard, quality, risk
 from fangpin import submissions as submissions_module
 from fangpin.config import registry
@@ -103,5 +103,3 @@ def county_dashboard(context: dg.AssetExecutionContext, fangpin: FangpinData) ->
 
 
 COUNTY_BODIES = [data_quality, submissions, township_risk, county_dashboard]
-COUNTY_ASSETS = build_assets(COUNTY_BODIES, MONTHLY)
-COUNTY_CHECKS = [build_expectation_suites(MONTHLY)]

@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 import dagster as dg
 import polars as pl
 
-from assets.partitions import MONTHLY, build_assets, month_of, partitioned_asset
+from assets.partitions import build_assets, month_of, partitioned_asset
 from fangpin import ingest, reading
 from fangpin.config import ListSpec, dashboard_settings, registry
 from fangpin.warehouse import transaction
@@ -177,5 +177,3 @@ def build_ingestion_assets(partitions: dg.PartitionsDefinition) -> list[dg.Asset
     return [*build_assets([drop_zone, roster, roster_places, warehouse_month], partitions),
             build_list_assets(partitions)]
 
-
-INGESTION_ASSETS = build_ingestion_assets(MONTHLY)

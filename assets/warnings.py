@@ -12,7 +12,7 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
-from assets.partitions import MONTHLY, build_assets, month_of, partitioned_asset
+from assets.partitions import month_of, partitioned_asset
 from fangpin import feedback, linkage, protect, warnings, workbooks
 from fangpin.warehouse import replace_month, transaction
 from pipelines.resources import FangpinData
@@ -129,4 +129,3 @@ def township_feedback(context: dg.AssetExecutionContext, fangpin: FangpinData) -
 
 
 WARNING_BODIES = [person_links, warning_queue, township_workbooks, township_feedback]
-WARNING_ASSETS = build_assets(WARNING_BODIES, MONTHLY)

@@ -14,11 +14,11 @@ from pathlib import Path
 import duckdb
 
 from fangpin.config import check_month
+from fangpin.risk import LEVELS
 from fangpin.warehouse import warehouse_path
 from pipelines.resources import COUNTIES_FOLDER, county_dir
 
 COUNTY_MARTS = {"province.township_risk": "marts.township_risk", "province.village_risk": "marts.village_risk"}
-LEVELS = ("green", "yellow", "orange", "red")
 
 
 def counties_found(province_dir: Path) -> list[str]:
@@ -39,16 +39,15 @@ def ensure_province_schema(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def build_province_marts(con: duckdb.DuckDBPyConnection, month: str, province_dir: Path) -> dict[str, int]:
-    """Replace `month` in the provincial marts from every county's warehouse (attached read-only, one at a time)."""
+    """Replace `month` in the provincial marts from every county's warehouse (read-only, one at a time)."""
     check_month(month)
     ensure_province_schema(con)
     for table in (*COUNTY_MARTS, "province.county_risk"):
         con.execute(f"DELETE FROM {table} WHERE month = ?", [month])
-    ran = []
-    for county in counties_found(province_dir):
-        if _copy_county(con, month, county, warehouse_path(county_dir(province_dir, county))):
-            ran.append(county)
-    _county_rows(con, month, counties_found(province_dir), ran)
+    counties = counties_found(province_dir)
+    ran = [county for county in counties
+           if _copy_county(con, month, county, warehouse_path(county_dir(province_dir, county)))]
+    _county_rows(con, month, counties, ran)
     return {table: con.execute(f"SELECT count(*) FROM {table} WHERE month = ?", [month]).fetchone()[0]
             for table in (*COUNTY_MARTS, "province.county_risk")}
 

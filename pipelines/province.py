@@ -7,24 +7,20 @@ parallel, on one machine or on Dagster's executors (README: "A province"). `coun
 """
 import dagster as dg
 
-from assets.county_risk import COUNTY_BODIES, build_expectation_suites
-from assets.ingestion import build_ingestion_assets
-from assets.partitions import COUNTIES, MONTH_BY_COUNTY, build_assets
+from assets.partitions import COUNTIES, MONTH_BY_COUNTY
 from assets.province import province_risk
-from assets.warnings import WARNING_BODIES
 from fangpin import province
 from fangpin.config import county
+from pipelines.definitions import RUN_SETTINGS, county_assets
 from pipelines.jobs import WRITER_TAG_KEY
-from pipelines.progress import progress_logger
-from pipelines.definitions import RESOURCES
 from pipelines.resources import default_data_dir
 from pipelines.schedules import previous_month
 
-COUNTY_ASSETS = [*build_ingestion_assets(MONTH_BY_COUNTY), *build_assets(WARNING_BODIES, MONTH_BY_COUNTY),
-                 *build_assets(COUNTY_BODIES, MONTH_BY_COUNTY)]
+COUNTY_ASSETS, COUNTY_CHECKS = county_assets(MONTH_BY_COUNTY)
 
 county_month = dg.define_asset_job(
-    "county_month", selection=dg.AssetSelection.assets(*COUNTY_ASSETS), description="One county's month (one month x county partition): its own warehouse file.")
+    "county_month", selection=dg.AssetSelection.assets(*COUNTY_ASSETS),
+    description="One county's month (one month x county partition): its own warehouse file.")
 province_marts = dg.define_asset_job(
     "province_marts", selection=dg.AssetSelection.assets(province_risk),
     description="The provincial marts of a month, from every county's warehouse.")
@@ -51,11 +47,9 @@ def county_months_schedule(context: dg.ScheduleEvaluationContext) -> list[dg.Run
 
 defs = dg.Definitions(
     assets=[*COUNTY_ASSETS, province_risk],
-    asset_checks=[build_expectation_suites(MONTH_BY_COUNTY)],
+    asset_checks=COUNTY_CHECKS,
     jobs=[county_month, province_marts],
     schedules=[county_months_schedule],
     sensors=[counties_sensor],
-    resources=RESOURCES,
-    loggers={"progress": progress_logger},
-    executor=dg.in_process_executor,
+    **RUN_SETTINGS,
 )

@@ -58,8 +58,8 @@ class FangpinData(dg.ConfigurableResource):
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         """The run is over (succeeded or failed): what its steps committed becomes live, all at once. A step that
         failed rolled its own transaction back, so a failed run publishes only whole steps."""
-        if self._run is not None and self._run.publish():
-            os.chmod(self.warehouse_path, 0o600)
+        if self._run is not None:
+            self._run.publish()  # the copy was made owner-only; the rename keeps its mode
 
     @contextmanager
     def writer(self) -> Iterator[duckdb.DuckDBPyConnection]:
