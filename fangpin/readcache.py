@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import json
 import logging
 import os
@@ -113,8 +114,6 @@ def _age_seconds(path: Path) -> float:
         return 0.0
 
 
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # One entry: what read_table_file returned for one file
 # ----------------------------------------------------------------------------------------------------------------
@@ -157,9 +156,10 @@ def _load(entry: Path, key: str) -> tuple[list, list, list]:
         tables = []
         for described in meta["tables"]:
             path = entry / described["file"]
-            if sha256_of(path) != described["sha256"]:
+            data = path.read_bytes()  # read once: checked, then parsed
+            if hashlib.sha256(data).hexdigest() != described["sha256"]:
                 raise CorruptEntry(f"{path.name} altered")
-            frame = pl.read_parquet(path)
+            frame = pl.read_parquet(io.BytesIO(data))
             if {c: str(t) for c, t in frame.schema.items()} != described["schema"]:
                 raise CorruptEntry(f"{path.name} schema differs")
             tables.append(reading.SheetTable(**described["fields"], frame=frame))
@@ -189,7 +189,6 @@ class ReadCache:
         self.folder = self.root / "reads" / (month if valid else "_invalid") / kind
         self.enabled = valid and (enabled() if use is None else use)
         self.used: set[str] = set()
-        self.hits = self.misses = 0
 
     def read(self, path: Path, sha256: str, header_map: dict[str, tuple[str, ...]], required: tuple[str, ...],
              total_words: tuple[str, ...], limits: reading.IntakeLimits | None = None,
@@ -204,13 +203,10 @@ class ReadCache:
         entry = self.folder / key
         if entry.is_dir():
             try:
-                result = _load(entry, key)
-                self.hits += 1
-                return result
+                return _load(entry, key)
             except CorruptEntry as exc:
                 log.warning("read cache: ignoring entry for %s (%s); reading the file again", source, exc)
                 shutil.rmtree(entry, ignore_errors=True)
-        self.misses += 1
         result = reading.read_table_file(path, self.data_dir, header_map, required, total_words, limits)
         try:
             self._ensure_folder()
