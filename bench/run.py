@@ -41,6 +41,8 @@ import numpy as np
 import polars as pl
 
 from fangpin.config import PROJECT_ROOT, registry
+from fangpin.province import counties_found
+from pipelines.resources import county_dir
 
 BENCH_DIR = PROJECT_ROOT / "bench"
 CACHE_DIR = BENCH_DIR / "cache"
@@ -253,7 +255,7 @@ def generate_province(data_dir: Path, scenario: Scenario) -> dict:
         rng = np.random.default_rng([scenario.seed, index])
         persons = _county_persons(rng, index, per_county, scenario.month)
         households += persons["hh"].n_unique()
-        month_dir = data_dir / "counties" / county_code(index) / "raw" / scenario.month
+        month_dir = county_dir(data_dir, county_code(index)) / "raw" / scenario.month
         (month_dir / "roster").mkdir(parents=True)
         demo.roster_frame(persons, rng, head_only=False).write_parquet(month_dir / "roster" / "花名册.parquet")
         lists = {}
@@ -977,9 +979,10 @@ def profile_summary(stats_path: Path, top: int = 20) -> str:
 
 
 def county_dirs(data_dir: Path) -> list[Path]:
-    """The data dirs whose warehouse holds a month: the county's own, or every county's of a province."""
-    counties = Path(data_dir) / "counties"
-    return sorted(p for p in counties.iterdir() if p.is_dir()) if counties.is_dir() else [Path(data_dir)]
+    """The data dirs whose warehouse holds a month: every county's of a province (fangpin's own rule for finding
+    them), or the county's own."""
+    counties = counties_found(data_dir)
+    return [county_dir(data_dir, county) for county in counties] if counties else [Path(data_dir)]
 
 
 def quarantined_files(result: BenchResult) -> list[str]:
