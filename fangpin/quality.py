@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import html
 import os
+import threading
 from contextlib import contextmanager
 from datetime import datetime
 from functools import lru_cache
@@ -181,6 +182,32 @@ def _batch_definition():
     return source.add_dataframe_asset("month_frame").add_batch_definition_whole_dataframe("whole")
 
 
+_CONTEXT_LOCK = threading.Lock()  # the warm-up thread and data_quality must not build two contexts at once
+
+
+def _shared_batch_definition():
+    with _CONTEXT_LOCK:
+        return _batch_definition()
+
+
+def start_loading_great_expectations() -> threading.Thread:
+    """Import great-expectations and build its context in a background thread, at a run's start.
+
+    The import is ~3 s of Python for one core. At the start of a run the other core is parsing the roster in Rust
+    (calamine, Polars: outside the GIL), so the import there is nearly free, while inside data_quality it is paid in
+    full. A failure here is ignored: data_quality then builds the context itself and reports any error as usual.
+    """
+    def warm_up() -> None:
+        try:
+            _shared_batch_definition()
+        except Exception:  # noqa: BLE001 - data_quality will raise it where the run can report it
+            _batch_definition.cache_clear()
+
+    thread = threading.Thread(target=warm_up, name="fangpin-great-expectations-warm-up", daemon=True)
+    thread.start()
+    return thread
+
+
 def _expectation(spec: dict):
     """The GE expectation object for one YAML entry (type name -> class, other keys -> arguments)."""
     import great_expectations as gx
@@ -204,7 +231,7 @@ def _validate(frame: pl.DataFrame, checks: dict[str, dict], suite_name: str) -> 
     """GE results of `checks` on `frame`, by check name; offending rows identified by their row_ref."""
     import great_expectations as gx
 
-    batch_definition = _batch_definition()
+    batch_definition = _shared_batch_definition()
     order = list(checks)
     # Expectations given to the constructor: the suite stays unsaved, bound to no store (nothing to persist).
     suite = gx.ExpectationSuite(name=suite_name, expectations=[_expectation(checks[name]) for name in order])

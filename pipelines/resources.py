@@ -10,7 +10,7 @@ import duckdb
 from pydantic import PrivateAttr
 
 from assets.partitions import COUNTY_TAG
-from fangpin import warehouse
+from fangpin import quality, warehouse
 from fangpin.config import PROJECT_ROOT
 
 COUNTIES_FOLDER = "counties"
@@ -19,6 +19,15 @@ COUNTIES_FOLDER = "counties"
 def county_dir(province_dir: Path, county: str) -> Path:
     """A province's county: a data directory of its own (drop zone, warehouse, exports), one writer per file."""
     return Path(province_dir) / COUNTIES_FOLDER / county
+
+
+def _runs_data_quality(run: dg.DagsterRun | None) -> bool:
+    """Whether this run materialises data_quality (the great-expectations step): a run of the whole job has an
+    empty (or no) asset selection; a subset names its assets."""
+    if run is None:
+        return False
+    selection = run.asset_selection
+    return not selection or any(key.path[-1] == "data_quality" for key in selection)
 
 
 def default_data_dir() -> str:
@@ -54,6 +63,8 @@ class FangpinData(dg.ConfigurableResource):
         tags = context.run.tags if context.run else {}
         self._county = tags.get(COUNTY_TAG)
         self._run = warehouse.RunWarehouse(self.root)
+        if _runs_data_quality(context.run):
+            quality.start_loading_great_expectations()  # overlaps the roster read instead of delaying data_quality
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         """The run is over (succeeded or failed): what its steps committed becomes live, all at once. A step that

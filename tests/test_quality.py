@@ -246,3 +246,24 @@ def test_suite_layers_from_configuration():
     assert "dates_in_month" not in quality.list_suite("education.dropout")
     assert quality.list_suite("civil_affairs.dibao")["valid_ids"]["mostly"] == 0.95
     assert "dates_in_month" not in quality.list_suite("police.vehicle")
+
+
+def test_great_expectations_is_loaded_in_the_background_once_for_data_quality_to_use():
+    from fangpin import quality
+
+    quality.start_loading_great_expectations().join()
+    context = quality._shared_batch_definition()
+    quality.start_loading_great_expectations().join()  # a second warm-up reuses the context, never builds another
+    assert quality._shared_batch_definition() is context
+
+
+def test_the_warm_up_starts_only_for_runs_that_check_quality():
+    import dagster as dg
+
+    from pipelines.resources import _runs_data_quality
+
+    whole_job = dg.DagsterRun(job_name="monthly_run", asset_selection=frozenset())
+    with_quality = dg.DagsterRun(job_name="monthly_run", asset_selection=frozenset({dg.AssetKey("data_quality")}))
+    without = dg.DagsterRun(job_name="monthly_run", asset_selection=frozenset({dg.AssetKey("roster")}))
+    assert _runs_data_quality(whole_job) and _runs_data_quality(with_quality)
+    assert not _runs_data_quality(without) and not _runs_data_quality(None)
