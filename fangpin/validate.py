@@ -316,7 +316,7 @@ def _household_fields(frame: pl.DataFrame) -> list[pl.Expr]:
 
 def _roster_values(frame: pl.DataFrame) -> pl.DataFrame:
     """Accepted roster rows parsed; a member's blank place is the household's (the head's, else a member's)."""
-    parsed = frame.with_columns(*_person_fields(), *_household_fields(frame))
+    parsed = frame.lazy().with_columns(*_person_fields(), *_household_fields(frame)).collect()  # lazy: one parallel pass
     places = ("township", "village", "division_code")
     household = households.household_values(parsed, list(places))
     aligned = parsed.select("household_id").join(household, on="household_id", how="left", maintain_order="left")
