@@ -252,6 +252,8 @@ class _Grid:
     column_labels: list[str]  # Excel column letters, for raw keys of columns without a header
     number_cells: Callable[[list[int]], pl.DataFrame] | None = None  # columns -> Boolean "was an Excel number"
     notes: list[str] = field(default_factory=list)  # what the clerk should know (without the file/sheet prefix)
+    # More such notes, from the .xlsx's XML: asked for after the table is built, so one scan finds them and numbers
+    xml_notes: Callable[[], list[str]] | None = None
     problem: tuple[str, str] | None = None  # (reason_code, detail): the sheet was refused and has no cells
 
 
@@ -380,18 +382,51 @@ def _sheet_parts(archive: zipfile.ZipFile) -> dict[str, str]:
     return names
 
 
-def _cells_matching(archive: zipfile.ZipFile, part: str, patterns: tuple[tuple[re.Pattern, bytes], ...],
-                    ) -> list[list[bytes]]:
-    """For each (pattern, marker), the cell references (b"C2") of one worksheet part matching the pattern, read in
-    4 MB blocks; a block without the marker (a substring every match contains) is not searched.
+# A cell tag not laid out plainly: not starting with its r="A1" reference (<c>, <c/>, <c s="1" r=…>), or with a
+# namespace prefix (<x:c …>). Two searches, as one alternation of both is ten times slower in Python's re.
+_UNPLAIN_CELL = re.compile(rb'<c(?:[>/]| (?!r="))')
+_PREFIXED_CELL = re.compile(rb':c[ >]')
+_FORMULA_MARK, _ERROR_MARK = re.compile(rb"<f"), re.compile(rb't="e"')  # a substring every match of each contains
+_OTHER_ATTRIBUTES = rb"(?:\s+(?!t=)[\w:]+=\"[^\"]*\")*"
 
-    Each block is searched up to its last cell start, so no cell is split between blocks and memory stays small.
+
+def _number_cell_pattern(letter: str) -> re.Pattern:
+    """A number (or boolean) cell tag of one column, capturing its row: no t attribute, or t="n" / t="b"
+    (calamine's number and boolean cells); text is t="s", "inlineStr" or "str"."""
+    return re.compile(b'<c r="' + letter.encode() + rb'(\d+)"' + _OTHER_ATTRIBUTES
+                      + rb'(?:\s+t="[nb]"' + _OTHER_ATTRIBUTES + rb')?\s*/?>')
+
+
+@dataclass
+class _PartScan:
+    """What one pass over a worksheet part found (cell references are bytes like b"C2")."""
+
+    formulas: list[bytes]  # formula cells saved without their result
+    errors: list[bytes]  # error-value cells
+    number_rows: list[list[int]] | None  # per letter scanned, the rows of its number cells; None: not plain
+
+
+def _scan_part(archive: zipfile.ZipFile, part: str, letters: tuple[str, ...]) -> _PartScan:
+    """Every search fangpin makes in a worksheet part's XML, in one pass over its decompressed 4 MB blocks.
+
+    Decompressing the part costs as much as searching it, and the searches hold the GIL (slowing the other roster
+    reader thread), so the part is read once for all of them. A block without "<f" (or t="e") is not searched for
+    formulas (errors): most sheets hold none. Number cells are only trusted while every cell tag is plain (see
+    `_SheetXml.number_rows`); the scan for notes goes on after a non-plain block.
     """
-    found: list[list[bytes]] = [[] for _ in patterns]
+    numbers = [_number_cell_pattern(letter) for letter in letters]
+    found = _PartScan([], [], [[] for _ in letters])
     for buffer, cut in _part_blocks(archive, part):
-        for refs, (pattern, marker) in zip(found, patterns):
-            if marker in buffer:  # a plain search first: most sheets hold no formula and no error at all
-                refs.extend(pattern.findall(buffer, 0, cut))
+        if found.number_rows:  # some letters asked for, and every block so far plain
+            if _UNPLAIN_CELL.search(buffer, 0, cut) or _PREFIXED_CELL.search(buffer, 0, cut):
+                found.number_rows = None
+            else:
+                for rows, pattern in zip(found.number_rows, numbers):
+                    rows.extend(int(row) for row in pattern.findall(buffer, 0, cut))
+        if _FORMULA_MARK.search(buffer, 0, cut):
+            found.formulas.extend(_FORMULA_WITHOUT_VALUE.findall(buffer, 0, cut))
+        if _ERROR_MARK.search(buffer, 0, cut):
+            found.errors.extend(_ERROR_CELL.findall(buffer, 0, cut))
     return found
 
 
@@ -411,22 +446,54 @@ def _part_blocks(archive: zipfile.ZipFile, part: str):
                 return
 
 
-def _blank_cell_notes(archive: zipfile.ZipFile) -> dict[str, list[str]]:
-    """Sheet name -> notes on cells read as blank although Excel would show something: formulas saved without
-    their result, and error values. A formula's text is never taken as the cell's value ("=SUM(...)")."""
-    notes: dict[str, list[str]] = {}
-    for part, sheet in _sheet_parts(archive).items():
-        try:
-            patterns = ((_FORMULA_WITHOUT_VALUE, b"<f"), (_ERROR_CELL, b't="e"'))
-            uncached, errors = _cells_matching(archive, part, patterns)
-        except Exception:  # a damaged part (bad CRC, bad deflate data): calamine reports it when it reads the sheet
-            continue
-        for refs, what in ((uncached, "是公式但没有保存计算结果（文件由程序生成、未在Excel中保存过）"),
-                           (errors, "是公式错误值（如#DIV/0!、#REF!、#N/A）")):
+class _SheetXml:
+    """One worksheet part of an .xlsx, scanned (once, by `_scan_part`) for what calamine's text grid does not tell:
+    cells read blank although Excel shows something, and which cells of the ID columns were Excel numbers.
+
+    The scan waits for the first `number_rows(letters)` (asked once the header names the ID columns) so that the
+    same pass also finds the notes; `notes()` reuses it, or scans for notes only when no column was asked for.
+    """
+
+    def __init__(self, archive: zipfile.ZipFile, part: str):
+        self.archive, self.part = archive, part
+        self.letters: tuple[str, ...] | None = None  # the letters the cached scan looked at
+        self.found: _PartScan | None = None  # None after a scan: a damaged part
+
+    def _scan(self, letters: tuple[str, ...]) -> _PartScan | None:
+        if self.letters is None or not set(letters) <= set(self.letters):
+            self.letters = tuple(dict.fromkeys((*(self.letters or ()), *letters)))
+            try:
+                self.found = _scan_part(self.archive, self.part, self.letters)
+            except Exception:  # a damaged part (bad CRC, bad deflate data): calamine reports it reading the sheet
+                self.found = None
+        return self.found
+
+    def number_rows(self, letters: list[str]) -> list[list[int]] | None:
+        """For each column letter, the Excel rows whose cell is a number (or boolean) cell in the worksheet XML;
+        None when the part is damaged or not laid out plainly enough to tell (then calamine is asked instead).
+
+        Plain means every cell tag starts with its r="A1" reference and has no namespace prefix, which is what
+        Excel, WPS and most exporters write.
+        """
+        found = self._scan(tuple(letters))
+        if found is None or found.number_rows is None:
+            return None
+        by_letter = dict(zip(self.letters, found.number_rows))
+        return [by_letter[letter] for letter in letters]
+
+    def notes(self) -> list[str]:
+        """Notes on cells read as blank although Excel would show something: formulas saved without their result,
+        and error values. A formula's text is never taken as the cell's value ("=SUM(...)")."""
+        found = self._scan(self.letters or ())
+        if found is None:
+            return []
+        notes = []
+        for refs, what in ((found.formulas, "是公式但没有保存计算结果（文件由程序生成、未在Excel中保存过）"),
+                           (found.errors, "是公式错误值（如#DIV/0!、#REF!、#N/A）")):
             if refs:
                 named = "、".join(ref.decode() for ref in refs[:5]) + (f"等{len(refs):,}个单元格" if len(refs) > 5 else "")
-                notes.setdefault(sheet, []).append(f"{named}{what}，按空白读取；请在Excel中核对、保存后重新报送")
-    return notes
+                notes.append(f"{named}{what}，按空白读取；请在Excel中核对、保存后重新报送")
+        return notes
 
 
 def _refused(sheet: str, code: str, detail: str) -> _Grid:
@@ -440,13 +507,10 @@ def _excel_grids(data: bytes, limits: IntakeLimits) -> list[_Grid]:
     A zip-based workbook is checked against the limits first and an encrypted one is refused before calamine sees
     it; a sheet longer than max_rows_per_sheet is refused (its grid carries the problem, no cells).
     """
-    blank_notes: dict[str, list[str]] = {}
-    parts: dict[str, str] = {}  # sheet name -> worksheet part, for reading cell types from the XML
-    archive = None
+    parts: dict[str, _SheetXml] = {}  # sheet name -> its worksheet part, for what the XML tells beyond calamine
     if data.startswith(b"PK"):
         archive = _check_zip(data, limits)
-        blank_notes = _blank_cell_notes(archive)
-        parts = {sheet: part for part, sheet in _sheet_parts(archive).items()}
+        parts = {sheet: _SheetXml(archive, part) for part, sheet in _sheet_parts(archive).items()}
     elif _is_encrypted(data):
         raise UnreadableFile(_sniff_binary(data))
     try:
@@ -474,44 +538,20 @@ def _excel_grids(data: bytes, limits: IntakeLimits) -> list[_Grid]:
         cells = cells.rename({info.name: f"c{position}" for position, info in enumerate(columns)})
         cells, notes = _cap_cells(cells, limits.max_cell_chars, labels, first_row=1)
         cells = _clean_cells(cells).with_columns(pl.col(pl.String).str.replace(_DATE_AT_MIDNIGHT, "${1}"))
+        xml = parts.get(name)
         grids.append(_Grid(
             sheet=name, cells=cells, first_row=1, column_labels=labels,
             number_cells=_number_cell_loader(reader, index, [info.name for info in columns], cells.height,
-                                             (archive, parts[name], labels) if name in parts else None),
-            notes=notes + blank_notes.get(name, []),
+                                             (xml, labels) if xml is not None else None),
+            notes=notes, xml_notes=xml.notes if xml is not None else None,
         ))
     return grids
 
 
-def _xml_number_rows(archive: zipfile.ZipFile, part: str, letters: list[str]) -> list[list[int]] | None:
-    """For each column letter, the Excel rows whose cell is a number (or boolean) cell in the worksheet XML; None
-    when the part is not laid out plainly enough to tell (then calamine is asked instead).
-
-    A cell is a number when its <c> tag has no t attribute, or t="n" / t="b" (calamine's number and boolean
-    cells); text is t="s", "inlineStr" or "str". Plain means every cell tag starts with its r="A1" reference and
-    has no namespace prefix, which is what Excel, WPS and most exporters write.
-    """
-    other = rb"(?:\s+(?!t=)[\w:]+=\"[^\"]*\")*"
-    patterns = [re.compile(b'<c r="' + letter.encode() + rb'(\d+)"' + other + rb'(?:\s+t="[nb]"' + other + rb')?\s*/?>')
-                for letter in letters]
-    rows: list[list[int]] = [[] for _ in letters]
-    for buffer, cut in _part_blocks(archive, part):
-        tags = buffer.count(b"<c ", 0, cut)
-        if (buffer.count(b'<c r="', 0, cut) != tags or buffer.count(b"<c>", 0, cut) or buffer.count(b"<c/", 0, cut)
-                or buffer.count(b":c ", 0, cut) or buffer.count(b":c>", 0, cut)):
-            return None
-        for found, pattern in zip(rows, patterns):
-            found.extend(int(row) for row in pattern.findall(buffer, 0, cut))
-    return rows
-
-
-def _xml_number_flags(archive: zipfile.ZipFile, part: str, letters: list[str], height: int,
-                      ) -> list[pl.Series] | None:
-    """`_xml_number_rows` as one Boolean Series per letter over the grid's rows (grid row i is Excel row i + 1)."""
-    try:
-        rows = _xml_number_rows(archive, part, letters)
-    except Exception:  # a damaged part: let calamine decide, as it does when it reads the sheet
-        return None
+def _xml_number_flags(xml: _SheetXml, letters: list[str], height: int) -> list[pl.Series] | None:
+    """`_SheetXml.number_rows` as one Boolean Series per letter over the grid's rows (grid row i is Excel row
+    i + 1); None (let calamine decide) when the XML cannot tell or names rows outside the grid."""
+    rows = xml.number_rows(letters)
     if rows is None or any(row < 1 or row > height for found in rows for row in found):
         return None
     flags = []
@@ -522,19 +562,19 @@ def _xml_number_flags(archive: zipfile.ZipFile, part: str, letters: list[str], h
 
 
 def _number_cell_loader(reader: fastexcel.ExcelReader, index: int, names: list[str], height: int,
-                        xml: tuple[zipfile.ZipFile, str, list[str]] | None = None):
+                        xml: tuple[_SheetXml, list[str]] | None = None):
     """A function telling, for some columns of a sheet, which cells were Excel numbers (not text).
 
     fastexcel renders every cell as text when asked for strings, so the cell type is recovered from the sheet's
-    XML when it is an .xlsx (`xml`: archive, worksheet part, column letters), else by loading those columns again
+    XML when it is an .xlsx (`xml`: its worksheet part, column letters), else by loading those columns again
     as booleans: calamine converts number (and boolean) cells and leaves text cells null. The XML scan costs a
     fraction of calamine parsing the whole sheet a second time.
     """
 
     def load(positions: list[int]) -> pl.DataFrame:
         if xml is not None:
-            archive, part, letters = xml
-            flags = _xml_number_flags(archive, part, [letters[p] for p in positions], height)
+            sheet_xml, letters = xml
+            flags = _xml_number_flags(sheet_xml, [letters[p] for p in positions], height)
             if flags is not None:
                 return pl.DataFrame([flag.alias(f"c{p}") for flag, p in zip(flags, positions)])
         wanted = [names[p] for p in positions]
@@ -934,6 +974,8 @@ def read_table_file(path: Path, data_dir: Path, header_map: dict[str, tuple[str,
         except Exception as exc:  # a sheet that breaks the reader is reported, the other sheets still count
             detail = f"工作表“{grid.sheet}”读取出错（{type(exc).__name__}）"
             result = _SheetResult(problem=_unreadable(source, grid.sheet, detail))
+        if grid.xml_notes is not None:  # asked after the table, so one XML scan also found the ID number cells
+            notes.extend(f"{_where(source, grid.sheet)}：{detail}" for detail in grid.xml_notes())
         if result.table is not None:
             tables.append(result.table)
         if result.problem is not None:

@@ -371,3 +371,26 @@ def test_missing_month_folder_is_empty_not_an_error(tmp_path, month_missing):
     scan = reading.scan_month(tmp_path, MONTH)
     assert scan.files == [] and scan.tables == {} and scan.problems == []
     assert reading.read_roster(tmp_path, MONTH) == ([], [], [])
+
+
+def test_one_xml_scan_gives_formula_notes_and_number_ids(tmp_path, monkeypatch):
+    """Formula and error cells (notes) and number-typed IDs (Excel's rounded text) come from one pass over the
+    worksheet XML: decompressing and searching it twice cost as much as calamine's own parse of the sheet."""
+    path = tmp_path / "低保.xlsx"
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append(["姓名", "身份证号码", "金额（元）"])
+    sheet.append(["数字", int(ID_B), "=SUM(1,2)"])
+    sheet.append(["文本", ID_A, "#DIV/0!"])
+    book.save(path)
+    scanned = []
+    blocks = reading._part_blocks
+    monkeypatch.setattr(reading, "_part_blocks", lambda archive, part: scanned.append(part) or blocks(archive, part))
+
+    [table], problems, notes = _read(path, tmp_path)
+
+    assert problems == [] and scanned == ["xl/worksheets/sheet1.xml"]
+    assert table.frame["id_number"].to_list() == ["3.21202199001011E+17", ID_A]
+    assert table.frame["amount"].to_list() == [None, None]
+    assert any("C2是公式但没有保存计算结果" in note for note in notes)
+    assert any("C3是公式错误值" in note for note in notes)
