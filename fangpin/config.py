@@ -95,7 +95,11 @@ class Registry:
 
 
 def _load_yaml(name: str) -> dict:
-    with open(config_dir() / name, encoding="utf-8") as handle:
+    return _read_yaml(config_dir() / name)
+
+
+def _read_yaml(path: Path) -> dict:
+    with open(path, encoding="utf-8") as handle:
         return yaml.safe_load(handle)
 
 
@@ -156,8 +160,7 @@ def dashboard_settings() -> dict:
 @lru_cache(maxsize=8)
 def _parsed_yaml(path: Path, mtime_ns: int, size: int) -> dict:
     """One file's YAML, cached per (path, modification time, size): a changed file is a new key."""
-    with open(path, encoding="utf-8") as handle:
-        return yaml.safe_load(handle)
+    return _read_yaml(path)
 
 
 def monitoring_line(year: int) -> float:

@@ -64,7 +64,7 @@ class FangpinData(dg.ConfigurableResource):
         self._county = tags.get(COUNTY_TAG)
         self._run = warehouse.RunWarehouse(self.root)
         if _runs_data_quality(context.run):
-            quality.start_loading_great_expectations()  # overlaps the roster read instead of delaying data_quality
+            quality.start_loading_great_expectations()  # overlaps the first steps instead of delaying data_quality
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         """The run is over (succeeded or failed): what its steps committed becomes live, all at once. A step that

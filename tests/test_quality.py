@@ -251,10 +251,13 @@ def test_suite_layers_from_configuration():
 def test_great_expectations_is_loaded_in_the_background_once_for_data_quality_to_use():
     from fangpin import quality
 
-    quality.start_loading_great_expectations().join()
-    context = quality._shared_batch_definition()
+    quality._batch_definition.cache_clear()
+    warm_up = quality.start_loading_great_expectations()
+    from_the_step = quality._shared_batch_definition()  # asked while the warm-up may still be building: it waits
+    warm_up.join()
+    assert quality._shared_batch_definition() is from_the_step
     quality.start_loading_great_expectations().join()  # a second warm-up reuses the context, never builds another
-    assert quality._shared_batch_definition() is context
+    assert quality._shared_batch_definition() is from_the_step
 
 
 def test_the_warm_up_starts_only_for_runs_that_check_quality():
