@@ -118,11 +118,9 @@ def build_list_assets(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinitio
     )
     def department_lists(context: dg.AssetExecutionContext, drop_zone: reading.MonthScan,
                          roster_places: pl.DataFrame):
-        month = month_of(context)
-        for spec in specs:
-            if dg.AssetKey(spec.asset_name) not in context.selected_asset_keys:
-                continue
-            result = ingest.ingest_list(drop_zone, spec, roster_places, month)
+        selected = [spec for spec in specs if dg.AssetKey(spec.asset_name) in context.selected_asset_keys]
+        for result in ingest.ingest_lists(drop_zone, selected, roster_places, month_of(context)):
+            spec = result.spec
             context.log.info(f"{spec.asset_name}：读取 {result.rows_read} 行，接收 {result.accepted.height}，"
                              f"拒收 {result.rejected.height}")
             yield dg.Output(result, output_name=spec.asset_name, metadata={

@@ -101,16 +101,22 @@ def _as_quarantine(frame: pl.DataFrame) -> pl.DataFrame:
                          for c, t in QUARANTINE_COLUMNS.items()])
 
 
-def ingest_list(scan: reading.MonthScan, spec: ListSpec, places: pl.DataFrame, month: str) -> ListResult:
-    tables = scan.tables.get(spec.key, [])
-    table = concat_tables(tables)
-    checked = validate.validate_list(table, spec=spec, month=month, places=places)
-    problems = [p for p in scan.problems if p.list_key == spec.key]
-    return ListResult(
-        spec=spec, rows_read=table.height, files=sorted({f"{t.source_file}#{t.sheet}" for t in tables}),
-        accepted=checked.accepted, rejected=_as_quarantine(checked.rejected), notes=checked.notes,
-        file_problems=problems_frame(problems, month),
-    )
+def ingest_lists(scan: reading.MonthScan, specs: list[ListSpec], places: pl.DataFrame,
+                 month: str) -> list[ListResult]:
+    """The month's department lists, validated together (`validate.validate_lists`), one ListResult per spec."""
+    tables = {spec.key: scan.tables.get(spec.key, []) for spec in specs}
+    frames = {key: concat_tables(found) for key, found in tables.items()}
+    checked = validate.validate_lists([(spec, frames[spec.key]) for spec in specs], month=month, places=places)
+    return [
+        ListResult(
+            spec=spec, rows_read=frames[spec.key].height,
+            files=sorted({f"{t.source_file}#{t.sheet}" for t in tables[spec.key]}),
+            accepted=checked[spec.key].accepted, rejected=_as_quarantine(checked[spec.key].rejected),
+            notes=checked[spec.key].notes,
+            file_problems=problems_frame([p for p in scan.problems if p.list_key == spec.key], month),
+        )
+        for spec in specs
+    ]
 
 
 def received_files_frame(scan: reading.MonthScan, roster: RosterMonth, results: list[ListResult], month: str,

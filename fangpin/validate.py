@@ -109,8 +109,9 @@ def _reason_body(codes: pl.Expr, columns: list[str]) -> pl.Expr:
 # ------------------------------------------------------------------------------------------------------------------
 # The one pass: input columns, each row's first problem, duplicates
 # ------------------------------------------------------------------------------------------------------------------
-def _prepare(table: pl.DataFrame, canonical: list[str]) -> pl.DataFrame:
-    """Every canonical and lineage column present (missing ones null), text as String, rows in file/sheet/row order."""
+def _prepare(table: pl.DataFrame, canonical: list[str], within: tuple[str, ...] = ()) -> pl.DataFrame:
+    """Every canonical and lineage column present (missing ones null), text as String, rows in file/sheet/row order
+    (within each `within` group first: the lists of a month are validated as one frame, ordered list by list)."""
     missing = [pl.lit(None, pl.String).alias(c) for c in canonical if c not in table.columns]
     missing += [pl.lit(None, t).alias(c) for c, t in LINEAGE.items() if c not in table.columns]
     frame = table.with_columns(missing).with_columns(
@@ -118,12 +119,13 @@ def _prepare(table: pl.DataFrame, canonical: list[str]) -> pl.DataFrame:
         *[pl.col(c).cast(t) for c, t in LINEAGE.items()],
     )
     frame = frame.with_columns(pl.col("sheet").fill_null(""), pl.col("is_total_row").fill_null(False))
-    ordered = frame.sort("source_file", "sheet", "row_number", maintain_order=True, nulls_last=True)
+    ordered = frame.sort(*within, "source_file", "sheet", "row_number", maintain_order=True, nulls_last=True)
     return ordered.with_row_index("_order")
 
 
-def _mark_problems(frame: pl.DataFrame, extra: list[pl.Expr]) -> pl.DataFrame:
-    """`_code`: the first problem of each row (total row, ID, then `extra` checks), duplicates after that."""
+def _mark_problems(frame: pl.DataFrame, extra: list[pl.Expr], within: tuple[str, ...] = ()) -> pl.DataFrame:
+    """`_code`: the first problem of each row (total row, ID, then `extra` checks), duplicates (within each
+    `within` group: a person may be on several lists, once per list) after that."""
     frame = frame.lazy().with_columns(  # lazy: Polars then computes the shared sub-expressions of the ID rules once
         pl.col("id_number").alias("_id_raw"),
         cell_text(pl.col("id_number")).alias("_id_text"),
@@ -131,15 +133,15 @@ def _mark_problems(frame: pl.DataFrame, extra: list[pl.Expr]) -> pl.DataFrame:
         ids.id_problem(pl.col("id_number")).alias("_id_code"),
     ).collect()
     first = pl.coalesce(pl.when(pl.col("is_total_row")).then(pl.lit("total_row")), pl.col("_id_code"), *extra)
-    return _mark_duplicates(frame.with_columns(first.alias("_code")))
+    return _mark_duplicates(frame.with_columns(first.alias("_code")), within)
 
 
-def _mark_duplicates(frame: pl.DataFrame) -> pl.DataFrame:
+def _mark_duplicates(frame: pl.DataFrame, within: tuple[str, ...]) -> pl.DataFrame:
     """A person (normalised ID) already on an earlier clean row of the same list: duplicate_in_list."""
     clean = pl.col("_code").is_null()
 
     def first(column: str) -> pl.Expr:
-        return pl.col(column).filter(clean).first().over("id_number")
+        return pl.col(column).filter(clean).first().over(*within, "id_number")
 
     frame = frame.with_columns(
         first("_order").alias("_first_order"), first("row_number").alias("_first_row"),
@@ -153,7 +155,12 @@ def _mark_duplicates(frame: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _rejected(frame: pl.DataFrame, month: str, list_key: str, labels: dict[str, str],
+def _key(list_key: str | pl.Expr) -> pl.Expr:
+    """The list_key of the output rows: one list's key, or the `list_key` column of the month's lists together."""
+    return list_key if isinstance(list_key, pl.Expr) else pl.lit(list_key, pl.String)
+
+
+def _rejected(frame: pl.DataFrame, month: str, list_key: str | pl.Expr, labels: dict[str, str],
               raw: pl.Series | None = None) -> pl.DataFrame:
     """quarantine.rejected_rows for every row with a `_code`.
 
@@ -166,7 +173,7 @@ def _rejected(frame: pl.DataFrame, month: str, list_key: str, labels: dict[str, 
     label = _label_expr(pl.col("_code"), labels)
     rejected = bad.select(
         pl.lit(month, pl.String).alias("month"), "source_file", "sheet",
-        pl.col("row_number").cast(pl.Int32), pl.lit(list_key, pl.String).alias("list_key"),
+        pl.col("row_number").cast(pl.Int32), _key(list_key).alias("list_key"),
         label.alias("column_name"), pl.col("_code").alias("reason_code"),
         pl.concat_str(_where(label), _reason_body(pl.col("_code"), bad.columns)).alias("reason"),
         pl.col("_id_raw").alias("id_raw"), cell_text(pl.col("name")).alias("name"),
@@ -188,7 +195,7 @@ class NoteRule:
     values: dict[str, pl.Expr]
 
 
-def _notes(frame: pl.DataFrame, rules: list[NoteRule], month: str, list_key: str,
+def _notes(frame: pl.DataFrame, rules: list[NoteRule], month: str, list_key: str | pl.Expr,
            labels: dict[str, str]) -> pl.DataFrame:
     """quarantine.row_notes for the accepted rows (one Polars filter per rule, not per row)."""
     parts = []
@@ -196,12 +203,12 @@ def _notes(frame: pl.DataFrame, rules: list[NoteRule], month: str, list_key: str
         label = pl.lit(labels.get(rule.column, rule.column), pl.String)
         parts.append(frame.filter(rule.when.fill_null(False)).select(
             pl.lit(month, pl.String).alias("month"), "source_file", "sheet", pl.col("row_number").cast(pl.Int32),
-            pl.lit(list_key, pl.String).alias("list_key"), label.alias("column_name"),
+            _key(list_key).alias("list_key"), label.alias("column_name"),
             pl.lit(rule.code).alias("note_code"),
             pl.concat_str(_where(label), template_expr(NOTE[rule.code], **rule.values)).alias("note"),
         ))
     notes = pl.concat(parts) if parts else pl.DataFrame(schema=RowNotesModel.to_schema().dtypes)
-    return RowNotesModel.validate(notes.sort("source_file", "sheet", "row_number", "column_name"))
+    return RowNotesModel.validate(notes.sort("list_key", "source_file", "sheet", "row_number", "column_name"))
 
 
 def _unparsed(column: str, code: str) -> NoteRule:
@@ -252,24 +259,45 @@ def _list_note_rules(month: str) -> list[NoteRule]:
     ]
 
 
-def validate_list(table: pl.DataFrame, *, spec: ListSpec, month: str, places: pl.DataFrame) -> Validated:
-    """One department list (all its files and sheets for the month) -> accepted, rejected, notes.
+def validate_lists(tables: list[tuple[ListSpec, pl.DataFrame]], *, month: str,
+                   places: pl.DataFrame) -> dict[str, Validated]:
+    """The month's department lists (each: all its files and sheets) -> accepted, rejected, notes per list key.
 
-    len(accepted) + len(rejected) == len(table), always.
+    Validated as ONE frame with `list_key` as a column (duplicates are looked for within a list): a county's list
+    has a few hundred to a few thousand rows, and two dozen separate passes cost more in per-call overhead (Polars
+    plans, three pandera validations each) than the work itself. len(accepted) + len(rejected) == len(table) for
+    every list, always.
     """
+    if not tables:
+        return {}
     reg = registry()
     labels = _labels(reg.list_headers)
-    frame = _prepare(table, list(reg.list_headers))
+    stacked = pl.concat([table.with_columns(pl.lit(spec.key, pl.String).alias("list_key")) for spec, table in tables],
+                        how="diagonal_relaxed")
+    frame = _prepare(stacked, list(reg.list_headers), within=("list_key",))
     cert = ids.cert_problem(pl.col("disability_cert"), pl.col("id_number"))
-    frame = _mark_problems(frame, [cert])
+    frame = _mark_problems(frame, [cert], within=("list_key",))
     good = _list_values(frame.filter(pl.col("_code").is_null()), places)
-    notes = _notes(good, _list_note_rules(month), month, spec.key, labels)
+    notes = _notes(good, _list_note_rules(month), month, pl.col("list_key"), labels)
+    department = pl.col("list_key").replace_strict({spec.key: spec.department for spec, _ in tables},
+                                                    return_dtype=pl.String)
     accepted = good.with_columns(
-        pl.lit(month, pl.String).alias("month"), pl.lit(spec.key, pl.String).alias("list_key"),
-        pl.lit(spec.department, pl.String).alias("department"), pl.col("row_number").cast(pl.Int32),
+        pl.lit(month, pl.String).alias("month"), department.alias("department"), pl.col("row_number").cast(pl.Int32),
     ).select(LIST_COLUMNS)
-    rejected = _rejected(frame, month, spec.key, labels)
-    return Validated(ListRowsModel.validate(accepted), rejected, notes)
+    validated = Validated(ListRowsModel.validate(accepted), _rejected(frame, month, pl.col("list_key"), labels), notes)
+    return {spec.key: _one_list(validated, spec.key) for spec, _ in tables}
+
+
+def _one_list(validated: Validated, list_key: str) -> Validated:
+    def rows_of(frame: pl.DataFrame) -> pl.DataFrame:
+        return frame.filter(pl.col("list_key") == list_key)
+
+    return Validated(rows_of(validated.accepted), rows_of(validated.rejected), rows_of(validated.notes))
+
+
+def validate_list(table: pl.DataFrame, *, spec: ListSpec, month: str, places: pl.DataFrame) -> Validated:
+    """One department list on its own (`validate_lists` with a single list)."""
+    return validate_lists([(spec, table)], month=month, places=places)[spec.key]
 
 
 # ------------------------------------------------------------------------------------------------------------------

@@ -57,9 +57,9 @@ class ListRowsModel(pa.DataFrameModel):
     def _cert(cls, data: pa.PolarsData) -> pl.LazyFrame:
         return cert_consistent(data)
 
-    @pa.dataframe_check(name="one_row_per_person")
+    @pa.dataframe_check(name="one_row_per_person_per_list")
     def _unique_person(cls, data: pa.PolarsData) -> pl.LazyFrame:
-        return data.lazyframe.select(pl.col("id_number").is_unique())
+        return data.lazyframe.select(pl.col("id_number").is_unique().over("list_key"))
 
 
 class RejectedRowsModel(pa.DataFrameModel):

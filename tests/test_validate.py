@@ -6,12 +6,14 @@ from datetime import date
 
 import duckdb
 import polars as pl
+import pandera.errors
 import pytest
 from stdnum.cn import ric
 
 from fangpin import validate
 from fangpin.config import PROJECT_ROOT, registry
 from fangpin.values import parse_amount, parse_date, place_key, resolve_places
+from schemas.lists import ListRowsModel
 from schemas.reasons import NOTE, REJECT, note, reject
 
 MONTH = "2026-10"
@@ -170,6 +172,29 @@ def test_duplicates_within_a_sheet_and_across_files():
     assert rejected[1]["reason"].endswith(reject("duplicate_in_list_elsewhere", first_row=4,
                                                  first_file="civil_affairs/a.xlsx", first_sheet="工作表“Sheet1”"))
     assert result.accepted["id_number"].to_list() == [A, B]
+
+
+def test_the_months_lists_validated_together_keep_duplicates_within_each_list():
+    dibao = _table([{"id_number": A}, {"id_number": B}, {"id_number": A}])
+    disease = _table([{"id_number": A}, {"id_number": C}], source="health/大病.xlsx")
+    together = validate.validate_lists(
+        [(registry().lists["civil_affairs.dibao"], dibao), (registry().lists["health.major_disease"], disease)],
+        month=MONTH, places=PLACES)
+    assert together["health.major_disease"].accepted["id_number"].to_list() == [A, C]  # A on two lists: both count
+    assert together["health.major_disease"].rejected.is_empty()
+    assert _codes(together["civil_affairs.dibao"]) == {6: "duplicate_in_list"}
+    for key, table in [("civil_affairs.dibao", dibao), ("health.major_disease", disease)]:
+        alone = _run(table, key)
+        assert together[key].accepted.equals(alone.accepted) and together[key].rejected.equals(alone.rejected)
+        assert set(together[key].accepted["department"]) == {registry().lists[key].department}
+
+
+def test_the_list_schema_allows_a_person_once_per_list():
+    rows = _run(_table([{"id_number": A}, {"id_number": B}])).accepted
+    on_two_lists = pl.concat([rows, rows.with_columns(pl.lit("health.major_disease").alias("list_key"))])
+    ListRowsModel.validate(on_two_lists)
+    with pytest.raises(pandera.errors.SchemaError, match="one_row_per_person_per_list"):
+        ListRowsModel.validate(pl.concat([rows, rows.head(1)]))
 
 
 def test_a_rejected_row_does_not_make_the_next_a_duplicate():
