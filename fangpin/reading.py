@@ -169,6 +169,16 @@ class HeaderMatcher:
                 self.unbracketed.setdefault(_drop_brackets(key), canonical)
                 prefixes.append((key, canonical))
         self.prefixes = sorted(prefixes, key=lambda item: -len(item[0]))  # longest variant first
+        # The prefixes a key can start with, by its first character (same order: an empty variant sorts last and
+        # goes in every list): most cells looked at while finding the header are data (names, IDs) that no
+        # variant starts with, and need not try them all.
+        self.no_first = [item for item in self.prefixes if not item[0]]
+        self.by_first: dict[str, list[tuple[str, str]]] = {}
+        for item in self.prefixes:
+            if item[0]:
+                self.by_first.setdefault(item[0][0], []).append(item)
+        for bucket in self.by_first.values():
+            bucket.extend(self.no_first)
 
     def match(self, cell: str | None) -> tuple[str | None, bool]:
         """(canonical, exact) for one header cell; (None, False) when it names no known column.
@@ -183,7 +193,7 @@ class HeaderMatcher:
             return self.exact[key], True
         if "(" not in key and key in self.unbracketed:  # 月保障金额 for the variant 月保障金额（元）
             return self.unbracketed[key], False
-        for variant, canonical in self.prefixes:
+        for variant, canonical in self.by_first.get(key[0], self.no_first):
             if key.startswith(variant):
                 tail = key[len(variant):]
                 bracketed = tail[:1] in ("(", "[", "【", "〔")
@@ -280,6 +290,20 @@ def _clean_cells(cells: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def _dates_at_midnight(cells: pl.DataFrame) -> pl.DataFrame:
+    """Date cells calamine renders as "2026-10-05 00:00:00" shown as Excel shows them: "2026-10-05".
+
+    The regex runs only on columns holding a cell that ends in " 00:00:00" (a cheap literal test first), as
+    running it on every cell cost more than the rest of the cleaning.
+    """
+    text = [c for c, dtype in cells.schema.items() if dtype == pl.String]
+    if not text or cells.height == 0:
+        return cells
+    found = cells.select(pl.col(text).str.ends_with(" 00:00:00").any()).row(0)
+    dated = [c for c, any_found in zip(text, found) if any_found]
+    return cells.with_columns(pl.col(dated).str.replace(_DATE_AT_MIDNIGHT, "${1}")) if dated else cells
+
+
 def _cap_cells(cells: pl.DataFrame, limit: int, labels: list[str], first_row: int) -> tuple[pl.DataFrame, list[str]]:
     """Cells longer than `limit` characters cut to it, and a note naming them (at most three per column).
 
@@ -287,8 +311,9 @@ def _cap_cells(cells: pl.DataFrame, limit: int, labels: list[str], first_row: in
     rest of the file) while bounding what every later step copies. Columns are c0..cN, labelled by `labels`.
     """
     notes: list[str] = []
-    long = [c for c, dtype in cells.schema.items()  # bytes >= characters: a cheap first test
-            if dtype == pl.String and (cells[c].str.len_bytes().max() or 0) > limit]
+    text = [c for c, dtype in cells.schema.items() if dtype == pl.String]
+    longest = cells.select(pl.col(text).str.len_bytes().max()).row(0) if text and cells.height else ()
+    long = [c for c, most in zip(text, longest) if (most or 0) > limit]  # bytes >= characters: a cheap first test
     for column in long:
         lengths = cells[column].str.len_chars()
         rows = (lengths > limit).arg_true()
@@ -537,7 +562,7 @@ def _excel_grids(data: bytes, limits: IntakeLimits) -> list[_Grid]:
         cells = sheet.to_polars()
         cells = cells.rename({info.name: f"c{position}" for position, info in enumerate(columns)})
         cells, notes = _cap_cells(cells, limits.max_cell_chars, labels, first_row=1)
-        cells = _clean_cells(cells).with_columns(pl.col(pl.String).str.replace(_DATE_AT_MIDNIGHT, "${1}"))
+        cells = _dates_at_midnight(_clean_cells(cells))
         xml = parts.get(name)
         grids.append(_Grid(
             sheet=name, cells=cells, first_row=1, column_labels=labels,
@@ -858,7 +883,8 @@ def _sheet_table(grid: _Grid, source: str, matcher: HeaderMatcher, header_map: d
     header_cells, header_rows = _complete_header(cells, header_index, matcher)
     title = " ".join(" ".join(c for c in cells_ if c) for i, cells_ in candidates if i < min(header_rows)).strip()
     body = indexed.slice(max(header_rows) + 1)
-    has_data = [c for c in cells.columns if body.select(pl.col(c).is_not_null().any()).item()]
+    filled = body.select(pl.col(cells.columns).is_not_null().any()).row(0)  # one query, not one per column
+    has_data = [c for c, any_filled in zip(cells.columns, filled) if any_filled]
 
     # Which grid column feeds each canonical column: exact names win over prefix matches, then the first column.
     mapping: dict[str, tuple[str, bool]] = {}
@@ -885,7 +911,7 @@ def _sheet_table(grid: _Grid, source: str, matcher: HeaderMatcher, header_map: d
     body = _fix_number_ids(body, grid, mapping)
     kept = body.filter(~pl.col("_blank"))
     last = kept["_i"].max() if kept.height else header_index
-    blank_rows = body.filter(pl.col("_blank") & (pl.col("_i") < last)).height
+    blank_rows = int((body["_blank"] & (body["_i"] < last)).sum())  # Series ops: no query to plan
     raw_columns = list(labels)
     raw_keys = _unique_keys([labels[c] for c in raw_columns])
     raw = (
@@ -911,15 +937,21 @@ def _fix_number_ids(body: pl.DataFrame, grid: _Grid, mapping: dict[str, tuple[st
     if not columns or grid.number_cells is None or body.height == 0:
         return body
     flags = grid.number_cells([int(c[1:]) for c in columns]).slice(body["_i"][0], body.height)
-    flags = flags.rename({c: f"_num_{c}" for c in columns})
-    body = pl.concat([body, flags], how="horizontal")
-    return body.with_columns(
-        pl.when(pl.col(f"_num_{c}"))
-        .then(excel_number_text(pl.col(c).cast(pl.Float64, strict=False)).fill_null(pl.col(c)))
-        .otherwise(pl.col(c))
-        .alias(c)
-        for c in columns
-    ).drop(f"_num_{c}" for c in columns)
+    fixed = [_number_texts(body[c], flags[c].arg_true()) for c in columns]
+    return body.with_columns(column for column in fixed if column is not None)
+
+
+def _number_texts(cells: pl.Series, rows: pl.Series) -> pl.Series | None:
+    """`cells` with the cells at `rows` (Excel numbers) as Excel shows them; None when there are none.
+
+    Only those cells are converted: excel_number_text is a large expression (about 10 ms to plan and run even on a
+    few rows), and most files hold no number-typed ID at all.
+    """
+    if rows.len() == 0:
+        return None
+    numbers = cells.gather(rows).to_frame("v").select(
+        excel_number_text(pl.col("v").cast(pl.Float64, strict=False)).fill_null(pl.col("v"))).to_series()
+    return cells.clone().scatter(rows, numbers)
 
 
 def relative_source(path: Path, data_dir: Path) -> str:

@@ -16,7 +16,8 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from fangpin import demo, readcache, reading
+from fangpin import config, demo, readcache, reading
+from fangpin.files import sha256_of
 
 MONTH = "2026-10"
 PERSONS = 2000
@@ -225,6 +226,29 @@ def test_a_half_written_entry_is_never_trusted(county, parsed, monkeypatch):
     os.utime(roster / (readcache.TEMP_PREFIX + "crashed"), (hour_ago, hour_ago))
     _scan(county)
     assert {p.name for p in roster.iterdir()} == {entry.name}  # a crashed writer's leftover is pruned
+
+
+def test_an_entry_is_stored_as_read_although_the_caller_then_changes_the_result(county):
+    """Entries are written by a background thread; what scan_month does to a result after `read` (setting
+    list_key, adding problems and notes) must not reach the entry, or a cached scan would repeat it."""
+    reg = config.registry()
+    path = next(p for p in sorted((county / "raw" / MONTH).rglob("*.xlsx")) if "roster" not in p.parts)
+    how = (path, sha256_of(path), reg.list_headers, reg.list_required, reg.total_row_words)
+    cache = readcache.ReadCache(county, MONTH, "lists", use=True)
+    tables, problems, notes = cache.read(*how)
+    expected = [dataclasses.replace(p) for p in problems], list(notes)
+    problems.append(reading.FileProblem(tables[0].source_file, "", "file_unrecognised", "added by the caller"))
+    notes.append("added by the caller")
+    for problem in problems:
+        problem.list_key = "changed"
+    cache.prune()  # waits for the writer
+
+    cached = readcache.ReadCache(county, MONTH, "lists", use=True)
+    again = cached.read(*how)
+
+    assert cached._writer is None  # answered from the entry, nothing read or written again
+    _assert_tables_equal(again[0], tables)
+    assert (again[1], again[2]) == expected
 
 
 def test_a_failing_cache_write_does_not_fail_the_read(county, parsed, monkeypatch):
