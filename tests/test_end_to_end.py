@@ -59,6 +59,20 @@ def test_runs_are_recorded_in_the_dagster_instance(county):
         assert {r.tags.get("dagster/partition") for r in runs} >= set(MONTHS)
 
 
+def test_the_lists_step_logs_one_line_adding_up_its_lists(county):
+    """One log line for the 22 lists (each line is an event-log write); its totals are the lists' own figures."""
+    _, home, _ = county
+    import dagster as dg
+
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        run = next(r for r in instance.get_runs() if r.tags.get("dagster/partition") == MONTHS[-1])
+        records = [r for r in instance.all_logs(run.run_id) if r.step_key == "department_lists"]
+    lines = [r.user_message for r in records if r.dagster_event is None]
+    read = sum(r.dagster_event.event_specific_data.materialization.metadata["rows_read"].value
+               for r in records if r.dagster_event and r.dagster_event.event_type_value == "ASSET_MATERIALIZATION")
+    assert len(lines) == 1 and f"读取 {read} 行" in lines[0] and read > 0
+
+
 def test_every_list_reconciles(county):
     data_dir, _, _ = county
     with _con(data_dir) as con:
