@@ -76,6 +76,11 @@ class Scenario:
     cap_seconds: float = 3600.0  # wall-clock cap of the run (killed past it; how far it got is reported)
     memory_cap_gb: float = 20.0  # RSS cap of the run (the machine has 24 GiB; past this it is stopped)
     workers: int = 1  # a province: county runs side by side (`fangpin province --workers`)
+    # issue 5's targets on a 2-core, 24 GB machine; the results say which are met and, when one is not, where the
+    # time went
+    target_ratio: float | None = None  # run/floor at most this
+    target_seconds: float | None = None  # wall time at most this
+    target_peak_gb: float = 8.0
 
     def params(self) -> dict:
         """What the generated files depend on (the caps do not)."""
@@ -95,10 +100,11 @@ class Scenario:
 SCENARIOS = {
     # 500,000 rows per roster file: one 1,000,001-row sheet is legal for Excel but unzips to ~703 MB, which
     # config/county.yaml intake_limits.max_unzipped_mb (500) refuses as file_too_large (see bench/README.md).
-    "county": Scenario("county", persons=1_000_000, list_rows=100_000, roster_file_rows=500_000),
+    "county": Scenario("county", persons=1_000_000, list_rows=100_000, roster_file_rows=500_000, target_ratio=2.0),
     "province": Scenario("province", persons=30_000_000, list_rows=3_000_000, counties=100, cap_seconds=1200.0,
-                         workers=2),
-    "smoke": Scenario("smoke", persons=3_000, list_rows=300, cap_seconds=300.0),  # tests/test_bench_smoke.py
+                         workers=2, target_seconds=600.0),  # as county partitions; as one run: 180 s, not built
+    "smoke": Scenario("smoke", persons=3_000, list_rows=300, cap_seconds=300.0,  # tests/test_bench_smoke.py
+                      target_ratio=2.0),
     # the province's layout and command at a size that runs in minutes (validating the province path)
     "province-small": Scenario("province-small", persons=100_000, list_rows=10_000, counties=5, cap_seconds=900.0,
                                workers=2),
@@ -752,6 +758,54 @@ def headline(result: BenchResult) -> str:
             f"after {_secs(run.wall)} s, floor {floor_s} s, run/floor > {result.ratio:.2f}, {peak}")
 
 
+def target_lines(result: BenchResult) -> list[str]:
+    """The scenario's targets, each met or missed; when one is missed, the stages (a province: the steps of a
+    county run) that took the most time, so that the results themselves say where to look."""
+    s, run = result.scenario, result.run
+    targets = []
+    if s.target_ratio:
+        targets.append((f"run/floor at most {s.target_ratio:g}", result.ok and result.ratio <= s.target_ratio,
+                        f"{result.ratio:.2f}"))
+    if s.target_seconds:
+        targets.append((f"wall time at most {s.target_seconds:,.0f} s", result.ok and run.wall <= s.target_seconds,
+                        f"{_secs(run.wall)} s"))
+    targets.append((f"peak RSS at most {s.target_peak_gb:g} GB", run.peak_rss <= s.target_peak_gb * GB,
+                    f"{run.peak_rss / GB:.2f} GB"))
+    lines = ["- targets: " + "; ".join(f"{name}: {'met' if met else '**missed**'} ({value})"
+                                       for name, met, value in targets)
+             + ("; as one run at most 180 s: not measured (fangpin has no one-run mode for a province)"
+                if s.layout == "province" else "")]
+    if all(met for _, met, _ in targets):
+        return lines
+    return lines + [_where_the_time_went(result)]
+
+
+def _where_the_time_went(result: BenchResult) -> str:
+    """The three largest stages with their slowest step (a province: the steps of a county run, by median)."""
+    if result.scenario.layout == "province":
+        by_step: dict[str, list[float]] = {}
+        for step in result.steps:
+            if step.stage != "province marts":
+                by_step.setdefault(step.step, []).append(step.seconds)
+        largest = sorted(((statistics.median(v), k) for k, v in by_step.items()), reverse=True)[:3]
+        progress = province_progress(result)
+        return (f"- where the time went: a county run takes {_secs(progress['median'])} s (median), of which "
+                + ", ".join(f"{step} {_secs(seconds)} s" for seconds, step in largest)
+                + f" and Dagster's run setup {_secs(progress['setup'])} s; {result.scenario.counties} counties, "
+                f"{result.scenario.workers} at a time (see bench/README.md for why each costs what it does)")
+    parts = []
+    rows = sorted((row for row in stage_rows(result) if row[1] > 0), key=lambda row: -row[1])[:3]
+    for name, seconds, *_ in rows:
+        mine = [step for step in result.steps if step.stage == name]
+        slowest = max(mine, key=lambda step: step.seconds, default=None)
+        detail = f"{seconds / result.run.wall:.0%}" + (f", {slowest.step} {_secs(slowest.seconds)} s" if slowest else "")
+        if name == "read" and result.floor["seconds"]:
+            detail += f", {seconds / result.floor['seconds']:.1f} x the floor's parse of the same files"
+        parts.append(f"{name} {_secs(seconds)} s ({detail})")
+    return ("- where the time went, largest stages first: " + "; ".join(parts)
+            + " (see bench/README.md for why each costs what it does)")
+
+
 def province_progress(result: BenchResult) -> dict | None:
     """For `fangpin province`: county runs done, median seconds per county run (its first event to its end event),
     Dagster's own seconds per county run, and the projected total (median x counties); None for a county."""
@@ -837,7 +891,7 @@ def section(result: BenchResult) -> str:
         f"- run/floor: **{result.ratio:.2f}** (wall); CPU run/floor {run.cpu / max(fl['cpu'], 1e-9):.2f}",
         f"- machine load (1-minute average) {run.load[0]:.2f} when the run started, {run.load[1]:.2f} when it ended "
         f"({m['cores']} cores; above {m['cores']} means other work competed for the CPU)",
-        *province_lines(result), "",
+        *province_lines(result), *target_lines(result), "",
         "| stage | seconds | share | steps | of which pickle IO (s) | peak RSS (GB) |",
         "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]

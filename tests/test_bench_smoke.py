@@ -5,6 +5,7 @@ the province's layout (a county data dir per county) and its per-run accounting.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from types import SimpleNamespace
 
 import pytest
@@ -43,6 +44,27 @@ def test_results_file_has_every_stage_and_keeps_other_sections(smoke):
     assert bench.headline(result) in text
     assert re.search(r"- machine: \d+ cores .*[\d.]+ GB memory", text)
     assert "run/floor: **" in text
+
+
+def test_a_missed_target_is_said_with_the_largest_stages(smoke):
+    result, text, _ = smoke  # a few thousand rows: Dagster's fixed costs alone are many times the floor
+    assert f"- targets: run/floor at most 2: **missed** ({result.ratio:.2f}); peak RSS at most 8 GB: met" in text
+    largest = max(bench.stage_rows(result), key=lambda row: row[1])[0]
+    assert re.search(rf"^- where the time went, largest stages first: {re.escape(largest)} [\d.]+ s \(\d+%", text,
+                     flags=re.M), largest
+
+
+def test_province_targets_met_or_missed_name_the_county_runs_steps():
+    result = _province_result()  # 33 s; county runs of 10 s and 14 s, their one step the roster
+    result.scenario = replace(result.scenario, target_seconds=600.0)
+    assert bench.target_lines(result) == [
+        "- targets: wall time at most 600 s: met (33.0 s); peak RSS at most 8 GB: met (2.00 GB); as one run at most "
+        "180 s: not measured (fangpin has no one-run mode for a province)"]
+    result.scenario = replace(result.scenario, target_seconds=30.0)
+    targets, where = bench.target_lines(result)
+    assert "wall time at most 30 s: **missed** (33.0 s)" in targets
+    assert where.startswith("- where the time went: a county run takes 12.0 s (median), of which roster 9.50 s "
+                            "and Dagster's run setup 1.00 s; 4 counties, 1 at a time")  # roster: 7.5 and 11.5 s
 
 
 def test_stages_add_up_to_the_run_and_every_step_is_timed(smoke):
