@@ -289,6 +289,7 @@ def validate_lists(tables: list[tuple[ListSpec, pl.DataFrame]], *, month: str,
 
 
 def _one_list(validated: Validated, list_key: str) -> Validated:
+    """One list's rows of the month's validated frames (its accepted, rejected and notes)."""
     def rows_of(frame: pl.DataFrame) -> pl.DataFrame:
         return frame.filter(pl.col("list_key") == list_key)
 
