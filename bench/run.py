@@ -81,6 +81,7 @@ class Scenario:
     target_ratio: float | None = None  # run/floor at most this
     target_seconds: float | None = None  # wall time at most this
     target_peak_gb: float = 8.0
+    target_one_run_seconds: float | None = None  # a province as one run: no such mode yet, so reported unmeasured
 
     def params(self) -> dict:
         """What the generated files depend on (the caps do not)."""
@@ -102,7 +103,7 @@ SCENARIOS = {
     # config/county.yaml intake_limits.max_unzipped_mb (500) refuses as file_too_large (see bench/README.md).
     "county": Scenario("county", persons=1_000_000, list_rows=100_000, roster_file_rows=500_000, target_ratio=2.0),
     "province": Scenario("province", persons=30_000_000, list_rows=3_000_000, counties=100, cap_seconds=1200.0,
-                         workers=2, target_seconds=600.0),  # as county partitions; as one run: 180 s, not built
+                         workers=2, target_seconds=600.0, target_one_run_seconds=180.0),
     "smoke": Scenario("smoke", persons=3_000, list_rows=300, cap_seconds=300.0,  # tests/test_bench_smoke.py
                       target_ratio=2.0),
     # the province's layout and command at a size that runs in minutes (validating the province path)
@@ -773,8 +774,8 @@ def target_lines(result: BenchResult) -> list[str]:
                     f"{run.peak_rss / GB:.2f} GB"))
     lines = ["- targets: " + "; ".join(f"{name}: {'met' if met else '**missed**'} ({value})"
                                        for name, met, value in targets)
-             + ("; as one run at most 180 s: not measured (fangpin has no one-run mode for a province)"
-                if s.layout == "province" else "")]
+             + (f"; as one run at most {s.target_one_run_seconds:,.0f} s: not measured (fangpin has no one-run "
+                "mode for a province)" if s.target_one_run_seconds else "")]
     if all(met for _, met, _ in targets):
         return lines
     return lines + [_where_the_time_went(result)]
