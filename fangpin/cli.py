@@ -43,14 +43,17 @@ def _execute(location: str, job_name: str, partition_key, data_dir: Path, assets
 
     defs = importlib.import_module(location).defs
     print(f"fangpin: {job_name} {partition_key} ← {data_dir}", file=sys.stderr)
-    return defs.resolve_job_def(job_name).execute_in_process(
-        partition_key=partition_key,
-        instance=dg.DagsterInstance.get(),
-        run_config={"loggers": {"progress": {}},
-                    "resources": {"fangpin": {"config": {"data_dir": str(data_dir)}}}},
-        raise_on_error=False,
-        asset_selection=[dg.AssetKey(name) for name in assets] if assets else None,
-    )
+    # Disposed of when the run ends: closes the event log's kept connections (pipelines.event_log), so SQLite folds
+    # its write-ahead log into the run's history file before the CLI exits without interpreter teardown.
+    with dg.DagsterInstance.get() as instance:
+        return defs.resolve_job_def(job_name).execute_in_process(
+            partition_key=partition_key,
+            instance=instance,
+            run_config={"loggers": {"progress": {}},
+                        "resources": {"fangpin": {"config": {"data_dir": str(data_dir)}}}},
+            raise_on_error=False,
+            asset_selection=[dg.AssetKey(name) for name in assets] if assets else None,
+        )
 
 
 def run_province(month: str, province_dir: Path, workers: int = 1, only: list[str] | None = None,
