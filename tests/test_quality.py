@@ -270,3 +270,26 @@ def test_the_warm_up_starts_only_for_runs_that_check_quality():
     without = dg.DagsterRun(job_name="monthly_run", asset_selection=frozenset({dg.AssetKey("roster")}))
     assert _runs_data_quality(whole_job) and _runs_data_quality(with_quality)
     assert not _runs_data_quality(without) and not _runs_data_quality(None)
+
+
+def test_frames_are_not_fingerprinted_and_the_results_are_those_of_a_fingerprinting_run(con, monkeypatch):
+    """GE's batch fingerprint (a hash of every cell) is switched off: it labels batches in stores fangpin does not
+    keep. Switching it back on must not change a single result."""
+    from great_expectations.execution_engine import pandas_execution_engine
+
+    ids = [valid_id(8000 + i) for i in range(12)]
+    ids[11] = ids[0]
+    accepted(con, "civil_affairs.dibao", 20, amount=[500.0] * 19 + [None])
+    rejected(con, "civil_affairs.dibao", [(40, "id_checksum", "36079919800101001X")])
+    roster(con, 12, ids=ids, sizes=[2, 2, 2, 2, 2, 25])
+    hashed: list[int] = []
+    real_hash = pandas_execution_engine.hash_pandas_dataframe
+    monkeypatch.setattr(pandas_execution_engine, "hash_pandas_dataframe",
+                        lambda df: hashed.append(len(df)) or real_hash(df))
+    without = quality.run_list_suites(con, MONTH)
+    assert hashed == []
+    monkeypatch.setattr(pandas_execution_engine, "HASH_THRESHOLD", 1e9)  # GE's own default
+    with_fingerprints = quality.run_list_suites(con, MONTH)
+    assert hashed, "the comparison run did fingerprint its frames"
+    assert without.equals(with_fingerprints)
+    assert not without["success"].all()  # the comparison covers failed checks and their example rows too
