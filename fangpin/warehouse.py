@@ -139,7 +139,9 @@ class RunWarehouse:
     """The warehouse as one run writes it: a working copy, published by one atomic rename when the run ends.
 
     Lazy: the lock is taken and the copy made at the run's first write (a run that fails while reading files never
-    waits for the warehouse). `writer()` may be opened many times; each connection goes to the same copy.
+    waits for the warehouse). `writer()` may be entered many times (once per step); every step gets the same one
+    connection to the copy, opened at the first and closed at `publish()`: nobody else reads the copy, and opening,
+    checking the schema and checkpointing on close once per step cost ~0.5 s of a 300,000-person county's run.
     `publish()` makes every committed write of the run live at once; a run killed before it changes nothing, and the
     next run throws the left-over copy away.
     """
@@ -149,6 +151,7 @@ class RunWarehouse:
         self.working = working_copy_path(self.live)
         self.wait = lock_wait_seconds() if wait_seconds is None else wait_seconds
         self._lock: ExitStack | None = None
+        self._con: duckdb.DuckDBPyConnection | None = None
 
     @property
     def started(self) -> bool:
@@ -174,14 +177,23 @@ class RunWarehouse:
 
     @contextmanager
     def writer(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A connection to the run's working copy, schema ensured; closed on exit (the run keeps the lock)."""
+        """The run's connection to its working copy, schema ensured. A step that fails closes it, so the next step
+        starts from what was committed, whatever state the failure left the connection in."""
         if not self.started:
             self._start()
-        con = duckdb.connect(str(self.working))
+        if self._con is None:
+            self._con = duckdb.connect(str(self.working))
+            ensure_schema(self._con)
         try:
-            ensure_schema(con)
-            yield con
-        finally:
+            yield self._con
+        except BaseException:
+            self._close()
+            raise
+
+    def _close(self) -> None:
+        """Close the run's connection (DuckDB checkpoints its write-ahead log into the copy on close)."""
+        if self._con is not None:
+            con, self._con = self._con, None
             con.close()
 
     def publish(self) -> bool:
@@ -191,6 +203,7 @@ class RunWarehouse:
         if not self.started:
             return False
         try:
+            self._close()
             if _wal(self.working).exists():  # every connection closed checkpoints; a WAL left means one did not
                 duckdb.connect(str(self.working)).close()
             _crash_point("publish")
@@ -202,6 +215,7 @@ class RunWarehouse:
         return True
 
     def release(self) -> None:
+        self._close()
         if self._lock is not None:
             self._lock.close()
             self._lock = None

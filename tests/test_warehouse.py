@@ -55,3 +55,35 @@ def test_a_reader_in_another_process_makes_the_writer_fail_clearly(tmp_path):
         assert f"PID {holder.pid}" in message and "数据仓库" in message
     finally:
         holder.kill()
+
+
+def test_a_runs_steps_write_through_one_connection_and_publish_makes_them_live(tmp_path):
+    run = warehouse.RunWarehouse(tmp_path, wait_seconds=1)
+    with run.writer() as first, warehouse.transaction(first):
+        warehouse.replace_month(first, "quarantine.row_notes", "2026-10", _notes("2026-10", "step one"))
+    with run.writer() as second:
+        assert second is first
+    assert run.publish()
+    assert _live_notes(tmp_path) == [("step one",)]
+    assert not warehouse.working_copy_path(warehouse.warehouse_path(tmp_path)).exists()
+
+
+def test_a_step_that_fails_leaves_the_next_step_a_fresh_connection_to_what_was_committed(tmp_path):
+    run = warehouse.RunWarehouse(tmp_path, wait_seconds=1)
+    with run.writer() as con, warehouse.transaction(con):
+        warehouse.replace_month(con, "quarantine.row_notes", "2026-10", _notes("2026-10", "committed"))
+    with pytest.raises(RuntimeError):
+        with run.writer() as failing:
+            failing.execute("BEGIN TRANSACTION")  # a step that fails without rolling back its own transaction
+            warehouse.replace_month(failing, "quarantine.row_notes", "2026-10", _notes("2026-10", "half"))
+            raise RuntimeError("step failed")
+    with run.writer() as next_step:
+        assert next_step is not failing
+        assert next_step.execute("SELECT note_code FROM quarantine.row_notes").fetchall() == [("committed",)]
+    run.publish()
+    assert _live_notes(tmp_path) == [("committed",)]
+
+
+def _live_notes(data_dir) -> list[tuple]:
+    with warehouse.reader(data_dir, wait_seconds=1) as con:
+        return con.execute("SELECT note_code FROM quarantine.row_notes ORDER BY ALL").fetchall()
