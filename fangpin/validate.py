@@ -324,7 +324,9 @@ def _person_fields() -> list[pl.Expr]:
 
 def _by_value(frame: pl.DataFrame, column: str, parsed: pl.Expr, dtype: pl.DataType) -> pl.Expr:
     """`parsed` (an expression of `column` alone) computed once per distinct cell instead of once per row: a
-    roster of a million persons holds a few hundred dates and household sizes, and their parsers are regex-heavy."""
+    roster of a million persons holds a few hundred dates and household sizes, its household amounts repeat on every
+    member's row (300,000 persons: at most ~60,000 distinct texts per amount column), and the parsers are regex-heavy.
+    A 300,000-person roster's validation: 2.4-2.6 -> 2.0 CPU-seconds with the amounts parsed this way too."""
     distinct = frame.select(pl.col(column).unique().drop_nulls())
     table = distinct.with_columns(parsed.alias("_parsed"))
     return pl.col(column).replace_strict(table[column], table["_parsed"], default=None, return_dtype=dtype)
@@ -339,7 +341,7 @@ def _household_fields(frame: pl.DataFrame) -> list[pl.Expr]:
         _by_value(frame, "identified_on", parse_date(pl.col("identified_on")), pl.Date).alias("identified_on"),
         _by_value(frame, "household_size", _size(pl.col("household_size")), pl.Int32).alias("household_size"),
         answer.alias("risk_eliminated"),
-        *[parse_amount(pl.col(c)).alias(c) for c in ROSTER_AMOUNTS],
+        *[_by_value(frame, c, parse_amount(pl.col(c)), pl.Float64).alias(c) for c in ROSTER_AMOUNTS],
     ]
 
 

@@ -138,3 +138,34 @@ def test_empty_roster():
     built = households.build_households(result.accepted, MONTH)
     townships, villages = households.build_places(result.accepted, built, MONTH)
     assert (result.accepted.height, built.height, townships.height, villages.height) == (0, 0, 0, 0)
+
+
+
+def _valid_id(sequence: int) -> str:
+    body = f"36079919800101{sequence:03d}"
+    weights = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+    return body + "10X98765432"[sum(int(d) * w for d, w in zip(body, weights)) % 11]
+
+
+def test_roster_amounts_parsed_once_per_distinct_text_equal_each_cells_own_parse_and_notes():
+    """A household's amounts repeat on every member's row, so they are parsed once per distinct text
+    (validate._by_value); every row must still get its own cell's value, and every unusable cell its own note."""
+    from fangpin.config import registry
+    from fangpin.values import parse_amount
+
+    texts = ["12,000", "1.2万元", "很多", "", None, "￥800", "12,000", "很多", " 3000元 ", "nan"]
+    rows = [{"household_id": f"H{i}", "name": f"人{i}", "id_number": _valid_id(i), "relation": "户主",
+             "township": "城关镇", "wages": texts[i % len(texts)], "compliant_oop": texts[(i * 3) % len(texts)]}
+            for i in range(40)]
+    result = validate.validate_roster(_roster(rows), month=MONTH)
+    assert result.accepted.height == len(rows)
+    labels = validate._labels(registry().roster_headers)
+    for column in ("wages", "compliant_oop"):
+        cells = pl.DataFrame({"cell": [row[column] for row in rows]}, schema={"cell": pl.String})
+        expected = cells.select(parse_amount(pl.col("cell"))).to_series().to_list()
+        assert result.accepted[column].to_list() == expected
+        unusable = {3 + i for i, (text, value) in enumerate(zip(cells["cell"], expected))
+                    if text is not None and text.strip() and value is None}
+        noted = set(result.notes.filter((pl.col("note_code") == "amount_unparsed")
+                                        & (pl.col("column_name") == labels[column]))["row_number"])
+        assert unusable and noted == unusable
