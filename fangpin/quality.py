@@ -225,8 +225,8 @@ def _expectation(spec: dict):
 
 
 def _judged(frame: pl.DataFrame, checks: dict[str, dict]) -> pl.DataFrame:
-    """Only the columns the expectations name, plus row_ref: converting to pandas costs per column, and at roster
-    scale the conversion of unneeded text columns cost more than the expectations themselves."""
+    """Only the columns the expectations name, plus row_ref: every column is converted to pandas, so a column no
+    expectation reads is work for nothing (at roster scale, hundreds of thousands of texts)."""
     named = {"row_ref"}
     for spec in checks.values():
         named.update(spec[key] for key in ("column", "column_A", "column_B") if key in spec)
