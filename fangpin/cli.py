@@ -71,16 +71,18 @@ def run_province(month: str, province_dir: Path, workers: int = 1, only: list[st
     counties = [c for c in province.counties_found(province_dir) if only is None or c in only]
     if not counties:
         raise ValueError(f"{province_dir}/counties/ 下没有县的文件夹（counties/<县代码>/raw/{month}/）")
-    instance = dg.DagsterInstance.get()
-    known = set(instance.get_dynamic_partitions("county"))
-    instance.add_dynamic_partitions("county", [c for c in counties if c not in known])
+    # Disposed of at once, like each run's (see _execute): dynamic partitions live in the event log's index file.
+    with dg.DagsterInstance.get() as instance:
+        known = set(instance.get_dynamic_partitions("county"))
+        instance.add_dynamic_partitions("county", [c for c in counties if c not in known])
     if workers > 1 and len(counties) > 1:
         _counties_in_workers(month, province_dir, counties, workers)
     else:
         for county in counties:
             _execute("pipelines.province", "county_month", dg.MultiPartitionKey({"month": month, "county": county}),
                      province_dir)
-    failed = [c for c in counties if not _county_month_succeeded(instance, month, c)]
+    with dg.DagsterInstance.get() as instance:
+        failed = [c for c in counties if not _county_month_succeeded(instance, month, c)]
     if not marts:
         return not failed
     built = _execute("pipelines.province", "province_marts", month, province_dir).success
