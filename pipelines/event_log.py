@@ -23,7 +23,7 @@ from dagster._core.storage.event_log.sqlite.sqlite_event_log import (
     SQLITE_BUSY_TIMEOUT_SECONDS,
     SqliteEventLogStorage,
 )
-from sqlalchemy import Connection, Engine, create_engine
+from sqlalchemy import Connection, Engine, create_engine, event
 
 KEPT_ENGINES = 8  # the index file and the latest runs' files; an older run's engine is closed when it falls out
 
@@ -56,6 +56,7 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
             # inside the first, which must not wait for the pool.
             engine = create_engine(self.conn_string_for_shard(shard), pool_size=1, max_overflow=-1,
                                    connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS})
+            event.listen(engine, "connect", _write_ahead_without_sync_per_commit)
             if shard not in self._initialized_dbs:
                 self._initdb(engine)
                 self._initialized_dbs.add(shard)
@@ -77,3 +78,18 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
     def dispose(self) -> None:
         self._dispose_engines()
         super().dispose()
+
+
+def _write_ahead_without_sync_per_commit(dbapi_connection, _record) -> None:
+    """Every kept connection in WAL mode with `synchronous=NORMAL`: SQLite syncs the write-ahead log at checkpoints,
+    not at every commit.
+
+    WAL first: Dagster sets it on a new file from inside its set-up transaction, where SQLite ignores it for the
+    connection already open, and that connection is the one kept, so a run's file was written in rollback-journal mode
+    (several disk syncs per event). NORMAL then: with the default (FULL) each commit, one or two per event, waits for
+    the disk, 1.4 ms here when idle, far more while the run writes its warehouse. What NORMAL gives up, in WAL mode
+    only: after a power cut or an OS crash (not a killed process) the last events may be missing; the files stay
+    consistent (SQLite's guarantee), the run shows as unfinished and the month is re-run, which is safe.
+    """
+    dbapi_connection.execute("PRAGMA journal_mode=WAL")
+    dbapi_connection.execute("PRAGMA synchronous=NORMAL")

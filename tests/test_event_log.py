@@ -89,3 +89,14 @@ def test_an_earlier_fangpin_dagster_yaml_is_rewritten_and_a_users_own_is_kept(tm
     config.write_text("# my own settings\ntelemetry:\n  enabled: false\n")
     fangpin_instance.dagster_home()
     assert config.read_text().startswith("# my own settings")
+
+
+def test_commits_do_not_wait_for_the_disk_but_the_log_stays_write_ahead(home):
+    """synchronous=NORMAL (1) under WAL: a commit is not an fsync; a power cut may lose the last events, never the
+    file's consistency (SQLite's guarantee for WAL)."""
+    with dg.DagsterInstance.get() as instance:
+        storage = instance.event_log_storage
+        for connection in (storage.index_connection(), storage.run_connection("some-run")):
+            with connection as conn:
+                assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1
+                assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
