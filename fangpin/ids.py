@@ -104,10 +104,19 @@ def id_problem(raw: pl.Expr) -> pl.Expr:
     """The first thing wrong with an ID cell as a reason code of schemas/reasons.py, or null when it is valid.
 
     Order: id_missing, id_float_mangled, id_bad_length, id_bad_chars, id_bad_birthdate, id_bad_checksum.
-    A birth date before 1880 or after today is as impossible as 30 February. Evaluate it in a lazy frame on big
-    data: Polars then computes the shared normalisation once (about 1 s per million IDs; eager is ~5 times slower).
+    A birth date before 1880 or after today is as impossible as 30 February. On big data, normalise in one pass and
+    judge the result with `problem_of_normalised` in the next (what validation does).
     """
-    text = normalise_id(raw)
+    return problem_of_normalised(normalise_id(raw))
+
+
+def problem_of_normalised(text: pl.Expr) -> pl.Expr:
+    """`id_problem` of an ID already through `normalise_id`.
+
+    Why apart: inside this when/then chain Polars does not share a sub-expression between branches, so given the raw
+    cell it normalised it once per branch. Judging a normalised column costs 0.16 s for 300,000 IDs where
+    `id_problem` of the raw cells cost 0.89 s (normalising them is 0.25 s).
+    """
     born = birth_date_from_id(text)
     return (
         pl.when(text.is_null()).then(pl.lit("id_missing"))

@@ -120,32 +120,34 @@ def _prepare(table: pl.DataFrame, canonical: list[str], within: tuple[str, ...] 
     )
     frame = frame.with_columns(pl.col("sheet").fill_null(""), pl.col("is_total_row").fill_null(False))
     ordered = frame.sort(*within, "source_file", "sheet", "row_number", maintain_order=True, nulls_last=True)
-    return ordered.with_row_index("_order")
+    return ordered.with_row_index("_order")  # the row's position: kept until duplicates are marked
 
 
 def _mark_problems(frame: pl.DataFrame, extra: list[pl.Expr], within: tuple[str, ...] = ()) -> pl.DataFrame:
     """`_code`: the first problem of each row (total row, ID, then `extra` checks), duplicates (within each
     `within` group: a person may be on several lists, once per list) after that."""
-    frame = frame.lazy().with_columns(  # lazy: Polars then computes the shared sub-expressions of the ID rules once
+    frame = frame.lazy().with_columns(
         pl.col("id_number").alias("_id_raw"),
         cell_text(pl.col("id_number")).alias("_id_text"),
         ids.normalise_id(pl.col("id_number")).alias("id_number"),
-        ids.id_problem(pl.col("id_number")).alias("_id_code"),
-    ).collect()
+    ).with_columns(ids.problem_of_normalised(pl.col("id_number")).alias("_id_code")).collect()
     first = pl.coalesce(pl.when(pl.col("is_total_row")).then(pl.lit("total_row")), pl.col("_id_code"), *extra)
     return _mark_duplicates(frame.with_columns(first.alias("_code")), within)
 
 
 def _mark_duplicates(frame: pl.DataFrame, within: tuple[str, ...]) -> pl.DataFrame:
-    """A person (normalised ID) already on an earlier clean row of the same list: duplicate_in_list."""
+    """A person (normalised ID) already on an earlier clean row of the same list: duplicate_in_list.
+
+    One window finds each person's first clean row; its file, sheet and row are then picked by position (`_order`
+    is the row index `_prepare` gave the frame). Four windows, one per column, cost 0.32 s for 300,000 roster rows,
+    one window and the picks 0.12 s: Polars does not share the grouping between windows.
+    """
     clean = pl.col("_code").is_null()
-
-    def first(column: str) -> pl.Expr:
-        return pl.col(column).filter(clean).first().over(*within, "id_number")
-
+    frame = frame.with_columns(pl.col("_order").filter(clean).first().over(*within, "id_number").alias("_first_order"))
     frame = frame.with_columns(
-        first("_order").alias("_first_order"), first("row_number").alias("_first_row"),
-        first("source_file").alias("_first_file"), first("sheet").alias("_first_sheet_name"),
+        pl.col(column).gather(pl.col("_first_order")).alias(alias)
+        for column, alias in (("row_number", "_first_row"), ("source_file", "_first_file"),
+                              ("sheet", "_first_sheet_name"))
     )
     duplicate = clean & (pl.col("_order") != pl.col("_first_order"))
     sheet = pl.when(pl.col("_first_sheet_name") != "").then(pl.format("工作表“{}”", pl.col("_first_sheet_name")))
