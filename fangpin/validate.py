@@ -189,12 +189,17 @@ def _rejected(frame: pl.DataFrame, month: str, list_key: str | pl.Expr, labels: 
 # ------------------------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class NoteRule:
-    """A kept row's value that could not be used: when `when` holds, note `code` on `column` with `values`."""
+    """A kept row's value that could not be used: when `when` holds, note `code` on `column` with `values`.
+
+    `among`, when given, is a cheap condition every noted row meets (e.g. "the parsed value is empty"): `when`, often
+    a regex over the raw text, is then evaluated on those rows only, not on a whole roster.
+    """
 
     column: str
     code: str
     when: pl.Expr
     values: dict[str, pl.Expr]
+    among: pl.Expr | None = None
 
 
 def _notes(frame: pl.DataFrame, rules: list[NoteRule], month: str, list_key: str | pl.Expr,
@@ -203,7 +208,8 @@ def _notes(frame: pl.DataFrame, rules: list[NoteRule], month: str, list_key: str
     parts = []
     for rule in rules:
         label = pl.lit(labels.get(rule.column, rule.column), pl.String)
-        parts.append(frame.filter(rule.when.fill_null(False)).select(
+        candidates = frame if rule.among is None else frame.filter(rule.among)
+        parts.append(candidates.filter(rule.when.fill_null(False)).select(
             pl.lit(month, pl.String).alias("month"), "source_file", "sheet", pl.col("row_number").cast(pl.Int32),
             _key(list_key).alias("list_key"), label.alias("column_name"),
             pl.lit(rule.code).alias("note_code"),
@@ -216,7 +222,8 @@ def _notes(frame: pl.DataFrame, rules: list[NoteRule], month: str, list_key: str
 def _unparsed(column: str, code: str) -> NoteRule:
     """A non-blank cell (its text kept in `_<column>`) that parsed to nothing."""
     raw = cell_text(pl.col(f"_{column}"))
-    return NoteRule(column, code, raw.is_not_null() & pl.col(column).is_null(), {"value": raw})
+    return NoteRule(column, code, raw.is_not_null() & pl.col(column).is_null(), {"value": raw},
+                    among=pl.col(f"_{column}").is_not_null() & pl.col(column).is_null())
 
 
 def _month_bounds(month: str) -> tuple[date, date]:
@@ -312,44 +319,62 @@ def _size(expr: pl.Expr) -> pl.Expr:
     return pl.when((number > 0) & (number == number.floor())).then(number).cast(pl.Int32)
 
 
-def _person_fields() -> list[pl.Expr]:
-    """roster.persons fields: texts cleaned (no spaces inside names and places), sex and birth date from the ID."""
-    squeezed = [cell_text(pl.col(c)).str.replace_all(r"\s", "").alias(c) for c in ("name", "relation", "township",
-                                                                                  "village")]
+PER_ROW_TEXTS = ("name", "phone")  # nearly one per person: cleaned row by row, not by value
+
+
+def _person_texts() -> dict[str, pl.Expr]:
+    """roster.persons texts cleaned (no spaces inside names and places), each an expression of its own column."""
+    squeezed = {c: cell_text(pl.col(c)).str.replace_all(r"\s", "") for c in ("name", "relation", "township", "village")}
+    return {**squeezed, **{c: cell_text(pl.col(c)) for c in ("labour", "health")},
+            "division_code": ids.clean_text(pl.col("division_code")), "phone": ids.clean_text(pl.col("phone"))}
+
+
+def _household_parsers() -> dict[str, tuple[pl.Expr, pl.DataType]]:
+    """Household-level fields: each column's parser and the type it gives."""
+    answer = cell_text(pl.col("risk_eliminated")).replace_strict(YES_NO, default=None, return_dtype=pl.Boolean)
+    return {
+        "identified_on": (parse_date(pl.col("identified_on")), pl.Date),
+        "household_size": (_size(pl.col("household_size")), pl.Int32),
+        "risk_eliminated": (answer, pl.Boolean),
+        **{c: (parse_amount(pl.col(c)), pl.Float64) for c in ROSTER_AMOUNTS},
+        **{c: (cell_text(pl.col(c)), pl.String) for c in ("household_type", "monitoring_category", "cadre")},
+    }
+
+
+def _by_value(frame: pl.DataFrame, parsers: dict[str, tuple[pl.Expr, pl.DataType]]) -> list[pl.Expr]:
+    """Each column's parser (an expression of that column alone) computed once per distinct cell instead of once
+    per row, as expressions replacing the column.
+
+    A roster of a million persons holds a few hundred dates, household sizes, townships and answers, and its
+    household amounts repeat on every member's row (300,000 persons: at most ~60,000 distinct texts per amount
+    column), while the parsers are regex-heavy. The distinct values of every column are found and parsed in one
+    `collect_all` (columns side by side on the cores).
+    """
+    columns = list(parsers)
+    tables = pl.collect_all([
+        frame.lazy().select(pl.col(c).unique().drop_nulls()).with_columns(parsers[c][0].alias("_parsed"))
+        for c in columns
+    ])
+    return [pl.col(c).replace_strict(table[c], table["_parsed"], default=None, return_dtype=parsers[c][1]).alias(c)
+            for c, table in zip(columns, tables)]
+
+
+def _roster_fields(frame: pl.DataFrame) -> list[pl.Expr]:
+    """roster.persons fields and the household-level fields parsed (raw texts kept as `_<column>` for the notes);
+    sex and birth date from the ID. Every expression reads the input columns (one `with_columns`)."""
+    texts = _person_texts()
+    by_value = {c: (expr, pl.String) for c, expr in texts.items() if c not in PER_ROW_TEXTS} | _household_parsers()
     return [
-        *squeezed, *[cell_text(pl.col(c)).alias(c) for c in ("labour", "health")],
-        ids.clean_text(pl.col("division_code")).alias("division_code"), ids.clean_text(pl.col("phone")).alias("phone"),
+        *[pl.col(c).alias(f"_{c}") for c in ("identified_on", "household_size", "risk_eliminated", *ROSTER_AMOUNTS)],
+        *[texts[c].alias(c) for c in PER_ROW_TEXTS], *_by_value(frame, by_value),
         households.is_head(pl.col("relation")).alias("is_head"), ids.sex_from_id(pl.col("id_number")).alias("sex"),
         ids.birth_date_from_id(pl.col("id_number")).alias("birth_date"),
     ]
 
 
-def _by_value(frame: pl.DataFrame, column: str, parsed: pl.Expr, dtype: pl.DataType) -> pl.Expr:
-    """`parsed` (an expression of `column` alone) computed once per distinct cell instead of once per row: a
-    roster of a million persons holds a few hundred dates and household sizes, its household amounts repeat on every
-    member's row (300,000 persons: at most ~60,000 distinct texts per amount column), and the parsers are regex-heavy.
-    A 300,000-person roster's validation: 2.4-2.6 -> 2.0 CPU-seconds with the amounts parsed this way too."""
-    distinct = frame.select(pl.col(column).unique().drop_nulls())
-    table = distinct.with_columns(parsed.alias("_parsed"))
-    return pl.col(column).replace_strict(table[column], table["_parsed"], default=None, return_dtype=dtype)
-
-
-def _household_fields(frame: pl.DataFrame) -> list[pl.Expr]:
-    """Household-level fields parsed (raw texts kept as `_<column>` for the notes)."""
-    answer = cell_text(pl.col("risk_eliminated")).replace_strict(YES_NO, default=None, return_dtype=pl.Boolean)
-    return [
-        *[pl.col(c).alias(f"_{c}") for c in ("identified_on", "household_size", "risk_eliminated", *ROSTER_AMOUNTS)],
-        *[cell_text(pl.col(c)).alias(c) for c in ("household_type", "monitoring_category", "cadre")],
-        _by_value(frame, "identified_on", parse_date(pl.col("identified_on")), pl.Date).alias("identified_on"),
-        _by_value(frame, "household_size", _size(pl.col("household_size")), pl.Int32).alias("household_size"),
-        answer.alias("risk_eliminated"),
-        *[_by_value(frame, c, parse_amount(pl.col(c)), pl.Float64).alias(c) for c in ROSTER_AMOUNTS],
-    ]
-
-
 def _roster_values(frame: pl.DataFrame) -> pl.DataFrame:
     """Accepted roster rows parsed; a member's blank place is the household's (the head's, else a member's)."""
-    parsed = frame.lazy().with_columns(*_person_fields(), *_household_fields(frame)).collect()  # lazy: one parallel pass
+    parsed = frame.with_columns(_roster_fields(frame))
     places = ("township", "village", "division_code")
     household = households.household_values(parsed, list(places))
     aligned = parsed.select("household_id").join(household, on="household_id", how="left", maintain_order="left")
@@ -363,7 +388,8 @@ def _roster_note_rules() -> list[NoteRule]:
         _unparsed("identified_on", "date_unparsed"),
         _unparsed("household_size", "number_unparsed"),
         NoteRule("risk_eliminated", "choice_unrecognised", answer.is_not_null() & pl.col("risk_eliminated").is_null(),
-                 {"value": answer, "options": pl.lit(options)}),
+                 {"value": answer, "options": pl.lit(options)},
+                 among=pl.col("_risk_eliminated").is_not_null() & pl.col("risk_eliminated").is_null()),
         *[_unparsed(c, "amount_unparsed") for c in ROSTER_AMOUNTS],
     ]
 
