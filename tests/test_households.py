@@ -170,3 +170,33 @@ def test_roster_amounts_parsed_once_per_distinct_text_equal_each_cells_own_parse
         noted = set(result.notes.filter((pl.col("note_code") == "amount_unparsed")
                                         & (pl.col("column_name") == labels[column]))["row_number"])
         assert unusable and noted == unusable
+
+
+def test_places_and_answers_cleaned_once_per_distinct_text_equal_each_cells_own_cleaning():
+    """Places, relations and answers repeat down a roster, so they are cleaned once per distinct text
+    (validate._by_value) in one batch with the amounts; every row must get its own cell's cleaned value, an
+    unrecognised answer its own note, and a member's blank township the household's."""
+    from fangpin.values import cell_text
+
+    townships = ["城关镇", " 城 关镇 ", "\u3000城关镇", "河口乡", None, "河口乡 "]
+    answers = ["是", "否", " 是 ", "也许", None, "   "]
+    rows = [{"household_id": f"H{i}", "name": f"人 {i}", "id_number": _valid_id(i), "relation": "户主",
+             "township": townships[i % len(townships)], "risk_eliminated": answers[(i * 5) % len(answers)],
+             "labour": [" 普通劳动力", "无劳动力", None][i % 3]}
+            for i in range(36)]
+    result = validate.validate_roster(_roster(rows), month=MONTH)
+    accepted = result.accepted.sort("row_number")
+    households = {row["household_id"]: row for row in rows}
+
+    def cleaned(texts: list, squeeze: bool) -> list:
+        expr = cell_text(pl.col("cell"))
+        expr = expr.str.replace_all(r"\s", "") if squeeze else expr
+        return pl.DataFrame({"cell": texts}, schema={"cell": pl.String}).select(expr).to_series().to_list()
+
+    assert accepted["name"].to_list() == [f"人{i}" for i in range(36)]
+    assert accepted["township"].to_list() == cleaned([households[h]["township"] for h in accepted["household_id"]],
+                                                     squeeze=True)
+    assert accepted["labour"].to_list() == cleaned([households[h]["labour"] for h in accepted["household_id"]],
+                                                   squeeze=False)
+    noted = set(result.notes.filter(pl.col("note_code") == "choice_unrecognised")["row_number"])
+    assert noted == {3 + i for i, row in enumerate(rows) if row["risk_eliminated"] == "也许"}
