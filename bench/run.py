@@ -822,9 +822,21 @@ def province_progress(result: BenchResult) -> dict | None:
             "projected": median * result.scenario.counties / result.scenario.workers,
             "overhead": statistics.median(r.overhead for r in done) if done else 0.0,
             "setup": statistics.median(r.start - r.first_event for r in done) if done else 0.0,
-            "between": statistics.median(b.first_event - a.last_step_end for a, b in zip(result.runs, result.runs[1:]))
-            if len(result.runs) > 1 else 0.0,
+            "between": statistics.median(_gaps(result.runs) or [0.0]),
             "marts": marts[0] if marts else None}
+
+
+def _gaps(runs: list[RunTime]) -> list[float]:
+    """Seconds from each run's last step to the first event of the next run that started after it.
+
+    Not simply the next run in start order: with workers side by side, that one often started while this one was
+    still going (session 5's table showed a negative gap)."""
+    gaps = []
+    for run in runs:
+        later = [other.first_event - run.last_step_end for other in runs if other.first_event >= run.last_step_end]
+        if later:
+            gaps.append(min(later))
+    return gaps
 
 
 def _runs(result: BenchResult) -> list[RunTime]:
@@ -957,7 +969,7 @@ def province_lines(result: BenchResult) -> list[str]:
              f"{_secs(p['fastest'])} s, slowest {_secs(p['slowest'])} s)",
              f"- Dagster per county run (median): {_secs(p['overhead'])} s of the run's own time outside its steps "
              f"(run setup {_secs(p['setup'])} s, the rest between steps and after the last), plus "
-             f"{_secs(p['between'])} s between one run's last step and the next run's first event",
+             f"{_secs(p['between'])} s from one run's last step to the first event of the next run started after it",
              "- provincial marts: " + (f"the province_marts run {_secs(marts.seconds)} s, of which the province_risk "
                                        f"step {_secs(sum(x.seconds for x in mart_steps))} s"
                                        + ("" if marts.ok else " (did not finish)") if marts else "not reached")]
