@@ -174,8 +174,8 @@ def test_roster_amounts_parsed_once_per_distinct_text_equal_each_cells_own_parse
 
 def test_places_and_answers_cleaned_once_per_distinct_text_equal_each_cells_own_cleaning():
     """Places, relations and answers repeat down a roster, so they are cleaned once per distinct text
-    (validate._by_value) in one batch with the amounts; every row must get its own cell's cleaned value, an
-    unrecognised answer its own note, and a member's blank township the household's."""
+    (validate._by_value) in one batch with the amounts; every row must get its own cell's cleaned value, and an
+    unrecognised answer its own note."""
     from fangpin.values import cell_text
 
     townships = ["城关镇", " 城 关镇 ", "\u3000城关镇", "河口乡", None, "河口乡 "]
