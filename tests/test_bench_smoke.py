@@ -198,3 +198,15 @@ def test_a_province_stopped_at_the_cap_says_counties_done_and_the_projection():
     assert "STOPPED (time cap) in 360199 roster" in line and "1/4 counties done" in line
     assert "projected 40 s (median 10.0 s per county x 4)" in line
     assert "projected total 40 s" in "\n".join(bench.province_lines(result))
+
+
+def test_gaps_between_county_runs_side_by_side_are_measured_to_the_next_run_started_after_each():
+    """Two workers: A1 then A2 on one, B1 then B2 on the other, overlapping. The next run in start order (B1 after A1)
+    started while A1 was still going; the gap is to the run that started after A1 ended (A2: 0.5 s), never negative."""
+    def run(label: str, first: float, end: float) -> bench.RunTime:
+        steps = [bench.StepTime("roster", "read", first + 0.2, end - first - 0.4)]
+        return bench.RunTime(label, "county_month", first, first + 0.1, end, steps)
+
+    runs = [run("A1", 0.0, 10.0), run("B1", 1.0, 12.0), run("A2", 10.3, 20.0), run("B2", 12.0, 22.0)]
+    # last step ends: A1 9.8, B1 11.8, A2 19.8, B2 21.8 -> next start after each: A2 (0.5), B2 (0.2), none, none
+    assert bench._gaps(runs) == pytest.approx([0.5, 0.2])
