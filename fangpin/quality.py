@@ -17,7 +17,7 @@ import threading
 from contextlib import contextmanager
 from datetime import datetime
 from functools import lru_cache
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import duckdb
 import polars as pl
@@ -25,6 +25,9 @@ import yaml
 
 from fangpin.config import PROJECT_ROOT, check_month, registry
 from fangpin.warehouse import replace_month
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # great-expectations must never reach the network (county networks are offline): no usage analytics.
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
@@ -234,6 +237,16 @@ def _judged(frame: pl.DataFrame, checks: dict[str, dict]) -> pl.DataFrame:
     return frame.select(c for c in frame.columns if c in named)
 
 
+def _as_pandas(frame: pl.DataFrame) -> pd.DataFrame:
+    """The frame as GE's pandas engine judges it, every integer column as Int64.
+
+    GE compares a column's values with a range in one vectorised step only when its numpy dtype equals `int` or
+    `float` (int64, float64); any other width (the warehouse's INTEGER is int32) falls back to a Python call per row:
+    for a 300,000-person county, 87,792 calls on household_size alone."""
+    return frame.with_columns(pl.col(pl.Int8, pl.Int16, pl.Int32, pl.UInt8, pl.UInt16, pl.UInt32)
+                              .cast(pl.Int64)).to_pandas()
+
+
 def _validate(frame: pl.DataFrame, checks: dict[str, dict], suite_name: str) -> dict[str, Any]:
     """GE results of `checks` on `frame`, by check name; offending rows identified by their row_ref."""
     import great_expectations as gx
@@ -242,7 +255,7 @@ def _validate(frame: pl.DataFrame, checks: dict[str, dict], suite_name: str) -> 
     order = list(checks)
     # Expectations given to the constructor: the suite stays unsaved, bound to no store (nothing to persist).
     suite = gx.ExpectationSuite(name=suite_name, expectations=[_expectation(checks[name]) for name in order])
-    batch = batch_definition.get_batch(batch_parameters={"dataframe": _judged(frame, checks).to_pandas()})
+    batch = batch_definition.get_batch(batch_parameters={"dataframe": _as_pandas(_judged(frame, checks))})
     outcome = batch.validate(suite, result_format={
         "result_format": "SUMMARY", "unexpected_index_column_names": ["row_ref"], "partial_unexpected_count": 20})
     return dict(zip(order, outcome.results))

@@ -293,3 +293,26 @@ def test_frames_are_not_fingerprinted_and_the_results_are_those_of_a_fingerprint
     assert hashed, "the comparison run did fingerprint its frames"
     assert without.equals(with_fingerprints)
     assert not without["success"].all()  # the comparison covers failed checks and their example rows too
+
+
+def test_ranges_are_judged_in_one_vectorised_step_with_the_results_of_ge_s_per_row_path(con, monkeypatch):
+    """household_size is an INTEGER (int32) in the warehouse; GE's range check calls Python once per value for any
+    dtype but int64/float64. The frames handed to GE widen their integers, so households (a county has ~300,000) and
+    amounts are judged in one step each, and the results are those of the per-row path."""
+    from great_expectations.expectations.metrics.column_map_metrics import column_values_between
+
+    accepted(con, "civil_affairs.dibao", 20, amount=[500.0] * 18 + [2_000_000.0, None])
+    roster(con, 12, sizes=[2, 2, 2, 2, 2, 25])
+    vectorised: list[int] = []
+    real = column_values_between.ColumnValuesBetween._pandas_vectorized.__func__
+    monkeypatch.setattr(column_values_between.ColumnValuesBetween, "_pandas_vectorized",
+                        classmethod(lambda cls, column, *args: vectorised.append(len(column)) or real(cls, column, *args)))
+    widened = quality.run_list_suites(con, MONTH)
+    assert sorted(vectorised) == [6, 20]  # the six households' sizes, the dibao list's 20 amounts
+    vectorised.clear()
+    monkeypatch.setattr(quality, "_as_pandas", lambda frame: frame.to_pandas())  # int32 as it comes
+    per_row = quality.run_list_suites(con, MONTH)
+    assert vectorised == [20], "without widening, household_size took GE's per-row path"
+    assert widened.equals(per_row)
+    assert failed_checks(widened, "roster") == {"household_size_in_range"}
+    assert "amount_in_range" in failed_checks(widened, "civil_affairs.dibao")
