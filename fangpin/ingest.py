@@ -78,18 +78,20 @@ def problems_frame(problems: list[reading.FileProblem], month: str) -> pl.DataFr
     return pl.DataFrame(rows, schema=QUARANTINE_COLUMNS)
 
 
-def concat_tables(tables: list[reading.SheetTable]) -> pl.DataFrame:
-    """All sheets recognised as one list, stacked; columns a sheet lacks become null."""
+def concat_tables(tables: list[reading.SheetTable], with_raw: bool = True) -> pl.DataFrame:
+    """All sheets recognised as one list, stacked; columns a sheet lacks become null. `with_raw=False`: without
+    the original cells (`reading.raw_of_rows` gives them for the rows that need them)."""
     if not tables:
         return pl.DataFrame(schema={"source_file": pl.String, "sheet": pl.String, "row_number": pl.Int64,
-                                    "is_total_row": pl.Boolean, "raw": pl.String})
-    return pl.concat([t.frame for t in tables], how="diagonal_relaxed")
+                                    "is_total_row": pl.Boolean} | ({"raw": pl.String} if with_raw else {}))
+    frames = [t.with_raw() if with_raw else t.frame.select(pl.exclude(f"^{reading.RAW_ONLY}.*$")) for t in tables]
+    return pl.concat(frames, how="diagonal_relaxed")
 
 
 def load_roster(data_dir: Path, month: str) -> RosterMonth:
     tables, problems, files = reading.read_roster(Path(data_dir), month)
-    table = concat_tables(tables)
-    checked = validate.validate_roster(table, month=month)
+    table = concat_tables(tables, with_raw=False)  # only rejected rows need their original cells
+    checked = validate.validate_roster(table, month=month, raw=lambda rows: reading.raw_of_rows(tables, rows))
     households = household_rules.build_households(checked.accepted, month)
     townships, villages = household_rules.build_places(checked.accepted, households, month)
     rejected = pl.concat([problems_frame(problems, month), _as_quarantine(checked.rejected)], how="diagonal_relaxed")

@@ -41,7 +41,7 @@ from fangpin import config
 from fangpin.files import fsync, sha256_of
 from fangpin import reading
 
-LAYOUT = 1  # bump when the layout of an entry changes
+LAYOUT = 2  # bump when the layout of an entry changes (2: tables keep their original cells, not their raw JSON)
 META = "meta.json"
 TEMP_PREFIX = ".tmp-"
 GITIGNORE = b"# personal data (fangpin.readcache): never commit\n*\n"

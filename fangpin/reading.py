@@ -94,9 +94,47 @@ class SheetTable:
     sheet: str  # sheet name; "" for CSV and parquet
     header_row: int  # Excel row number (1-based) of the header; 0 for parquet (no header row)
     title: str  # title/note rows above the header, joined with " "
-    frame: pl.DataFrame  # canonical columns + row_number, is_total_row, raw, source_file, sheet
+    frame: pl.DataFrame  # canonical columns + row_number, is_total_row, source_file, sheet (+ RAW_ONLY columns)
     blank_rows: int  # blank rows skipped between the header and the last data row
     unmapped_headers: list[str] = field(default_factory=list)
+    # The row's original cells, as (column of `frame`, header as the clerk wrote it) in the sheet's order: a mapped
+    # column under its canonical name, any other headed column as RAW_ONLY + its position.
+    raw_cells: list[tuple[str, str]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.raw_cells = [(column, header) for column, header in self.raw_cells]  # pairs from JSON (the read cache)
+
+    def raw_json(self) -> pl.Expr:
+        """`raw`: the original header -> cell text of each row, as JSON (quarantine.rejected_rows, staging.list_rows).
+
+        Encoded when asked for, not when read: a roster's million accepted rows never need theirs (0.5 s of JSON
+        per 300,000 rows, and twice the size in the read cache), only its few rejected rows do."""
+        if not self.raw_cells:
+            return pl.lit("{}", pl.String)
+        return pl.struct(pl.col(column).alias(header) for column, header in self.raw_cells).struct.json_encode()
+
+    def with_raw(self) -> pl.DataFrame:
+        """The frame with its `raw` column, without the columns kept only for it."""
+        return self.frame.with_columns(self.raw_json().alias("raw")).select(pl.exclude(f"^{RAW_ONLY}.*$"))
+
+
+RAW_ONLY = "_raw_only_"  # prefix of a headed column no canonical column takes: kept for `raw` alone
+
+
+def raw_of_rows(tables: list[SheetTable], rows: pl.Series) -> pl.Series:
+    """`raw` of the rows at positions `rows` of the tables stacked in order (ingest.concat_tables), in that order:
+    each table encodes only its own rows that are asked for."""
+    wanted = rows.cast(pl.Int64).to_frame("_row").with_row_index("_order")
+    parts, offset = [], 0
+    for table in tables:
+        mine = wanted.filter((pl.col("_row") >= offset) & (pl.col("_row") < offset + table.frame.height))
+        if mine.height:
+            cells = table.frame[mine["_row"] - offset]
+            parts.append(mine.select("_order").with_columns(cells.select(table.raw_json().alias("raw"))))
+        offset += table.frame.height
+    if not parts:
+        return pl.Series("raw", [], pl.String)
+    return pl.concat(parts).sort("_order")["raw"]
 
 
 @dataclass
@@ -912,22 +950,20 @@ def _sheet_table(grid: _Grid, source: str, matcher: HeaderMatcher, header_map: d
     kept = body.filter(~pl.col("_blank"))
     last = kept["_i"].max() if kept.height else header_index
     blank_rows = int((body["_blank"] & (body["_i"] < last)).sum())  # Series ops: no query to plan
-    raw_columns = list(labels)
-    raw_keys = _unique_keys([labels[c] for c in raw_columns])
-    raw = (
-        pl.struct(pl.col(c).alias(k) for c, k in zip(raw_columns, raw_keys)).struct.json_encode()
-        if raw_columns else pl.lit("{}")
-    )
+    canonical_of = {column: canonical for canonical, (column, _) in mapping.items()}
+    in_frame = {column: canonical_of.get(column, f"{RAW_ONLY}{position}")
+                for position, column in enumerate(cells.columns) if column in labels}
+    raw_cells = list(zip(in_frame.values(), _unique_keys([labels[c] for c in in_frame])))
     frame = kept.select(
         *[pl.col(column).alias(canonical) for canonical, (column, _) in mapping.items()],
         (pl.col("_i").cast(pl.Int64) + grid.first_row).alias("row_number"),
         _total_row(cells.columns, total_words).alias("is_total_row"),
-        raw.alias("raw"),
         pl.lit(source, pl.String).alias("source_file"),
         pl.lit(grid.sheet, pl.String).alias("sheet"),
+        *[pl.col(column).alias(name) for column, name in in_frame.items() if column not in canonical_of],
     )
     table = SheetTable(source_file=source, sheet=grid.sheet, header_row=header_index + grid.first_row, title=title,
-                       frame=frame, blank_rows=blank_rows, unmapped_headers=unmapped)
+                       frame=frame, blank_rows=blank_rows, unmapped_headers=unmapped, raw_cells=raw_cells)
     return _SheetResult(table=table)
 
 

@@ -10,6 +10,7 @@ list-sized frames; a roster past `PANDERA_ROW_CHECKS_UP_TO` rows gets the schema
 from __future__ import annotations
 
 import string
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 
@@ -162,16 +163,19 @@ def _key(list_key: str | pl.Expr) -> pl.Expr:
     return list_key if isinstance(list_key, pl.Expr) else pl.lit(list_key, pl.String)
 
 
+RawOfRows = Callable[[pl.Series], pl.Series]  # input row positions -> their `raw` JSON, in that order
+
+
 def _rejected(frame: pl.DataFrame, month: str, list_key: str | pl.Expr, labels: dict[str, str],
-              raw: pl.Series | None = None) -> pl.DataFrame:
+              raw: RawOfRows | None = None) -> pl.DataFrame:
     """quarantine.rejected_rows for every row with a `_code`.
 
-    `raw`: the input's raw JSON column, when the frame left it out and carries `_input_row` instead (the roster:
-    only rejected rows need their original cells, so a million accepted rows do not drag theirs through every pass).
+    `raw`: when the frame has no raw JSON column and carries `_input_row` instead (the roster: only rejected rows
+    need their original cells, so a million accepted rows neither encode theirs nor drag them through every pass).
     """
     bad = frame.filter(pl.col("_code").is_not_null())
     if raw is not None:
-        bad = bad.with_columns(raw.gather(bad["_input_row"]).alias("raw"))
+        bad = bad.with_columns(raw(bad["_input_row"]).alias("raw"))
     label = _label_expr(pl.col("_code"), labels)
     rejected = bad.select(
         pl.lit(month, pl.String).alias("month"), "source_file", "sheet",
@@ -394,11 +398,14 @@ def _roster_note_rules() -> list[NoteRule]:
     ]
 
 
-def validate_roster(table: pl.DataFrame, *, month: str) -> Validated:
-    """The roster's person rows -> accepted persons (roster.persons + parsed household fields), rejected, notes."""
+def validate_roster(table: pl.DataFrame, *, month: str, raw: RawOfRows | None = None) -> Validated:
+    """The roster's person rows -> accepted persons (roster.persons + parsed household fields), rejected, notes.
+
+    The original cells of a rejected row come from `raw`, else from the table's own `raw` column."""
     reg = registry()
     labels = _labels(reg.roster_headers)
-    raw = table["raw"] if "raw" in table.columns else None  # kept aside: only rejected rows need it
+    if raw is None and "raw" in table.columns:
+        raw = table["raw"].gather  # kept aside: only rejected rows need it
     frame = _prepare(table.drop("raw", strict=False).with_row_index("_input_row"), list(reg.roster_headers))
     frame = frame.with_columns(cell_text(pl.col("household_id")).str.replace_all(r"\s", "").alias("household_id"))
     no_household = pl.when(pl.col("household_id").is_null()).then(pl.lit("roster_household_missing"))

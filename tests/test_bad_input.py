@@ -185,7 +185,7 @@ def test_200k_row_list_is_read_completely(zone, scan):
 
 def test_40mb_cell_is_cut_with_a_note_and_the_rest_is_read(zone, scan):
     source = _source(zone, "cell_40mb")
-    frame = _table(scan, source).frame
+    frame = _table(scan, source).with_raw()
     assert frame["name"].to_list() == ["张1", "张2", "张3"]
     remarks = frame.select(pl.col("raw").str.json_path_match("$.备注")).to_series()
     assert remarks.str.len_chars().to_list() == [1, 32_767, 1]
@@ -215,7 +215,7 @@ def test_pure_encodings_are_decoded_whole():
 # ---------------------------------------------------------------------------------------------- cell contents
 def test_formulas_give_their_saved_results_never_their_text(zone, scan):
     source = _source(zone, "formulas")
-    frame = _table(scan, source).frame
+    frame = _table(scan, source).with_raw()
     assert frame["amount"].to_list() == ["1000", "500", None, None]
     assert not frame["raw"].str.contains("=|SUM|#DIV").any()
     note = _file(scan, source).note
@@ -241,7 +241,7 @@ def test_two_row_headers_with_merged_cells(zone, scan):
     assert lower.title == "XX县2026年10月新增低保人员名单"
     assert lower.frame["name"].to_list() == ["李1", "李2", "李3"] and lower.frame["township"][0] == "城关镇"
     assert lower.frame["row_number"].to_list() == [4, 5, 6]
-    assert list(json.loads(lower.frame["raw"][0])) == ["序号", "姓名", "身份证号码", "乡镇", "村", "金额", "原因"]
+    assert list(json.loads(lower.with_raw()["raw"][0])) == ["序号", "姓名", "身份证号码", "乡镇", "村", "金额", "原因"]
 
 
 def test_title_rows_with_two_cells_do_not_join_the_header(tmp_path):
@@ -256,7 +256,7 @@ def test_title_rows_with_two_cells_do_not_join_the_header(tmp_path):
 
 
 def test_duplicated_header_maps_the_first_and_keeps_the_second_in_raw(zone, scan):
-    frame = _table(scan, _source(zone, "duplicated_headers")).frame
+    frame = _table(scan, _source(zone, "duplicated_headers")).with_raw()
     assert frame["name"].to_list() == ["王五"]
     assert json.loads(frame["raw"][0])["姓名_2"] == "王小五"
 

@@ -200,3 +200,43 @@ def test_places_and_answers_cleaned_once_per_distinct_text_equal_each_cells_own_
                                                    squeeze=False)
     noted = set(result.notes.filter(pl.col("note_code") == "choice_unrecognised")["row_number"])
     assert noted == {3 + i for i, row in enumerate(rows) if row["risk_eliminated"] == "也许"}
+
+
+def test_a_rejected_roster_row_keeps_its_own_file_s_original_cells_though_accepted_rows_never_encode_theirs(
+        tmp_path, monkeypatch):
+    """The roster's original cells (`raw`) are encoded for rejected rows only, each with its own file's headers in
+    the file's order, unmapped and duplicated headers included; accepted rows are never encoded."""
+    import json
+
+    import openpyxl
+
+    from fangpin import ingest, reading
+
+    folder = tmp_path / "raw" / MONTH / "roster"
+    folder.mkdir(parents=True)
+    book = openpyxl.Workbook()
+    book.active.append(["户编号", "姓名", "身份证号码", "备注", "姓名"])
+    book.active.append(["H1", "张三", _valid_id(1), "户主", "张老三"])
+    book.active.append(["H1", "李四", "123", None, None])  # a bad ID: rejected
+    book.save(folder / "花名册（1）.xlsx")
+    (folder / "花名册（2）.csv").write_text(
+        f"序号,户号,姓名,身份证号\n1,,王五,{_valid_id(2)}\n2,H2,赵六,{_valid_id(3)}\n", encoding="utf-8")
+    def whole_table_encoded(table):
+        raise AssertionError(f"{table.source_file}: every row's raw cells encoded")
+
+    monkeypatch.setattr(reading.SheetTable, "with_raw", whole_table_encoded)
+    encoded_rows = []
+    real = reading.raw_of_rows
+    monkeypatch.setattr(reading, "raw_of_rows", lambda tables, rows: encoded_rows.append(len(rows)) or real(tables, rows))
+
+    month_roster = ingest.load_roster(tmp_path, MONTH)
+
+    rejected = month_roster.rejected.sort("source_file")
+    assert rejected["reason_code"].to_list() == ["id_bad_length", "roster_household_missing"]
+    assert [json.loads(raw) for raw in rejected["raw"]] == [
+        {"户编号": "H1", "姓名": "李四", "身份证号码": "123", "备注": None, "姓名_2": None},
+        {"序号": "1", "户号": None, "姓名": "王五", "身份证号": _valid_id(2)},
+    ]
+    assert list(json.loads(rejected["raw"][0])) == ["户编号", "姓名", "身份证号码", "备注", "姓名_2"]
+    assert month_roster.persons["name"].sort().to_list() == ["张三", "赵六"]
+    assert encoded_rows == [2]  # the two rejected rows, nothing else

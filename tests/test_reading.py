@@ -68,7 +68,7 @@ def test_title_rows_header_variants_total_and_blank_rows(tmp_path):
     assert table.title == "XX县2026年10月新增低保人员名单 填报单位：县民政局"
     assert table.unmapped_headers == ["序号", "备注"]
     assert table.blank_rows == 2
-    frame = table.frame
+    frame = table.with_raw()
     assert frame["row_number"].to_list() == [4, 6, 8]
     assert frame["is_total_row"].to_list() == [False, False, True]
     assert frame["name"].to_list() == ["张三", "李四", None]
@@ -99,7 +99,7 @@ def test_table_starting_mid_sheet_keeps_excel_row_numbers_and_unlabelled_columns
     assert table.header_row == 3
     assert table.frame["row_number"].to_list() == [4]
     assert table.frame["name"].to_list() == ["王五"]
-    raw = json.loads(table.frame["raw"][0])
+    raw = json.loads(table.with_raw()["raw"][0])
     assert raw == {"姓名": "王五", "身份证号": ID_A, "姓名_2": "别名", "列E": "无表头的值"}
 
 
@@ -187,7 +187,7 @@ def test_csv_gb18030_with_ragged_title_row(tmp_path):
 
     assert problems == []
     assert table.sheet == "" and table.header_row == 3 and table.title == "XX县2026年10月临时救助名单"
-    frame = table.frame
+    frame = table.with_raw()
     assert frame["row_number"].to_list() == [4, 5, 6]
     assert frame["name"].to_list() == ["张三", "李四", "合计"]
     assert frame["amount"].to_list() == ["1,500", "800", "2300"]
