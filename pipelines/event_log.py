@@ -15,6 +15,7 @@ after an upgrade, tests/test_event_log.py checks that a stock instance still rea
 """
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,6 +27,7 @@ from dagster._core.storage.event_log.sqlite.sqlite_event_log import (
 from sqlalchemy import Connection, Engine, create_engine, event
 
 KEPT_ENGINES = 8  # the index file and the latest runs' files; an older run's engine is closed when it falls out
+KNOWN_PARTITION_SECONDS = 60.0  # a dynamic partition seen to exist is taken as existing this long without asking
 
 
 class PooledSqliteEventLogStorage(SqliteEventLogStorage):
@@ -33,6 +35,8 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
 
     def __init__(self, base_dir: str, inst_data=None):
         self._engines: OrderedDict[str, Engine] = OrderedDict()
+        self._has_check_tables = False
+        self._partitions_seen: dict[tuple[str, str], float] = {}  # (definition, key) -> when seen to exist
         super().__init__(base_dir, inst_data=inst_data)
 
     @classmethod
@@ -65,6 +69,33 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
             self._engines.popitem(last=False)[1].dispose()
         return engine
 
+    @property
+    def supports_asset_checks(self) -> bool:
+        """Dagster asks before storing each asset check event (~100 in a county run) and answers by reading the
+        index file's schema (3 ms each). A table, once there, stays (migrations only add), so a yes is kept."""
+        if not self._has_check_tables:
+            self._has_check_tables = super().supports_asset_checks
+        return self._has_check_tables
+
+    def has_dynamic_partition(self, partitions_def_name: str, partition_key: str) -> bool:
+        """Dagster asks for each input and output of a province's county run (~200 times, one query each, ~1 s of a
+        ~20 s run). A partition seen to exist is taken as existing for KNOWN_PARTITION_SECONDS, or until this
+        process deletes it; a missing one is asked again every time."""
+        key = (partitions_def_name, partition_key)
+        seen = self._partitions_seen.get(key)
+        if seen is not None and time.monotonic() - seen < KNOWN_PARTITION_SECONDS:
+            return True
+        exists = super().has_dynamic_partition(partitions_def_name, partition_key)
+        if exists:
+            self._partitions_seen[key] = time.monotonic()
+        else:
+            self._partitions_seen.pop(key, None)
+        return exists
+
+    def delete_dynamic_partition(self, partitions_def_name: str, partition_key: str) -> None:
+        self._partitions_seen.pop((partitions_def_name, partition_key), None)
+        super().delete_dynamic_partition(partitions_def_name, partition_key)
+
     def _dispose_engines(self) -> None:
         with self._db_lock:
             while self._engines:
@@ -73,6 +104,7 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
     def wipe(self) -> None:
         """Close every kept connection first: wiping deletes the run files they point at."""
         self._dispose_engines()
+        self._partitions_seen.clear()
         super().wipe()
 
     def dispose(self) -> None:

@@ -100,3 +100,43 @@ def test_commits_do_not_wait_for_the_disk_but_the_log_stays_write_ahead(home):
             with connection as conn:
                 assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1
                 assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+
+
+def test_a_partition_seen_to_exist_is_not_asked_again_for_a_minute_and_one_deleted_here_is_gone_at_once(
+        home, monkeypatch):
+    from dagster._core.storage.event_log.sql_event_log import SqlEventLogStorage
+
+    asked: list[str] = []
+    real = SqlEventLogStorage.has_dynamic_partition
+    monkeypatch.setattr(SqlEventLogStorage, "has_dynamic_partition",
+                        lambda self, name, key: asked.append(key) or real(self, name, key))
+    clock = [1000.0]
+    monkeypatch.setattr(event_log.time, "monotonic", lambda: clock[0])
+    with dg.DagsterInstance.get() as instance, _stock_instance(home) as other_process:
+        instance.add_dynamic_partitions("county", ["360799", "360800"])
+        assert [instance.has_dynamic_partition("county", "360799") for _ in range(3)] == [True] * 3
+        assert [instance.has_dynamic_partition("county", "369999") for _ in range(2)] == [False] * 2
+        assert asked == ["360799", "369999", "369999"]  # a missing one is asked every time
+        other_process.delete_dynamic_partition("county", "360800")
+        assert instance.has_dynamic_partition("county", "360800") is False  # never seen here: asked
+        instance.delete_dynamic_partition("county", "360799")
+        assert instance.has_dynamic_partition("county", "360799") is False
+        instance.add_dynamic_partitions("county", ["360799"])
+        assert instance.has_dynamic_partition("county", "360799") is True
+        other_process.delete_dynamic_partition("county", "360799")
+        assert instance.has_dynamic_partition("county", "360799") is True  # within the minute: taken as known
+        clock[0] += event_log.KNOWN_PARTITION_SECONDS
+        assert instance.has_dynamic_partition("county", "360799") is False
+
+
+def test_the_asset_check_tables_are_looked_up_once_not_for_every_check_event(home, monkeypatch):
+    looked_up: list[str] = []
+    real = event_log.SqliteEventLogStorage.has_table
+    monkeypatch.setattr(event_log.SqliteEventLogStorage, "has_table",
+                        lambda self, name: looked_up.append(name) or real(self, name))
+    with dg.DagsterInstance.get() as instance:
+        runs = [dg.materialize([tiny], instance=instance) for _ in range(3)]
+        checks = instance.event_log_storage.get_asset_check_execution_history(
+            dg.AssetCheckKey(dg.AssetKey("tiny"), "has_rows"), limit=10)
+    assert all(run.success for run in runs) and len(checks) == 3
+    assert looked_up.count("asset_check_executions") == 1
