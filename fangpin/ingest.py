@@ -84,7 +84,7 @@ def concat_tables(tables: list[reading.SheetTable], with_raw: bool = True) -> pl
     if not tables:
         return pl.DataFrame(schema={"source_file": pl.String, "sheet": pl.String, "row_number": pl.Int64,
                                     "is_total_row": pl.Boolean} | ({"raw": pl.String} if with_raw else {}))
-    frames = [t.with_raw() if with_raw else t.frame.select(pl.exclude(f"^{reading.RAW_ONLY}.*$")) for t in tables]
+    frames = [t.with_raw() if with_raw else t.without_raw() for t in tables]
     return pl.concat(frames, how="diagonal_relaxed")
 
 

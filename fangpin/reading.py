@@ -113,9 +113,13 @@ class SheetTable:
             return pl.lit("{}", pl.String)
         return pl.struct(pl.col(column).alias(header) for column, header in self.raw_cells).struct.json_encode()
 
+    def without_raw(self) -> pl.DataFrame:
+        """The frame without the columns kept only for `raw`."""
+        return self.frame.select(pl.exclude(f"^{RAW_ONLY}.*$"))
+
     def with_raw(self) -> pl.DataFrame:
         """The frame with its `raw` column, without the columns kept only for it."""
-        return self.frame.with_columns(self.raw_json().alias("raw")).select(pl.exclude(f"^{RAW_ONLY}.*$"))
+        return self.without_raw().with_columns(self.frame.select(self.raw_json().alias("raw")))
 
 
 RAW_ONLY = "_raw_only_"  # prefix of a headed column no canonical column takes: kept for `raw` alone
