@@ -45,8 +45,10 @@ def load_list_meanings(con: duckdb.DuckDBPyConnection) -> None:
                 "risk_type": pl.String, "from_detail": pl.Boolean, "gap": pl.String, "finding": pl.String,
                 "has_subtypes": pl.Boolean},
     )
-    words = pl.DataFrame(
-        [(rank, word, risk_type) for rank, (group, risk_type) in enumerate(reg.detail_words) for word in group],
+    words = pl.DataFrame(  # ranked word by word, in the registry's order: a detail naming two words of one group
+        # ("务工期间失业") is explained by the first listed, the same word every run (a rank per group tied them)
+        [(rank, word, risk_type) for rank, (word, risk_type) in
+         enumerate((word, risk_type) for group, risk_type in reg.detail_words for word in group)],
         schema={"rank": pl.Int32, "word": pl.String, "risk_type": pl.String}, orient="row",
     )
     overrides = pl.DataFrame(
@@ -100,14 +102,16 @@ def _load_policy(con: duckdb.DuckDBPyConnection, month: str) -> None:
 
 SIGNALS_SQL = """
 CREATE OR REPLACE TEMP TABLE wq_signals AS
-WITH people AS (
+WITH matched AS (
+    SELECT * FROM marts.person_links WHERE month = $month AND match_rule IN ('id', 'probable_name')
+), people AS (       -- the roster's name of each linked person (the linked persons only, not the whole roster)
     SELECT household_id, id_number, min(name) AS name
-    FROM roster.persons WHERE month = $rm GROUP BY household_id, id_number
+    FROM roster.persons WHERE month = $rm AND id_number IN (SELECT id_number FROM matched)
+    GROUP BY household_id, id_number
 ), links AS (
     SELECT l.*, coalesce(p.name, l.name) AS person_name
-    FROM marts.person_links l
+    FROM matched l
     LEFT JOIN people p ON p.household_id = l.household_id AND p.id_number = l.id_number
-    WHERE l.month = $month AND l.match_rule IN ('id', 'probable_name')
 ), overridden AS (   -- a detail word that overrides the list's risk type (police: 火灾 -> 因自然灾害)
     SELECT l.list_key, l.source_file, l.sheet, l.row_number,
            arg_min(o.risk_type, o.rank) AS risk_type, arg_min(o.word, o.rank) AS word
@@ -185,7 +189,9 @@ WITH risk AS (
            min(health) AS health, min(phone) AS phone,
            date_sub('year', coalesce(min(birth_date), try_strptime(substr(id_number, 7, 8), '%Y%m%d')::DATE),
                     last_day(strptime($month || '-01', '%Y-%m-%d'))::DATE) AS age
-    FROM roster.persons WHERE month = $rm GROUP BY household_id, id_number
+    FROM roster.persons
+    WHERE month = $rm AND household_id IN (SELECT household_id FROM risk)  -- warned households only, not the roster
+    GROUP BY household_id, id_number
 ), people AS (
     SELECT x.household_id,
            count(*) FILTER (WHERE x.labour IS NOT NULL AND NOT list_contains(p.no_labour_words, x.labour)
@@ -205,7 +211,7 @@ WITH risk AS (
     FROM marts.person_links l, wq_policy p
     WHERE l.month <= $month AND l.match_rule IN ('id', 'probable_name') AND list_contains(p.safety_net_lists, l.list_key)
 ), households AS (
-    SELECT * FROM roster.households WHERE month = $rm
+    SELECT * FROM roster.households WHERE month = $rm AND household_id IN (SELECT household_id FROM risk)
     QUALIFY row_number() OVER (PARTITION BY household_id ORDER BY head_id_number NULLS LAST) = 1
 )
 SELECT r.*, coalesce(c.event_costs, 0) AS event_costs, coalesce(f.findings, []) AS findings,

@@ -185,3 +185,15 @@ def test_event_costs_add_losses_of_members_and_count_a_resent_row_once():
     assert row["a38_after_event"] == pytest.approx(LINE + 1500 - 1250)
     assert row["suggested_category"] == "收入高于监测线（暂不符合纳入条件）"
     assert "计入本月自付医疗费用/损失2500元后" in row["priority_reasons"] and "接近监测线" in row["priority_reasons"]
+
+
+def test_a_detail_naming_two_words_of_one_group_is_explained_by_the_first_listed_every_time():
+    """registry.yaml lists 失业, 务工, 岗位 for one risk type; "务工期间失业" names two of them. The risk type is the
+    group's either way; the explanation names 失业 (listed first), not whichever word the join met first."""
+    con = warehouse()
+    ids = add_household(con, "1")
+    add_row(con, "civil_affairs.temporary_assistance", ids[0], detail="务工期间失业")
+    run(con)
+    [(rule, risk_type)] = rows(con, "SELECT meaning_rule, risk_type FROM wq_signals")
+    assert (rule, risk_type) == ("原因含“失业”→因务工就业不稳", "因务工就业不稳")
+    assert queue(con, "1", "risk_types")["risk_types"] == ["因务工就业不稳"]
