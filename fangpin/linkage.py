@@ -131,7 +131,9 @@ WITH roster_ids AS (
     -- one row per ID in the roster; an ID in two households is linked to the smallest household_id, and said so
     SELECT id_number, min(household_id) AS household_id, count(DISTINCT household_id) AS households,
            array_to_string(list_sort(list_distinct(list(household_id))), '、') AS household_list
-    FROM roster.persons WHERE month = $rm GROUP BY id_number
+    FROM roster.persons
+    WHERE month = $rm AND id_number IN (SELECT id_number FROM staging.list_rows WHERE month = $month)  -- listed IDs only
+    GROUP BY id_number
 ), accepted AS (
     SELECT r.*, m.kind, i.household_id AS linked_household, i.households, i.household_list
     FROM staging.list_rows r
@@ -143,9 +145,9 @@ WITH roster_ids AS (
     SELECT q.list_key, q.source_file, q.sheet, q.row_number, count(p.id_number) AS hits,
            min(p.id_number) AS person_id, min(p.household_id) AS household_id
     FROM link_rejected q
-    LEFT JOIN roster.persons p
-      ON p.month = $rm AND regexp_replace(p.name, '\\s', '', 'g') = q.name
-     AND p.township = q.township AND p.village = q.village
+    LEFT JOIN (SELECT * FROM roster.persons      -- the villages of rejected rows only: names are cleaned per row
+               WHERE month = $rm AND (township, village) IN (SELECT (township, village) FROM link_rejected)) p
+      ON regexp_replace(p.name, '\\s', '', 'g') = q.name AND p.township = q.township AND p.village = q.village
     GROUP BY ALL
 ), rejected AS (
     SELECT q.*, m.department, m.kind, h.hits, h.person_id, h.household_id AS probable_household,
