@@ -48,7 +48,7 @@ BENCH_DIR = PROJECT_ROOT / "bench"
 CACHE_DIR = BENCH_DIR / "cache"
 RESULTS_PATH = BENCH_DIR / "results.md"
 # bump when the generator below changes what it writes (invalidates the cache); one per layout, so that changing the
-# province's does not throw away the county's inputs (~19 min to generate)
+# province's does not throw away the county's inputs (~19 min to generate on the Xeon, ~50 min on sessions 6-7's AMD)
 GENERATOR_VERSION = {"county": 1, "province": 2}  # province 2: a county data dir per county under counties/
 EXCEL_MAX_ROWS = 1_048_576  # rows of one xlsx sheet, header included (Excel's limit)
 XLS_MAX_ROWS = 65_536  # rows of one .xls (BIFF8) sheet

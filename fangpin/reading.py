@@ -115,14 +115,15 @@ class SheetTable:
 
     def without_raw(self) -> pl.DataFrame:
         """The frame without the columns kept only for `raw`."""
-        return self.frame.select(pl.exclude(f"^{RAW_ONLY}.*$"))
+        return self.frame.select(_KEPT_COLUMNS)
 
     def with_raw(self) -> pl.DataFrame:
         """The frame with its `raw` column, without the columns kept only for it."""
-        return self.without_raw().with_columns(self.frame.select(self.raw_json().alias("raw")))
+        return self.frame.select(_KEPT_COLUMNS, self.raw_json().alias("raw"))
 
 
 RAW_ONLY = "_raw_only_"  # prefix of a headed column no canonical column takes: kept for `raw` alone
+_KEPT_COLUMNS = pl.exclude(f"^{RAW_ONLY}.*$")  # every column of a table's frame but those
 
 
 def raw_of_rows(tables: list[SheetTable], rows: pl.Series) -> pl.Series:

@@ -221,6 +221,7 @@ def test_a_rejected_roster_row_keeps_its_own_file_s_original_cells_though_accept
     book.save(folder / "花名册（1）.xlsx")
     (folder / "花名册（2）.csv").write_text(
         f"序号,户号,姓名,身份证号\n1,,王五,{_valid_id(2)}\n2,H2,赵六,{_valid_id(3)}\n", encoding="utf-8")
+
     def whole_table_encoded(table):
         raise AssertionError(f"{table.source_file}: every row's raw cells encoded")
 

@@ -200,3 +200,20 @@ def test_a_detail_naming_two_words_of_one_group_is_explained_by_the_first_listed
     # what makes it the same every run, whatever order the join meets the words in: no two words share a rank
     assert rows(con, "SELECT count(*) = count(DISTINCT rank) FROM detail_words") == [(True,)]
     assert queue(con, "1", "risk_types")["risk_types"] == ["因务工就业不稳"]
+
+
+def test_linkage_and_the_queue_read_only_the_roster_rows_they_join_and_still_see_all_of_them():
+    """Linkage groups roster IDs only for IDs on the month's lists, and the queue reads persons and households only of
+    the households it warns. What those rows say must still all count: an ID the roster gives two households (one
+    never listed), the roster's spelling of a listed person's name, and an unlisted elder of a warned 低保 household."""
+    con = warehouse()
+    ids = add_household(con, "1", members=[{"name": "张三"}, {"name": "李四", "birth": "19500101"}])
+    add_household(con, "2", members=[{"name": "张三", "id_number": ids[0]}])  # the same ID in a second household
+    add_household(con, "3")  # never listed, never warned
+    add_row(con, "civil_affairs.dibao", ids[0], name="张叁", detail="因病")  # the list spells the name otherwise
+    assert run(con)["households"] == 1
+    assert rows(con, "SELECT household_id, match_note FROM marts.person_links") == [
+        ("1", "身份证号码在花名册中属于2户（1、2），暂归入户编号1，请核实")]
+    row = queue(con, "1", "members", "priority_reasons")
+    assert row["members"] == ["张三（civil_affairs.dibao：因病）"]
+    assert "李四（76岁）" in row["priority_reasons"]
