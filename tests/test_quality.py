@@ -316,3 +316,32 @@ def test_ranges_are_judged_in_one_vectorised_step_with_the_results_of_ge_s_per_r
     assert widened.equals(per_row)
     assert failed_checks(widened, "roster") == {"household_size_in_range"}
     assert "amount_in_range" in failed_checks(widened, "civil_affairs.dibao")
+
+
+def test_each_expectation_builds_its_configuration_once_per_validation_with_ge_s_own_results(con, monkeypatch):
+    """GE rebuilds an expectation's configuration every time it reads it (~130 times per expectation). During a
+    validation fangpin keeps the first build; the results must be those of GE's own property, failed checks and
+    their example rows included, and the property must be GE's again afterwards."""
+    from contextlib import nullcontext
+
+    from great_expectations.expectations.expectation import Expectation
+
+    ids = [valid_id(8100 + i) for i in range(12)]
+    ids[11] = ids[0]
+    accepted(con, "civil_affairs.dibao", 20, amount=[500.0] * 18 + [2_000_000.0, None])
+    rejected(con, "civil_affairs.dibao", [(40, "id_checksum", "36079919800101001X")])
+    roster(con, 12, ids=ids, sizes=[2, 2, 2, 2, 2, 25])
+    gx_property = Expectation.configuration
+    builds: list[int] = []
+    monkeypatch.setattr(Expectation, "configuration",
+                        property(lambda expectation: builds.append(id(expectation)) or gx_property.fget(expectation)))
+    counting = Expectation.configuration
+    once = quality.run_list_suites(con, MONTH)
+    built_once = len(builds)
+    assert Expectation.configuration is counting
+    builds.clear()
+    monkeypatch.setattr(quality, "_configurations_built_once", nullcontext)
+    every_time = quality.run_list_suites(con, MONTH)
+    assert len(builds) > 5 * built_once  # 1,382 against 165 here
+    assert once.equals(every_time)
+    assert not once["success"].all() and once["examples"].is_not_null().any()
