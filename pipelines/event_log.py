@@ -35,7 +35,7 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
 
     def __init__(self, base_dir: str, inst_data=None):
         self._engines: OrderedDict[str, Engine] = OrderedDict()
-        self._has_check_tables = False
+        self._tables_found: set[str] = set()  # tables of the index file seen to exist
         self._partitions_seen: dict[tuple[str, str], float] = {}  # (definition, key) -> when seen to exist
         super().__init__(base_dir, inst_data=inst_data)
 
@@ -69,13 +69,15 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
             self._engines.popitem(last=False)[1].dispose()
         return engine
 
-    @property
-    def supports_asset_checks(self) -> bool:
-        """Dagster asks before storing each asset check event (~100 in a county run) and answers by reading the
-        index file's schema (3 ms each). A table, once there, stays (migrations only add), so a yes is kept."""
-        if not self._has_check_tables:
-            self._has_check_tables = super().supports_asset_checks
-        return self._has_check_tables
+    def has_table(self, table_name: str) -> bool:
+        """Dagster asks before storing each asset check event (~100 in a county run) and each materialization's
+        indexed tags (~30), each time through a new engine reading the index file's schema (3 ms). A table, once
+        there, stays (migrations only add), so a yes is kept; a no is asked again."""
+        if table_name not in self._tables_found:
+            if not super().has_table(table_name):
+                return False
+            self._tables_found.add(table_name)
+        return True
 
     def has_dynamic_partition(self, partitions_def_name: str, partition_key: str) -> bool:
         """Dagster asks for each input and output of a province's county run (~200 times, one query each, ~1 s of a
@@ -105,6 +107,7 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
         """Close every kept connection first: wiping deletes the run files they point at."""
         self._dispose_engines()
         self._partitions_seen.clear()
+        self._tables_found.clear()
         super().wipe()
 
     def dispose(self) -> None:

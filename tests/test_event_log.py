@@ -129,7 +129,7 @@ def test_a_partition_seen_to_exist_is_not_asked_again_for_a_minute_and_one_delet
         assert instance.has_dynamic_partition("county", "360799") is False
 
 
-def test_the_asset_check_tables_are_looked_up_once_not_for_every_check_event(home, monkeypatch):
+def test_the_index_tables_are_looked_up_once_not_for_every_check_or_materialization_event(home, monkeypatch):
     looked_up: list[str] = []
     real = event_log.SqliteEventLogStorage.has_table
     monkeypatch.setattr(event_log.SqliteEventLogStorage, "has_table",
@@ -140,3 +140,5 @@ def test_the_asset_check_tables_are_looked_up_once_not_for_every_check_event(hom
             dg.AssetCheckKey(dg.AssetKey("tiny"), "has_rows"), limit=10)
     assert all(run.success for run in runs) and len(checks) == 3
     assert looked_up.count("asset_check_executions") == 1
+    assert looked_up.count("asset_event_tags") == 1  # asked for each materialization's data-version tags
+    assert len(looked_up) == len(set(looked_up))
