@@ -111,7 +111,7 @@ def build_households(persons: pl.DataFrame, month: str) -> pl.DataFrame:
     `persons` is the accepted frame of `validate_roster` (person columns plus the parsed household-level ones).
     household_size is the reported 家庭人口数 (household size) when positive, else the members counted.
     """
-    from schemas.roster import HouseholdsModel  # schemas.roster imports this module for its rules
+    from schemas.roster import HouseholdsModel, checked  # schemas.roster imports this module for its rules
 
     fields = [household_value(c).alias(c) for c in HOUSEHOLD_FIELDS if c != "household_size"]
     grouped = in_member_order(persons).group_by("household_id").agg(
@@ -129,7 +129,7 @@ def build_households(persons: pl.DataFrame, month: str) -> pl.DataFrame:
     households = sized.with_columns(indicator_columns()).select(
         pl.col(c).cast(t) for c, t in HOUSEHOLD_COLUMNS.items()
     ).sort("household_id")
-    return HouseholdsModel.validate(households)
+    return checked(HouseholdsModel, households)
 
 
 def build_places(persons: pl.DataFrame, households: pl.DataFrame, month) -> tuple[pl.DataFrame, pl.DataFrame]:

@@ -5,7 +5,7 @@ are recorded in quarantine.row_notes.
 One pass of Polars expressions decides each row's first problem (total row, ID, disability certificate, household,
 duplicate person); no per-row Python. The accepted frames are then checked with the pandera models in `schemas/`,
 which reuse the same `fangpin.ids` rules: a failure there is a bug in this module, so it raises (row checks on
-list-sized frames; a roster past `PANDERA_ROW_CHECKS_UP_TO` rows gets the schema check only).
+list-sized frames; a roster past `schemas.roster.ROW_CHECKS_UP_TO` rows gets the schema check only).
 """
 from __future__ import annotations
 
@@ -15,14 +15,13 @@ from dataclasses import dataclass
 from datetime import date
 
 import polars as pl
-from pandera.config import ValidationDepth, config_context
 
 from fangpin import households, ids
 from fangpin.config import ListSpec, check_month, registry
 from fangpin.values import cell_text, parse_amount, parse_date, resolve_places
 from schemas.lists import ListRowsModel, RejectedRowsModel, RowNotesModel
 from schemas.reasons import NOTE, REJECT
-from schemas.roster import PersonsModel
+from schemas.roster import PersonsModel, checked
 
 LINEAGE = {"source_file": pl.String, "sheet": pl.String, "row_number": pl.Int64, "is_total_row": pl.Boolean,
            "raw": pl.String}
@@ -414,17 +413,5 @@ def validate_roster(table: pl.DataFrame, *, month: str, raw: RawOfRows | None = 
     notes = _notes(good, _roster_note_rules(), month, "roster", labels)
     accepted = good.with_columns(pl.lit(month, pl.String).alias("month"), pl.col("row_number").cast(pl.Int32))
     rejected = _rejected(frame, month, "roster", labels, raw)
-    return Validated(_check_persons(accepted.select(PERSON_COLUMNS)), rejected, notes)
+    return Validated(checked(PersonsModel, accepted.select(PERSON_COLUMNS)), rejected, notes)
 
-
-# pandera's row checks re-run the ID rule, uniqueness etc. that the Polars expressions above already applied: a safety
-# net worth its cost on list-sized frames (and on every test's roster), not on a million-row roster (1.5 s of 6.3 s),
-# where only the schema (columns, types) is checked.
-PANDERA_ROW_CHECKS_UP_TO = 100_000
-
-
-def _check_persons(accepted: pl.DataFrame) -> pl.DataFrame:
-    if accepted.height <= PANDERA_ROW_CHECKS_UP_TO:
-        return PersonsModel.validate(accepted)
-    with config_context(validation_depth=ValidationDepth.SCHEMA_ONLY):
-        return PersonsModel.validate(accepted)

@@ -241,3 +241,25 @@ def test_a_rejected_roster_row_keeps_its_own_file_s_original_cells_though_accept
     assert list(json.loads(rejected["raw"][0])) == ["户编号", "姓名", "身份证号码", "备注", "姓名_2"]
     assert month_roster.persons["name"].sort().to_list() == ["张三", "赵六"]
     assert encoded_rows == [2]  # the two rejected rows, nothing else
+
+
+def test_households_at_roster_scale_skip_the_row_checks_and_keep_the_schema_check(monkeypatch):
+    """pandera's row checks stop at roster scale for households as for persons (a province county has ~87,000):
+    a household whose A38 disagrees with its incomes is refused on a small roster, passed on a large one (where the
+    Polars formulas that built it are the rule), and a wrong type is refused at any size."""
+    import pandera.errors
+    from schemas import roster as models
+
+    built = _households(_family(on_every_row=False))
+    wrong = built.with_columns(pl.col("a38_per_capita") + 1.0)
+    refused = (pandera.errors.SchemaError, pandera.errors.SchemaErrors)
+    with pytest.raises(refused):
+        models.checked(models.HouseholdsModel, wrong)
+    monkeypatch.setattr(models, "ROW_CHECKS_UP_TO", 0)
+    assert models.checked(models.HouseholdsModel, wrong).equals(wrong)
+    with pytest.raises(refused):
+        models.checked(models.HouseholdsModel, built.with_columns(pl.col("household_size").cast(pl.Int64)))
+    seen: list[int] = []
+    monkeypatch.setattr(models, "checked", lambda model, frame: seen.append(frame.height) or frame)
+    _households(_family(on_every_row=False))
+    assert seen == [1], "build_households checks its frame through schemas.roster.checked"

@@ -270,8 +270,10 @@ def test_a_roster_past_the_row_check_size_still_gets_its_schema_checked(monkeypa
     """Row rules at roster scale are the Polars expressions; pandera then checks only columns and types."""
     import pandera.errors
     from fangpin import validate as module
+    from schemas import roster as models
 
-    monkeypatch.setattr(module, "PANDERA_ROW_CHECKS_UP_TO", 0)
+    monkeypatch.setattr(models, "ROW_CHECKS_UP_TO", 0)
     frame = pl.DataFrame({column: [None] for column in module.PERSON_COLUMNS})
     with pytest.raises((pandera.errors.SchemaError, pandera.errors.SchemaErrors)):
-        module._check_persons(frame)  # wrong types (all null columns): refused even without row checks
+        models.checked(models.PersonsModel, frame)  # wrong types (all null columns): refused even without row checks
+
