@@ -248,14 +248,20 @@ def _place_rules() -> list[NoteRule]:
 # Department lists
 # ------------------------------------------------------------------------------------------------------------------
 def _list_values(frame: pl.DataFrame, places: pl.DataFrame) -> pl.DataFrame:
-    """Accepted list rows with parsed values and places resolved (raw texts kept in `_<column>` for the notes)."""
+    """Accepted list rows with parsed values and places resolved (raw texts kept in `_<column>` for the notes).
+
+    Dates and the other repetitive texts are parsed once per distinct cell (`_by_value`): a province county's 30,000
+    list rows hold 31 distinct dates, and parsing every row's date cost 0.29 of the 0.43 s here."""
+    by_value = {
+        "event_date": (parse_date(pl.col("event_date")), pl.Date), "amount": (parse_amount(pl.col("amount")), pl.Float64),
+        "detail": (cell_text(pl.col("detail")), pl.String),
+        "division_code": (ids.clean_text(pl.col("division_code")), pl.String),
+        "disability_cert": (ids.normalise_cert(pl.col("disability_cert")), pl.String),
+        "township": (cell_text(pl.col("township")), pl.String), "village": (cell_text(pl.col("village")), pl.String),
+    }
     parsed = frame.with_columns(
         pl.col("event_date").alias("_event_date"), pl.col("amount").alias("_amount"),
-        parse_date(pl.col("event_date")).alias("event_date"), parse_amount(pl.col("amount")).alias("amount"),
-        cell_text(pl.col("name")).str.replace_all(r"\s", "").alias("name"),
-        cell_text(pl.col("detail")).alias("detail"), ids.clean_text(pl.col("division_code")).alias("division_code"),
-        ids.normalise_cert(pl.col("disability_cert")).alias("disability_cert"),
-        cell_text(pl.col("township")).alias("township"), cell_text(pl.col("village")).alias("village"),
+        cell_text(pl.col("name")).str.replace_all(r"\s", "").alias("name"), *_by_value(frame, by_value),
     )
     return resolve_places(parsed, places)
 

@@ -277,3 +277,30 @@ def test_a_roster_past_the_row_check_size_still_gets_its_schema_checked(monkeypa
     with pytest.raises((pandera.errors.SchemaError, pandera.errors.SchemaErrors)):
         models.checked(models.PersonsModel, frame)  # wrong types (all null columns): refused even without row checks
 
+
+
+def test_list_dates_amounts_and_places_parsed_once_per_distinct_text_equal_each_cells_own_parse_and_notes():
+    """A month's list rows repeat a few dozen dates and places, so those columns are parsed once per distinct text
+    (validate._by_value); every row must still get its own cell's value, and every unusable cell its own note."""
+    from fangpin.values import parse_amount, parse_date
+
+    dates = ["2026-10-05", "46300", "下旬", None, "2026年10月5日", "2026/9/30", "", "2026-10-05", "46300.0"]
+    amounts = ["1,200", "很多", None, "1200元", "", "1,200", "3万"]
+    townships = ["城关镇", " 城关镇", "月亮镇", None]
+    ids = [body + ric.calc_check_digit(body + "?") for body in (f"36079919800101{n:03d}" for n in range(43))]
+    rows = [{"id_number": number, "event_date": dates[i % len(dates)], "amount": amounts[i % len(amounts)],
+             "township": townships[i % len(townships)]} for i, number in enumerate(ids)]
+    result = _run(_table(rows))
+    accepted = result.accepted.sort("row_number")
+    assert accepted.height == len(rows)
+
+    def each(expr, texts: list) -> list:
+        return pl.DataFrame({"v": texts}, schema={"v": pl.String}).select(expr(pl.col("v"))).to_series().to_list()
+
+    assert accepted["event_date"].to_list() == each(parse_date, [row["event_date"] for row in rows])
+    assert accepted["amount"].to_list() == each(parse_amount, [row["amount"] for row in rows])
+    noted = {(r["row_number"], r["note_code"]) for r in result.notes.to_dicts()}
+    unparsed = {4 + i for i, row in enumerate(rows) if row["event_date"] in ("下旬",)}
+    assert {n for n, code in noted if code == "date_unparsed"} == unparsed
+    assert {n for n, code in noted if code == "township_unknown"} == {
+        4 + i for i, row in enumerate(rows) if row["township"] == "月亮镇"}
