@@ -16,8 +16,8 @@ from schemas.lists import valid_id
 
 # pandera's row checks re-run rules that fangpin's Polars expressions already applied (the ID rule, uniqueness, the
 # A33-A38 formulas): a safety net worth its cost on list-sized frames (and on every test's roster), not at roster
-# scale (1.5 s of 6.3 s for a million persons; ~0.4 s for a province county's 87,000 households), where only the
-# schema (columns, types) is checked.
+# scale (1.5 s of 6.3 s for a million persons; 0.09 s against 0.01 s for their 292,674 households), where only the
+# schema (columns, types) is checked. A province county's 87,518 households are list-sized: fully checked (0.04 s).
 ROW_CHECKS_UP_TO = 100_000
 
 
