@@ -244,7 +244,7 @@ def test_a_rejected_roster_row_keeps_its_own_file_s_original_cells_though_accept
 
 
 def test_households_at_roster_scale_skip_the_row_checks_and_keep_the_schema_check(monkeypatch):
-    """pandera's row checks stop at roster scale for households as for persons (a province county has ~87,000):
+    """pandera's row checks stop at roster scale for households as for persons (a million-person county has ~290,000):
     a household whose A38 disagrees with its incomes is refused on a small roster, passed on a large one (where the
     Polars formulas that built it are the rule), and a wrong type is refused at any size."""
     import pandera.errors
