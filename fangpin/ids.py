@@ -53,11 +53,13 @@ def normalise_id(expr: pl.Expr) -> pl.Expr:
 
     A legacy 15-digit ID (YYMMDD birth date) gets the century 19 and its check character (also when it came through
     a float as "320102800101123.0": 15 digits survive a float). Anything else is returned cleaned but unchanged, so
-    that `id_problem` can say what is wrong with it.
+    that `id_problem` can say what is wrong with it: "11010519491231002+" stays a bad character (the code once marked
+    legacy IDs with a "+" and so completed such a cell with a computed check character, and read "1234+" as missing).
     """
-    marked = clean_text(expr).str.replace(r"^([0-9]{6})([0-9]{9})(\.0*)?$", "${1}19${2}+")  # "+": check char due
-    first17 = marked.str.slice(0, 17)
-    return pl.when(marked.str.ends_with("+")).then(pl.concat_str(first17, check_char(first17))).otherwise(marked)
+    cleaned = clean_text(expr)
+    legacy = cleaned.str.contains(r"^[0-9]{15}(\.0*)?$")
+    first17 = pl.concat_str(cleaned.str.slice(0, 6), pl.lit("19"), cleaned.str.slice(6, 9))
+    return pl.when(legacy).then(pl.concat_str(first17, check_char(first17))).otherwise(cleaned)
 
 
 def birth_date_from_id(id18: pl.Expr) -> pl.Expr:

@@ -107,6 +107,8 @@ VALID = "11010519491231002X"  # the GB 11643 example number
     ("11010519491331002X", "11010519491331002X", "id_bad_birthdate"),         # month 13
     ("1101051949123100", "1101051949123100", "id_bad_length"),
     ("1101051949123100AX", "1101051949123100AX", "id_bad_chars"),
+    ("11010519491231002+", "11010519491231002+", "id_bad_chars"),             # a plus for the check character:
+    ("1234+", "1234+", "id_bad_length"),                                      # not repaired, not "missing"
     ("", None, "id_missing"),
     ("  ", None, "id_missing"),
     (None, None, "id_missing"),
