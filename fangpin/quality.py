@@ -85,10 +85,12 @@ def _id_key_sql(column: str) -> str:
     """SQL normalising a raw ID cell the way the validator does (spaces, full-width digits, x, legacy 15 digits).
 
     Only rows rejected for a non-ID reason (a duplicate, a bad disability certificate) need it: their ID is usable,
-    and a duplicate must compare equal to the accepted first occurrence.
+    and a duplicate must compare equal to the accepted first occurrence. A usable ID holds no other dot than the
+    ".0" a legacy number kept from a float (ids.normalise_id), dropped before the other characters.
+    tests/test_quality.py compares this with ids.normalise_id for every usable spelling it knows.
     """
-    cleaned = (f"upper(regexp_replace(translate(coalesce({column}, ''), '０１２３４５６７８９ｘＸ', '0123456789xX'), "
-               f"'[^0-9A-Za-z]', '', 'g'))")
+    kept = f"regexp_replace(translate(coalesce({column}, ''), '０１２３４５６７８９ｘＸ', '0123456789xX'), '[^0-9A-Za-z.]', '', 'g')"
+    cleaned = f"upper(regexp_replace(regexp_replace({kept}, '\\.0*$', ''), '[.]', '', 'g'))"
     body = f"(substr({cleaned}, 1, 6) || '19' || substr({cleaned}, 7, 9))"
     check = (f"substr('10X98765432', CAST(list_sum(list_transform(range(17), lambda i: "
              f"(ascii(substr({body}, i + 1, 1)) - 48) * [7,9,10,5,8,4,2,1,6,3,7,9,10,5,8,4,2][i + 1])) % 11 AS INTEGER) + 1, 1)")

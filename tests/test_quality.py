@@ -345,3 +345,21 @@ def test_each_expectation_builds_its_configuration_once_per_validation_with_ge_s
     assert len(builds) > 5 * built_once  # 1,382 against 165 here
     assert once.equals(every_time)
     assert not once["success"].all() and once["examples"].is_not_null().any()
+
+
+@pytest.mark.parametrize("raw", [
+    "11010519491231002X", "11010519491231002x", "'11010519491231002X", " 110105 19491231 002X\t",
+    "１１０１０５１９４９１２３１００２ｘ", "\u201c11010519491231002X\u201d", "1101051949\u200b1231002X",
+    "110105491231002", "110105491231002.0", " 110105491231002.00 ", "'110105491231002.0",
+])
+def test_the_sql_id_key_of_a_rejected_row_is_the_validator_s_normalised_id(raw):
+    """A row rejected for another reason than its ID (a duplicate) is judged by its ID normalised again in SQL; for
+    every spelling the validator takes as a valid ID, that must be the validator's own ID, or a duplicate written
+    as a legacy number that went through a float would not match its first row."""
+    from fangpin import ids
+
+    frame = pl.DataFrame({"raw": [raw]}).select(ids.normalise_id(pl.col("raw")).alias("id"),
+                                                ids.id_problem(pl.col("raw")).alias("problem"))
+    assert frame["problem"][0] is None
+    sql_key = duckdb.connect().execute(f"SELECT {quality._id_key_sql('raw')} FROM (SELECT ? AS raw)", [raw]).fetchone()
+    assert sql_key[0] == frame["id"][0]
