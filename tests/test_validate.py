@@ -278,7 +278,6 @@ def test_a_roster_past_the_row_check_size_still_gets_its_schema_checked(monkeypa
         models.checked(models.PersonsModel, frame)  # wrong types (all null columns): refused even without row checks
 
 
-
 def test_list_dates_amounts_and_places_parsed_once_per_distinct_text_equal_each_cells_own_parse_and_notes():
     """A month's list rows repeat a few dozen dates and places, so those columns are parsed once per distinct text
     (validate._by_value); every row must still get its own cell's value, and every unusable cell its own note."""
