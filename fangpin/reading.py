@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import html
 import io
+import os
 import re
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
@@ -996,7 +997,16 @@ def _number_texts(cells: pl.Series, rows: pl.Series) -> pl.Series | None:
 
 
 def relative_source(path: Path, data_dir: Path) -> str:
-    """The path lineage columns carry: relative to the data dir, posix."""
+    """The path lineage columns carry: relative to the data dir, posix.
+
+    Taken from the path as found under the data dir, symbolic links left alone: a drop zone whose raw/ (or one of
+    its files) links to a shared drive still names `raw/2026-10/...`, not the drive's folders. Only a path not
+    under the data dir as written is resolved, and named in full when it is not under it either.
+    """
+    try:
+        return Path(os.path.abspath(path)).relative_to(os.path.abspath(data_dir)).as_posix()
+    except ValueError:
+        pass
     try:
         return path.resolve().relative_to(Path(data_dir).resolve()).as_posix()
     except ValueError:
