@@ -210,3 +210,36 @@ def test_gaps_between_county_runs_side_by_side_are_measured_to_the_next_run_star
     runs = [run("A1", 0.0, 10.0), run("B1", 1.0, 12.0), run("A2", 10.3, 20.0), run("B2", 12.0, 22.0)]
     # last step ends: A1 9.8, B1 11.8, A2 19.8, B2 21.8 -> next start after each: A2 (0.5), B2 (0.2), none, none
     assert bench._gaps(runs) == pytest.approx([0.5, 0.2])
+
+
+def _repeat_of(wall: float, floor_seconds: float, stopped: str | None = None):
+    result = _province_result(stopped)
+    result.run = replace(result.run, wall=wall)
+    result.floor = {**result.floor, "seconds": floor_seconds}
+    result.machine = bench.machine()
+    return result
+
+
+def test_repeats_report_the_median_run_and_every_repeat_s_figures(tmp_path, monkeypatch):
+    """`--repeat 3`: the section is the repeat with the median run/floor (here the first: 3.42 between 3.26 and
+    3.50), and one line gives all three; the inputs are generated once."""
+    repeats = iter([_repeat_of(61.7, 18.0), _repeat_of(60.4, 17.3), _repeat_of(62.5, 19.2)])
+    generated: list[str] = []
+    monkeypatch.setattr(bench, "ensure_data", lambda scenario, cache: generated.append(scenario.name) or (tmp_path, {}))
+    monkeypatch.setattr(bench, "_measure", lambda *args: next(repeats))
+    results = tmp_path / "results.md"
+    chosen = bench.bench(bench.SCENARIOS["province-small"], cache=tmp_path, results=results, repeat=3)
+    assert generated == ["province-small"] and next(repeats, None) is None
+    assert chosen.run.wall == 61.7 and chosen.repeats == [(61.7, 18.0), (60.4, 17.3), (62.5, 19.2)]
+    text = results.read_text(encoding="utf-8")
+    assert ("- repeats: 3 runs of the same inputs, run 61.7 / 60.4 / 62.5 s, floor 18.0 / 17.3 / 19.2 s, "
+            "run/floor 3.43 / 3.49 / 3.26; this section is the median run by run/floor") in text
+    assert bench.headline(chosen) in text
+
+
+def test_a_failed_repeat_is_reported_not_hidden_behind_the_median():
+    chosen = bench.median_result([_repeat_of(30.0, 10.0), _repeat_of(25.0, 1.0, stopped="cap"),
+                                  _repeat_of(31.0, 10.0)])
+    assert chosen.run.stopped == "cap" and not chosen.ok
+    assert bench.repeat_lines(chosen)[0].endswith("this section is the first repeat that failed")
+    assert bench.repeat_lines(bench.median_result([_repeat_of(30.0, 10.0)])) == []  # one run: no repeats line
