@@ -79,18 +79,19 @@ def run_province(month: str, province_dir: Path, workers: int = 1, only: list[st
     with dg.DagsterInstance.get() as instance:
         known = set(instance.get_dynamic_partitions("county"))
         instance.add_dynamic_partitions("county", [c for c in counties if c not in known])
-    if workers > 1 and len(counties) > 1:
+    in_workers = workers > 1 and len(counties) > 1
+    if in_workers:
         _counties_in_workers(month, province_dir, counties, workers)
-    else:
-        with dg.DagsterInstance.get() as instance:  # one for every county of this process: ~0.1 s each saved
-            for county in counties:
-                _execute("pipelines.province", "county_month",
-                         dg.MultiPartitionKey({"month": month, "county": county}), province_dir, instance=instance)
+    # One instance for this process's counties, the check of every county's run and the marts (~0.1 s per instance
+    # saved); opened after any workers have ended, so no instance of this process is open while they write.
     with dg.DagsterInstance.get() as instance:
+        for county in [] if in_workers else counties:
+            _execute("pipelines.province", "county_month", dg.MultiPartitionKey({"month": month, "county": county}),
+                     province_dir, instance=instance)
         failed = [c for c in counties if not _county_month_succeeded(instance, month, c)]
-    if not marts:
-        return not failed
-    built = _execute("pipelines.province", "province_marts", month, province_dir).success
+        if not marts:
+            return not failed
+        built = _execute("pipelines.province", "province_marts", month, province_dir, instance=instance).success
     print(f"\n== fangpin province {month}: {len(counties) - len(failed)}/{len(counties)} counties done"
           f"{'; failed: ' + ', '.join(failed) if failed else ''}; provincial marts {'done' if built else 'FAILED'} ==")
     return not failed and built

@@ -243,7 +243,6 @@ def test_workbook_with_two_lists_and_notes_sheet_in_chinese_folder(tmp_path):
     assert len(received.sha256) == 64 and received.size_bytes > 0
 
 
-
 def test_a_drop_zone_linked_from_a_shared_drive_keeps_its_lineage_relative_to_the_data_dir(tmp_path):
     """raw/ (or a file in it) may be a link to a shared drive; lineage, messages and the read cache still name
     raw/<month>/..., never the drive's own folders."""
@@ -263,6 +262,7 @@ def test_a_drop_zone_linked_from_a_shared_drive_keeps_its_lineage_relative_to_th
     assert scan.tables["civil_affairs.dibao"][0].source_file == f"raw/{MONTH}/civil_affairs/低保.xlsx"
     assert reading.relative_source(tmp_path / "elsewhere" / "特困.xlsx", data_dir) == (
         tmp_path / "elsewhere" / "特困.xlsx").as_posix()  # not under the data dir at all: named in full
+
 
 def test_dibao_edge_is_not_dibao_and_ambiguous_names_are_not_guessed(tmp_path):
     _xlsx(_dept_file(tmp_path, "civil_affairs", "低保.xlsx"), {"Sheet1": _persons("一村")})
