@@ -2,6 +2,7 @@
 real render in headless Chromium with the network disabled (charts drawn, screenshot saved)."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -185,6 +186,24 @@ def test_against_the_warehouse_ddl(monkeypatch):
     positions = [heat.index(f">{name}</th>") for name in RELAPSE_TYPES]   # the seed's order (type_order)
     assert positions == sorted(positions)
     assert "2026-11-05 09:30" in _section(ours, "submissions") and "乡镇名称可识别" in _section(ours, "quality")
+
+
+def test_every_chart_is_drawn_in_the_template_copied_twice_a_page_not_once_a_chart(con, monkeypatch):
+    """Each of the four charts carries the dashboard's template, as when it was set per chart with
+    `update_layout(template=...)`; plotly's template validator (a deep copy each time, half the page's time) runs
+    twice a page, to set plotly's default and to restore it, which stays what it was."""
+    import plotly.io as pio
+    from _plotly_utils.basevalidators import BaseTemplateValidator
+
+    coerced = []
+    validate = BaseTemplateValidator.validate_coerce
+    monkeypatch.setattr(BaseTemplateValidator, "validate_coerce",
+                        lambda self, value, *args, **kwargs: coerced.append(value) or validate(self, value, *args, **kwargs))
+    default = pio.templates.default
+    page = dashboard.render_dashboard(con, MONTH)
+    assert coerced == [dashboard.CHART_TEMPLATE, default] and pio.templates.default == default
+    white = json.dumps(pio.templates[dashboard.CHART_TEMPLATE].layout.to_plotly_json()["plot_bgcolor"])
+    assert page.count(f'"plot_bgcolor":{white}') == 4
 
 
 def test_quality_module_fragment_is_embedded(con):
