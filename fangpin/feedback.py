@@ -19,6 +19,7 @@ import polars as pl
 
 from fangpin.workbooks import (META_FORMAT, META_KEYS, META_VERSION, RESULTS, column_specs, meta_digest,
                                sheet_name)
+from schemas.lists import REJECTED_COLUMNS
 from schemas.reasons import REJECT, reject
 
 LIST_KEY = "feedback"
@@ -30,12 +31,6 @@ VERIFICATION_SCHEMA = {
     "month": pl.String, "township": pl.String, "household_id": pl.String, "case_id": pl.String,
     "result": pl.String, "verified_on": pl.Date, "verifier": pl.String, "remarks": pl.String,
     "source_file": pl.String, "row_number": pl.Int32,
-}
-# Same columns and types as quarantine.rejected_rows (schemas/warehouse.sql).
-REJECTION_SCHEMA = {
-    "month": pl.String, "source_file": pl.String, "sheet": pl.String, "row_number": pl.Int32,
-    "list_key": pl.String, "column_name": pl.String, "reason_code": pl.String, "reason": pl.String,
-    "id_raw": pl.String, "name": pl.String, "township_raw": pl.String, "village_raw": pl.String, "raw": pl.String,
 }
 
 
@@ -68,7 +63,7 @@ def _whole_rejection(month: str | None, path: Path, error: WorkbookRejected, tow
         "month": month, "source_file": source_name(path), "sheet": error.sheet, "row_number": None,
         "list_key": LIST_KEY, "column_name": error.values.get("column"), "reason_code": error.code,
         "reason": reason, "id_raw": None, "name": None, "township_raw": township, "village_raw": None, "raw": None,
-    }], schema=REJECTION_SCHEMA)
+    }], schema=REJECTED_COLUMNS)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -265,7 +260,8 @@ def _rejections(checked: pl.DataFrame, month: str, path: Path, sheet: str, towns
                   pl.col("row_number"), column_name, pl.col("problem_reason")).alias("reason"),
         pl.col("head_id_number").alias("id_raw"), pl.col("head_name").alias("name"),
         pl.lit(township).alias("township_raw"), pl.col("village").alias("village_raw"), "raw",
-    ).cast(REJECTION_SCHEMA)
+        pl.lit(None, pl.String).alias("id_number"),  # the workbook's ID is the household head's, already known
+    ).cast(REJECTED_COLUMNS)
 
 
 def _verifications(checked: pl.DataFrame, month: str, path: Path, township: str) -> pl.DataFrame:
@@ -323,7 +319,7 @@ def read_feedback_dir(folder: Path, expected: pl.DataFrame) -> tuple[pl.DataFram
     A household verified in two files appears twice: the case history keeps both, newest date first to apply.
     """
     folder = Path(folder)
-    verifications, rejections = [_empty_verifications()], [pl.DataFrame(schema=REJECTION_SCHEMA)]
+    verifications, rejections = [_empty_verifications()], [pl.DataFrame(schema=REJECTED_COLUMNS)]
     if not folder.is_dir():
         return verifications[0], rejections[0]
     for path in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("~$")):

@@ -16,12 +16,8 @@ from fangpin import households as household_rules
 from fangpin import reading, validate
 from fangpin.config import ListSpec
 from fangpin.warehouse import replace_month
+from schemas.lists import REJECTED_COLUMNS
 
-QUARANTINE_COLUMNS = {
-    "month": pl.String, "source_file": pl.String, "sheet": pl.String, "row_number": pl.Int32,
-    "list_key": pl.String, "column_name": pl.String, "reason_code": pl.String, "reason": pl.String,
-    "id_raw": pl.String, "name": pl.String, "township_raw": pl.String, "village_raw": pl.String, "raw": pl.String,
-}
 
 
 @dataclass
@@ -75,7 +71,7 @@ def problems_frame(problems: list[reading.FileProblem], month: str) -> pl.DataFr
          "column_name": None, "reason_code": p.reason_code, "reason": p.reason}
         for p in problems
     ]
-    return pl.DataFrame(rows, schema=QUARANTINE_COLUMNS)
+    return pl.DataFrame(rows, schema=REJECTED_COLUMNS)
 
 
 def concat_tables(tables: list[reading.SheetTable], with_raw: bool = True) -> pl.DataFrame:
@@ -100,7 +96,7 @@ def load_roster(data_dir: Path, month: str) -> RosterMonth:
 
 def _as_quarantine(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.select([pl.col(c).cast(t) if c in frame.columns else pl.lit(None, t).alias(c)
-                         for c, t in QUARANTINE_COLUMNS.items()])
+                         for c, t in REJECTED_COLUMNS.items()])
 
 
 def ingest_lists(scan: reading.MonthScan, specs: list[ListSpec], places: pl.DataFrame,

@@ -81,23 +81,6 @@ def roster_suite() -> dict[str, dict]:
 
 # --- the quality frames (DuckDB SQL: one query per month, no per-row Python) -----------------------------------------
 
-def _id_key_sql(column: str) -> str:
-    """SQL normalising a raw ID cell the way the validator does (spaces, full-width digits, x, legacy 15 digits).
-
-    Only rows rejected for a non-ID reason (a duplicate, a bad disability certificate) need it: their ID is usable,
-    and a duplicate must compare equal to the accepted first occurrence. A usable ID holds no other dot than the
-    ".0" a legacy number kept from a float (ids.normalise_id), dropped before the other characters.
-    tests/test_quality.py compares this with ids.normalise_id for every usable spelling it knows.
-    """
-    kept = f"regexp_replace(translate(coalesce({column}, ''), '０１２３４５６７８９ｘＸ', '0123456789xX'), '[^0-9A-Za-z.]', '', 'g')"
-    cleaned = f"upper(regexp_replace(regexp_replace({kept}, '\\.0*$', ''), '[.]', '', 'g'))"
-    body = f"(substr({cleaned}, 1, 6) || '19' || substr({cleaned}, 7, 9))"
-    check = (f"substr('10X98765432', CAST(list_sum(list_transform(range(17), lambda i: "
-             f"(ascii(substr({body}, i + 1, 1)) - 48) * [7,9,10,5,8,4,2,1,6,3,7,9,10,5,8,4,2][i + 1])) % 11 AS INTEGER) + 1, 1)")
-    return (f"CASE WHEN regexp_full_match({cleaned}, '[0-9]{{15}}') THEN {body} || {check} "
-            f"ELSE nullif({cleaned}, '') END")
-
-
 def _row_ref_sql(file_col: str = "source_file", sheet_col: str = "sheet", row_col: str = "row_number") -> str:
     """'低保.xlsx 工作表“Sheet1”第5行': where a clerk finds the row (file name without the drop-zone folders)."""
     return (f"regexp_extract({file_col}, '[^/\\\\]+$') || ' 工作表“' || coalesce({sheet_col}, '') || '”第' "
@@ -123,7 +106,7 @@ def list_frames(con: duckdb.DuckDBPyConnection, month: str) -> pl.DataFrame:
     ), rejected AS (
         SELECT list_key, source_file, sheet, row_number,
                NOT bool_or(starts_with(reason_code, 'id_')) AS id_valid,
-               CASE WHEN bool_or(starts_with(reason_code, 'id_')) THEN NULL ELSE any_value({_id_key_sql('id_raw')}) END
+               CASE WHEN bool_or(starts_with(reason_code, 'id_')) THEN NULL ELSE any_value(id_number) END
                    AS person_key,
                NULL::DATE AS event_date, NULL::DOUBLE AS amount, NULL::BOOLEAN AS township_known
         FROM quarantine.rejected_rows
@@ -153,7 +136,7 @@ def roster_frames(con: duckdb.DuckDBPyConnection, month: str) -> tuple[pl.DataFr
         FROM roster.persons WHERE month = $month
         UNION ALL
         SELECT NOT bool_or(starts_with(reason_code, 'id_')),
-               CASE WHEN bool_or(starts_with(reason_code, 'id_')) THEN NULL ELSE any_value({_id_key_sql('id_raw')}) END,
+               CASE WHEN bool_or(starts_with(reason_code, 'id_')) THEN NULL ELSE any_value(id_number) END,
                CASE WHEN bool_or(reason_code = 'roster_household_missing') THEN NULL ELSE '(未判断)' END,
                {_row_ref_sql()}, source_file, sheet, row_number
         FROM quarantine.rejected_rows

@@ -183,6 +183,7 @@ def _rejected(frame: pl.DataFrame, month: str, list_key: str | pl.Expr, labels: 
         pl.concat_str(_where(label), _reason_body(pl.col("_code"), bad.columns)).alias("reason"),
         pl.col("_id_raw").alias("id_raw"), cell_text(pl.col("name")).alias("name"),
         pl.col("township").alias("township_raw"), pl.col("village").alias("village_raw"), "raw",
+        pl.when(pl.col("_id_code").is_null()).then(pl.col("id_number")).alias("id_number"),
     )
     return RejectedRowsModel.validate(rejected)
 

@@ -78,10 +78,19 @@ class RejectedRowsModel(pa.DataFrameModel):
     township_raw: pl.String = pa.Field(nullable=True)
     village_raw: pl.String = pa.Field(nullable=True)
     raw: pl.String = pa.Field(nullable=True)
+    # The ID as validation normalised it (fangpin.ids.normalise_id), kept when the ID itself was valid: a row rejected
+    # for another reason (a duplicate, a bad certificate) is still a known person to the quality suites.
+    id_number: pl.String = pa.Field(nullable=True)
 
     class Config:
         strict = True
         ordered = True
+
+
+# quarantine.rejected_rows column -> Polars type, in table order: how every writer of quarantine rows (validation,
+# file problems, returned workbooks) builds its frames.
+REJECTED_COLUMNS: dict[str, pl.DataType] = {
+    name: column.dtype.type for name, column in RejectedRowsModel.to_schema().columns.items()}
 
 
 class RowNotesModel(pa.DataFrameModel):

@@ -115,7 +115,8 @@ CREATE TABLE IF NOT EXISTS quarantine.rejected_rows (
     name VARCHAR,
     township_raw VARCHAR,
     village_raw VARCHAR,
-    raw VARCHAR                        -- JSON: original header -> cell text
+    raw VARCHAR,                       -- JSON: original header -> cell text
+    id_number VARCHAR                  -- the ID as validation normalised it, when the ID itself was valid
 );
 CREATE TABLE IF NOT EXISTS quarantine.row_notes (
     month VARCHAR NOT NULL, source_file VARCHAR NOT NULL, sheet VARCHAR, row_number INTEGER,
@@ -150,3 +151,4 @@ CREATE TABLE IF NOT EXISTS audit.exports (
 -- Warehouses created before these columns existed get them here (a no-op once present).
 ALTER TABLE audit.exports ADD COLUMN IF NOT EXISTS encrypted BOOLEAN;
 ALTER TABLE audit.exports ADD COLUMN IF NOT EXISTS kind VARCHAR;
+ALTER TABLE quarantine.rejected_rows ADD COLUMN IF NOT EXISTS id_number VARCHAR;

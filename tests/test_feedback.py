@@ -8,8 +8,9 @@ import openpyxl
 import polars as pl
 import pytest
 
-from fangpin.feedback import REJECTION_SCHEMA, parse_date, read_feedback, read_feedback_dir, source_name
+from fangpin.feedback import parse_date, read_feedback, read_feedback_dir, source_name
 from fangpin.workbooks import sheet_name, write_township_workbooks
+from schemas.lists import REJECTED_COLUMNS
 
 MONTH = "2026-10"
 RESULT, WHEN, WHO, NOTE = "核实结果（下拉选择）", "核实日期", "核实人", "备注"
@@ -136,7 +137,7 @@ def test_altered_rows_rejected_and_valid_rows_still_count(sent, queue):
     assert "乙乡" in got[pasted]["reason"] and "A003" in got[changed_household]["reason"]
     assert f"第{good}行" in got[duplicate]["reason"]
     assert all(r["list_key"] == "feedback" and r["sheet"] == "入户核实清单" for r in got.values())
-    assert rejections.schema == pl.Schema(REJECTION_SCHEMA)
+    assert rejections.schema == pl.Schema(REJECTED_COLUMNS)
 
 
 def test_bad_values_rejected(sent, queue):
