@@ -87,3 +87,26 @@ def test_a_step_that_fails_leaves_the_next_step_a_fresh_connection_to_what_was_c
 def _live_notes(data_dir) -> list[tuple]:
     with warehouse.reader(data_dir, wait_seconds=1) as con:
         return con.execute("SELECT note_code FROM quarantine.row_notes ORDER BY ALL").fetchall()
+
+
+def test_a_warehouse_from_before_the_quarantined_id_column_gets_it_and_keeps_its_rows(tmp_path):
+    """quarantine.rejected_rows.id_number came later: opening an older warehouse adds the column (empty for the rows
+    already there), and the month's rows are written with it."""
+    import duckdb
+
+    path = warehouse.warehouse_path(tmp_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with duckdb.connect(str(path)) as old:
+        old.execute("CREATE SCHEMA quarantine")
+        old.execute("""CREATE TABLE quarantine.rejected_rows (month VARCHAR NOT NULL, source_file VARCHAR NOT NULL,
+            sheet VARCHAR, row_number INTEGER, list_key VARCHAR, column_name VARCHAR, reason_code VARCHAR NOT NULL,
+            reason VARCHAR NOT NULL, id_raw VARCHAR, name VARCHAR, township_raw VARCHAR, village_raw VARCHAR,
+            raw VARCHAR)""")
+        old.execute("INSERT INTO quarantine.rejected_rows (month, source_file, reason_code, reason, id_raw) "
+                    "VALUES ('2026-09', 'a.xlsx', 'duplicate_in_list', '…', '11010519491231002x')")
+    rejected = pl.DataFrame({"month": ["2026-10"], "source_file": ["b.xlsx"], "reason_code": ["duplicate_in_list"],
+                             "reason": ["…"], "id_raw": ["110105491231002"], "id_number": ["11010519491231002X"]})
+    with warehouse.writer(tmp_path) as con, warehouse.transaction(con):
+        warehouse.replace_month(con, "quarantine.rejected_rows", "2026-10", rejected)
+        rows = con.execute("SELECT month, id_raw, id_number FROM quarantine.rejected_rows ORDER BY month").fetchall()
+    assert rows == [("2026-09", "11010519491231002x", None), ("2026-10", "110105491231002", "11010519491231002X")]
