@@ -242,6 +242,34 @@ def test_suites_run_without_any_network(con, monkeypatch):
     assert quality.suite_passed(results, "civil_affairs.dibao")
 
 
+def test_metric_ids_are_computed_once_per_distinct_arguments_with_ge_s_own_results(con, monkeypatch):
+    """GE hashes a metric's arguments into an id for each of the ~5,800 metric configurations of a county (~30
+    distinct arguments). During a validation fangpin keeps each id; the results must be those of GE's own method,
+    failed checks and examples included, GE's conversion must run far less often, and the method be GE's again after."""
+    from contextlib import nullcontext
+
+    from great_expectations.core import id_dict
+
+    ids = [valid_id(8200 + i) for i in range(12)]
+    ids[11] = ids[0]
+    accepted(con, "civil_affairs.dibao", 20, amount=[500.0] * 18 + [2_000_000.0, None])
+    rejected(con, "civil_affairs.dibao", [(40, "id_checksum", "36079919800101001X")])
+    roster(con, 12, ids=ids, sizes=[2, 2, 2, 2, 2, 25])
+    conversions: list[int] = []
+    convert = id_dict.convert_to_json_serializable
+    monkeypatch.setattr(id_dict, "convert_to_json_serializable", lambda *a, **k: conversions.append(1) or convert(*a, **k))
+    ge_method = id_dict.IDDict.to_id
+    kept = quality.run_list_suites(con, MONTH)
+    converted_kept = len(conversions)
+    assert id_dict.IDDict.to_id is ge_method
+    conversions.clear()
+    monkeypatch.setattr(quality, "_metric_ids_computed_once", nullcontext)
+    every_time = quality.run_list_suites(con, MONTH)
+    assert len(conversions) > 5 * converted_kept
+    assert kept.equals(every_time)
+    assert not kept["success"].all() and kept["examples"].is_not_null().any()
+
+
 def test_suite_layers_from_configuration():
     assert quality.list_suite("medical_insurance.high_cost")["amount_in_range"]["min_value"] == 10000
     assert "dates_in_month" not in quality.list_suite("education.dropout")
