@@ -201,7 +201,8 @@ def _chart_template() -> Iterator[None]:
 
 
 def _chart(fig: go.Figure, div_id: str, height: int = 420) -> str:
-    """A plotly figure (made inside `_chart_template`) as a <div> + script; the library itself is embedded once in the page head."""
+    """A plotly figure (made inside `_chart_template`) as a <div> + script; plotly.js is embedded once in the page
+    head."""
     fig.update_layout(
         height=height, font={"family": CHART_FONT, "size": 13},
         margin={"l": 60, "r": 20, "t": 50, "b": 60}, hoverlabel={"font": {"family": CHART_FONT}},

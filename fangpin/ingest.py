@@ -19,7 +19,6 @@ from fangpin.warehouse import replace_month
 from schemas.lists import REJECTED_COLUMNS
 
 
-
 @dataclass
 class ListResult:
     """One department list for one month, validated; `rows_read` is what the reconciliation check compares."""

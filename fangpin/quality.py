@@ -244,7 +244,8 @@ def _configurations_built_once() -> Iterator[None]:
     county's 103 expectations, a third of the suites' time. Inside a validation the expectations never change, so the
     first build is kept, per expectation object, until the validation ends; the objects are held so that no new one
     can take a freed one's id. The property is GE's own (pinned version); tests/test_quality.py checks that the
-    results equal those of GE's unpatched property.
+    results equal those of GE's unpatched property. Patches a GE class: enter under `_VALIDATION_LOCK`, as
+    `_validate` does.
     """
     from great_expectations.expectations.expectation import Expectation
 
@@ -274,6 +275,7 @@ def _metric_ids_computed_once() -> Iterator[None]:
     distinct arguments. An id is kept under the arguments' own JSON text (sort_keys, the C encoder), so only arguments
     of plain JSON types are kept; anything else (a numpy value, a frame), and one-key arguments (GE writes those as
     `key=str(value)`), go through GE's method as before. tests/test_quality.py checks the results equal GE's own.
+    Patches a GE class: enter under `_VALIDATION_LOCK`, as `_validate` does.
     """
     import json
 
