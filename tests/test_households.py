@@ -108,6 +108,7 @@ def test_persons_rows_rejected_and_noted():
     result = validate.validate_roster(_roster(rows), month=MONTH)
     codes = dict(zip(result.rejected["row_number"], result.rejected["reason_code"]))
     assert codes == {6: "roster_household_missing", 7: "duplicate_in_list", 8: "id_float_mangled"}
+    assert result.rejected["id_number"].to_list() == [OTHER, HEAD, None]  # the validator's ID, unless it was the fault
     assert set(result.rejected["list_key"]) == {"roster"}
     assert {(r["row_number"], r["note_code"]) for r in result.notes.to_dicts()} == {
         (4, "number_unparsed"), (4, "choice_unrecognised"), (4, "amount_unparsed")}
