@@ -89,13 +89,8 @@ def load_roster(data_dir: Path, month: str) -> RosterMonth:
     checked = validate.validate_roster(table, month=month, raw=lambda rows: reading.raw_of_rows(tables, rows))
     households = household_rules.build_households(checked.accepted, month)
     townships, villages = household_rules.build_places(checked.accepted, households, month)
-    rejected = pl.concat([problems_frame(problems, month), _as_quarantine(checked.rejected)], how="diagonal_relaxed")
+    rejected = pl.concat([problems_frame(problems, month), checked.rejected], how="diagonal_relaxed")
     return RosterMonth(table.height, checked.accepted, households, townships, villages, rejected, checked.notes, files)
-
-
-def _as_quarantine(frame: pl.DataFrame) -> pl.DataFrame:
-    return frame.select([pl.col(c).cast(t) if c in frame.columns else pl.lit(None, t).alias(c)
-                         for c, t in REJECTED_COLUMNS.items()])
 
 
 def ingest_lists(scan: reading.MonthScan, specs: list[ListSpec], places: pl.DataFrame,
@@ -108,7 +103,7 @@ def ingest_lists(scan: reading.MonthScan, specs: list[ListSpec], places: pl.Data
         ListResult(
             spec=spec, rows_read=frames[spec.key].height,
             files=sorted({f"{t.source_file}#{t.sheet}" for t in tables[spec.key]}),
-            accepted=checked[spec.key].accepted, rejected=_as_quarantine(checked[spec.key].rejected),
+            accepted=checked[spec.key].accepted, rejected=checked[spec.key].rejected,
             notes=checked[spec.key].notes,
             file_problems=problems_frame([p for p in scan.problems if p.list_key == spec.key], month),
         )
