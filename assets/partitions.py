@@ -13,6 +13,7 @@ MONTHLY = dg.MonthlyPartitionsDefinition(start_date="2024-01", fmt="%Y-%m")
 COUNTIES = dg.DynamicPartitionsDefinition(name="county")
 MONTH_BY_COUNTY = dg.MultiPartitionsDefinition({"month": MONTHLY, "county": COUNTIES})
 COUNTY_TAG = "dagster/partition/county"  # set by Dagster on a run of one month x county partition
+MONTH_TAG = "dagster/partition/month"  # likewise, its month
 
 
 def month_of(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> str:

@@ -4,17 +4,24 @@ Same asset code as the county deployment (pipelines.definitions), instantiated f
 partition reads and writes only `DIR/counties/<county>/` (its own warehouse file), so county runs may go in
 parallel, on one machine or on Dagster's executors (README: "A province"). `county_month` runs one county's month;
 `province_marts` builds the provincial tables once the counties have run.
+
+Kept current without anyone watching (the daemon): `counties_sensor` registers new county folders and re-runs a
+county's month when a file arrives late in its drop zone (that county only, re-reading the late file only);
+`province_marts_sensor` rebuilds a month's provincial marts once none of its county runs is queued or running.
 """
+import json
+
 import dagster as dg
 
-from assets.partitions import COUNTIES, MONTH_BY_COUNTY
+from assets.partitions import COUNTIES, MONTH_BY_COUNTY, MONTH_TAG, MONTHLY
 from assets.province import province_risk
 from fangpin import province
 from fangpin.config import county
 from pipelines.definitions import RUN_SETTINGS, county_assets
 from pipelines.jobs import WRITER_TAG_KEY
-from pipelines.resources import default_data_dir
+from pipelines.resources import county_dir, default_data_dir
 from pipelines.schedules import previous_month
+from pipelines.sensors import LATE_FILES_TRIGGER, changed_months, month_fingerprints
 
 COUNTY_ASSETS, COUNTY_CHECKS = county_assets(MONTH_BY_COUNTY)
 
@@ -26,13 +33,70 @@ province_marts = dg.define_asset_job(
     description="The provincial marts of a month, from every county's warehouse.")
 
 
+def county_run(month: str, county_code: str, run_key: str, trigger: str | None = None) -> dg.RunRequest:
+    """A run of one county's month, tagged with its county: the run queue allows one writer per county file."""
+    tags = {WRITER_TAG_KEY: county_code} | ({"fangpin/trigger": trigger} if trigger else {})
+    return dg.RunRequest(partition_key=dg.MultiPartitionKey({"month": month, "county": county_code}),
+                         run_key=run_key, tags=tags)
+
+
 @dg.sensor(job=county_month, minimum_interval_seconds=300, default_status=dg.DefaultSensorStatus.RUNNING,
-           description="Registers each county folder found under counties/ as a county partition.")
+           description="Registers each county folder found under counties/ as a county partition, and re-runs a "
+                       "county's month when files arrive late in its drop zone (that county only).")
 def counties_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
-    found = province.counties_found(default_data_dir())
+    """The cursor keeps each county's month fingerprints (pipelines.sensors): a month seen for the first time is
+    left to the schedule, a month whose files changed since is run again, once per change (the run key)."""
+    root = default_data_dir()
+    found = province.counties_found(root)
     known = set(context.instance.get_dynamic_partitions(COUNTIES.name))
     new = [c for c in found if c not in known]
-    return dg.SensorResult(dynamic_partitions_requests=[COUNTIES.build_add_request(new)] if new else [])
+    previous = json.loads(context.cursor) if context.cursor else {}
+    current = {c: month_fingerprints(county_dir(root, c) / "raw") for c in found}
+    months = set(MONTHLY.get_partition_keys())
+    late = [county_run(month, c, f"late-{c}-{month}-{current[c][month]}", LATE_FILES_TRIGGER)
+            for c in found if c in known for month in changed_months(previous.get(c, {}), current[c], months)]
+    return dg.SensorResult(run_requests=late, cursor=json.dumps(current, sort_keys=True),
+                           dynamic_partitions_requests=[COUNTIES.build_add_request(new)] if new else [])
+
+
+RECENT_COUNTY_RUNS = 1000  # how far back the marts sensor looks: ten months of a 100-county province
+
+
+def months_awaiting_marts(instance: dg.DagsterInstance) -> dict[str, str]:
+    """month -> id of its county run that finished last, for each month whose county runs are all over (none queued
+    or running) and whose provincial marts were not built after the last of them finished.
+
+    Why wait for all: the schedule starts every county of the month at once, and marts built after each of them
+    would be a hundred rebuilds; a county that failed is no reason to wait (the marts list it as not run)."""
+    latest: dict[str, tuple[float, str]] = {}
+    busy = set()
+    for record in instance.get_run_records(dg.RunsFilter(job_name=county_month.name), limit=RECENT_COUNTY_RUNS):
+        run = record.dagster_run
+        month = run.tags.get(MONTH_TAG)
+        if month is None:
+            continue
+        if not run.is_finished:
+            busy.add(month)
+            continue
+        ended = record.end_time or record.update_timestamp.timestamp()
+        if month not in latest or ended > latest[month][0]:
+            latest[month] = (ended, run.run_id)
+    waiting = {}
+    for month, (ended, run_id) in sorted(latest.items()):
+        if month in busy:
+            continue
+        built = instance.get_run_records(dg.RunsFilter(job_name=province_marts.name,
+                                                       tags={"dagster/partition": month}), limit=1)
+        if not built or built[0].create_timestamp.timestamp() < ended:
+            waiting[month] = run_id
+    return waiting
+
+
+@dg.sensor(job=province_marts, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING,
+           description="Rebuilds a month's provincial marts once none of its county runs is queued or running.")
+def province_marts_sensor(context: dg.SensorEvaluationContext) -> list[dg.RunRequest]:
+    return [dg.RunRequest(partition_key=month, run_key=f"province-marts-{month}-{run_id}")
+            for month, run_id in months_awaiting_marts(context.instance).items()]
 
 
 @dg.schedule(job=county_month, cron_schedule=county()["schedule"]["cron"],
@@ -40,8 +104,7 @@ def counties_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
              description="The day after the departments' deadline: every county's previous month.")
 def county_months_schedule(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest]:
     month = previous_month(context.scheduled_execution_time.date())
-    return [dg.RunRequest(run_key=f"scheduled-{month}-{c}", partition_key=dg.MultiPartitionKey({"month": month, "county": c}),
-                          tags={WRITER_TAG_KEY: c})  # one writer per county warehouse, counties in parallel
+    return [county_run(month, c, f"scheduled-{month}-{c}")  # counties in parallel, one writer per file
             for c in sorted(context.instance.get_dynamic_partitions(COUNTIES.name))]
 
 
@@ -50,6 +113,6 @@ defs = dg.Definitions(
     asset_checks=COUNTY_CHECKS,
     jobs=[county_month, province_marts],
     schedules=[county_months_schedule],
-    sensors=[counties_sensor],
+    sensors=[counties_sensor, province_marts_sensor],
     **RUN_SETTINGS,
 )

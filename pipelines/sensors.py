@@ -16,6 +16,8 @@ from fangpin.config import MONTH_PATTERN
 from pipelines.jobs import monthly_run
 from pipelines.resources import default_data_dir
 
+LATE_FILES_TRIGGER = "late-files"  # the `fangpin/trigger` tag of a run a late file asked for
+
 
 def month_fingerprints(raw_dir: Path) -> dict[str, str]:
     """month -> hash of the listing of every file under raw/<month>/ (cheap: no file contents read)."""
@@ -43,6 +45,6 @@ def late_files_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     current = month_fingerprints(raw_dir)
     valid = set(MONTHLY.get_partition_keys())
     requests = [dg.RunRequest(run_key=f"late-{m}-{current[m]}", partition_key=m,
-                              tags={"fangpin/trigger": "late-files"})
+                              tags={"fangpin/trigger": LATE_FILES_TRIGGER})
                 for m in changed_months(previous, current, valid)]
     return dg.SensorResult(run_requests=requests, cursor=json.dumps(current, sort_keys=True))

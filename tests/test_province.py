@@ -157,3 +157,89 @@ def test_a_worker_process_runs_its_share_itself(monkeypatch, tmp_path):
     shares = [command[command.index("--counties") + 1] for command in started]
     assert shares == ["a,c", "b"]
     assert all(command[command.index("--workers") + 1] == "1" for command in started)
+
+
+def test_a_late_file_reruns_only_its_own_county_month(tmp_path, monkeypatch):
+    """A department file arriving late in one county's drop zone asks for a run of that county's month only (the
+    other counties are untouched, and the late county's read cache means only the new file is parsed)."""
+    import dagster as dg
+
+    from pipelines.jobs import WRITER_TAG_KEY
+    from pipelines.province import counties_sensor
+
+    for county in ("360701", "360702"):
+        (tmp_path / "counties" / county / "raw" / MONTH / "civil_affairs").mkdir(parents=True)
+        (tmp_path / "counties" / county / "raw" / MONTH / "civil_affairs" / "低保.csv").write_text("身份证号码\n")
+    monkeypatch.setenv("FANGPIN_DATA_DIR", str(tmp_path))
+    with dg.instance_for_test() as instance:
+        first = counties_sensor(dg.build_sensor_context(instance=instance))
+        assert first.run_requests == []  # first sight: the schedule runs these months
+        instance.add_dynamic_partitions("county", list(first.dynamic_partitions_requests[0].partition_keys))
+        quiet = counties_sensor(dg.build_sensor_context(instance=instance, cursor=first.cursor))
+        assert quiet.run_requests == []
+
+        late = tmp_path / "counties" / "360702" / "raw" / MONTH / "health"
+        late.mkdir()
+        (late / "大病.csv").write_text("身份证号码\n")
+        (tmp_path / "counties" / "360703" / "raw" / MONTH).mkdir(parents=True)  # a new county: registered only
+        after = counties_sensor(dg.build_sensor_context(instance=instance, cursor=quiet.cursor))
+        [request] = after.run_requests
+        assert request.partition_key.keys_by_dimension == {"month": MONTH, "county": "360702"}
+        assert request.tags[WRITER_TAG_KEY] == "360702" and request.tags["fangpin/trigger"] == "late-files"
+        assert list(after.dynamic_partitions_requests[0].partition_keys) == ["360703"]
+        again = counties_sensor(dg.build_sensor_context(instance=instance, cursor=after.cursor))
+        assert again.run_requests == []  # once per change
+
+
+def _add_run(instance, job_name: str, tags: dict[str, str]):
+    """A run as the queue starts it (Dagster's own record, without executing anything)."""
+    import uuid
+
+    import dagster as dg
+
+    return instance.add_run(dg.DagsterRun(job_name=job_name, run_id=str(uuid.uuid4()), tags=tags,
+                                          status=dg.DagsterRunStatus.STARTED))
+
+
+def _finish(instance, run, status: str) -> None:
+    """The run ends as a real one does: its end event sets the status and the end time."""
+    from dagster._core.events import DagsterEvent
+
+    instance.report_dagster_event(DagsterEvent(event_type_value=status, job_name=run.job_name), run.run_id)
+
+
+def test_provincial_marts_wait_until_no_county_run_of_the_month_is_left():
+    """The schedule starts every county at once: the marts are built once, after the last county run of the month
+    ends (a failed county does not hold them back), and again after a late county run."""
+    import dagster as dg
+
+    from pipelines.province import months_awaiting_marts, province_marts_sensor
+
+    county_tags = lambda county: {"dagster/partition/month": MONTH, "dagster/partition/county": county}  # noqa: E731
+    with dg.instance_for_test() as instance:
+        first = _add_run(instance, "county_month", county_tags("360701"))
+        second = _add_run(instance, "county_month", county_tags("360702"))
+        _finish(instance, first, "PIPELINE_SUCCESS")
+        assert months_awaiting_marts(instance) == {}  # 360702 still running
+        _finish(instance, second, "PIPELINE_FAILURE")
+        assert months_awaiting_marts(instance) == {MONTH: second.run_id}
+        [request] = province_marts_sensor(dg.build_sensor_context(instance=instance))
+        assert request.partition_key == MONTH and request.run_key == f"province-marts-{MONTH}-{second.run_id}"
+
+        _add_run(instance, "province_marts", {"dagster/partition": MONTH})  # the requested run, queued
+        assert months_awaiting_marts(instance) == {}
+        late = _add_run(instance, "county_month", county_tags("360702"))
+        _finish(instance, late, "PIPELINE_SUCCESS")
+        assert months_awaiting_marts(instance) == {MONTH: late.run_id}
+
+
+def test_a_province_run_from_the_command_line_leaves_no_marts_to_build(province, monkeypatch):
+    """`fangpin province` builds the marts after its county runs, so the sensor has nothing to add."""
+    import dagster as dg
+
+    from pipelines.province import months_awaiting_marts
+
+    monkeypatch.setenv("DAGSTER_HOME", str(province["root"] / "dagster_home"))
+    with dg.DagsterInstance.get() as instance:
+        assert len(instance.get_runs(dg.RunsFilter(job_name="county_month"))) == len(COUNTIES)
+        assert months_awaiting_marts(instance) == {}
