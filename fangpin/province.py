@@ -39,41 +39,69 @@ def ensure_province_schema(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def build_province_marts(con: duckdb.DuckDBPyConnection, month: str, province_dir: Path) -> dict[str, int]:
-    """Replace `month` in the provincial marts from every county's warehouse (read-only, one at a time)."""
+    """Replace `month` in the provincial marts from every county's warehouse (attached read-only)."""
     check_month(month)
     ensure_province_schema(con)
     for table in (*COUNTY_MARTS, "province.county_risk"):
         con.execute(f"DELETE FROM {table} WHERE month = ?", [month])
     counties = counties_found(province_dir)
-    ran = [county for county in counties
-           if _copy_county(con, month, county, warehouse_path(county_dir(province_dir, county)))]
+    files = {county: path for county in counties
+             if (path := warehouse_path(county_dir(province_dir, county))).exists()}
+    ran = _copy_counties(con, month, files)
     _county_rows(con, month, counties, ran)
     return {table: con.execute(f"SELECT count(*) FROM {table} WHERE month = ?", [month]).fetchone()[0]
             for table in (*COUNTY_MARTS, "province.county_risk")}
 
 
-def _copy_county(con: duckdb.DuckDBPyConnection, month: str, county: str, path: Path) -> bool:
-    """The county's marts of `month` into the provincial tables; False when the county has not run the month.
+def _copy_counties(con: duckdb.DuckDBPyConnection, month: str, files: dict[str, Path]) -> list[str]:
+    """Every county's marts of `month` into the provincial tables; returns the counties that have run the month
+    (township rows for it), in order.
 
-    Read through a read-only connection of its own (not ATTACH: the province writes inside one transaction)."""
-    if not path.exists():
-        return False
-    with duckdb.connect(str(path), read_only=True) as source:
+    The county files are attached read-only to a connection of their own (ATTACH shares one database instance:
+    ~3 ms a county, where a connection per file took ~42 ms) and read by one query per mart; the province's
+    connection, inside its transaction, receives the rows in one insert per table."""
+    with duckdb.connect() as source:
+        aliases = {}
+        for county, path in files.items():
+            aliases[county] = f"county_{len(aliases)}"
+            source.execute(f"ATTACH '{_sql_text(path)}' AS {aliases[county]} (READ_ONLY)")
+        with_marts = _databases_with(source, COUNTY_MARTS.values())  # older warehouses: not run for this month
+        readable = [county for county in files if aliases[county] in with_marts]
+        if not readable:
+            return []
+        rows = {table: _union(source, mart, month, {c: aliases[c] for c in readable})
+                for table, mart in COUNTY_MARTS.items()}
+    ran = [county for county in readable if county in set(rows["province.township_risk"]["county"].to_pylist())]
+    for table, arrow in rows.items():
+        con.register("_county_marts", arrow)
         try:
-            frames = {table: source.sql(f"SELECT ? AS county, * FROM {mart} WHERE month = ? ORDER BY ALL",
-                                        params=[county, month]).pl()
-                      for table, mart in COUNTY_MARTS.items()}
-        except duckdb.CatalogException:  # a warehouse from before the risk marts existed: not run for this month
-            return False
-    if frames["province.township_risk"].is_empty():
-        return False
-    for table, frame in frames.items():
-        con.register("_county_mart", frame.to_arrow())
-        try:
-            con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _county_mart")
+            con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _county_marts "
+                        "WHERE list_contains(?::VARCHAR[], county)", [ran])
         finally:
-            con.unregister("_county_mart")
-    return True
+            con.unregister("_county_marts")
+    return ran
+
+
+def _sql_text(path: Path) -> str:
+    """A path as the body of an SQL string literal (ATTACH takes no parameters)."""
+    return str(path).replace("'", "''")
+
+
+def _databases_with(con: duckdb.DuckDBPyConnection, tables) -> set[str]:
+    """Attached databases holding every one of `tables` ("schema.table")."""
+    wanted = list(tables)
+    found = con.execute("SELECT database_name FROM duckdb_tables() WHERE list_contains(?::VARCHAR[], "
+                        "schema_name || '.' || table_name) GROUP BY database_name HAVING count(*) = ?",
+                        [wanted, len(wanted)]).fetchall()
+    return {name for (name,) in found}
+
+
+def _union(con: duckdb.DuckDBPyConnection, mart: str, month: str, aliases: dict[str, str]):
+    """One mart's rows of `month` from every attached county, each with its county, as an Arrow table."""
+    parts = " UNION ALL BY NAME ".join(f"SELECT ? AS county, * FROM {alias}.{mart} WHERE month = ?"
+                                       for alias in aliases.values())
+    params = [value for county in aliases for value in (county, month)]
+    return con.sql(f"SELECT * FROM ({parts}) ORDER BY ALL", params=params).to_arrow_table()
 
 
 def _county_rows(con: duckdb.DuckDBPyConnection, month: str, counties: list[str], ran: list[str]) -> None:

@@ -243,3 +243,39 @@ def test_a_province_run_from_the_command_line_leaves_no_marts_to_build(province,
     with dg.DagsterInstance.get() as instance:
         assert len(instance.get_runs(dg.RunsFilter(job_name="county_month"))) == len(COUNTIES)
         assert months_awaiting_marts(instance) == {}
+
+
+def test_counties_that_have_not_run_the_month_are_listed_not_left_out(province, tmp_path):
+    """Built from a province where one county has no warehouse yet, one a warehouse from before the risk marts and
+    one ran another month only: the two that ran are copied whole, the other three are listed with ran = false, and
+    building again gives the same rows (the month is replaced, not added to)."""
+    from fangpin.province import build_province_marts
+    from fangpin.warehouse import writer
+
+    source = province["root"] / "province" / "counties"
+    counties = tmp_path / "counties"
+    for county in COUNTIES:
+        shutil.copytree(source / county / "warehouse", counties / county / "warehouse")
+        (counties / county / "raw").mkdir()
+    for county in ("360703", "360704", "360705"):
+        (counties / county / "raw").mkdir(parents=True)
+    (counties / "360704" / "warehouse").mkdir()
+    with duckdb.connect(str(counties / "360704" / "warehouse" / "fangpin.duckdb")) as old:
+        old.execute("CREATE TABLE staging_rows (month VARCHAR)")  # no marts schema at all
+    shutil.copytree(source / "360701" / "warehouse", counties / "360705" / "warehouse")
+    with duckdb.connect(str(counties / "360705" / "warehouse" / "fangpin.duckdb")) as other_month:
+        other_month.execute("UPDATE marts.township_risk SET month = '2026-09'")
+
+    with writer(tmp_path) as con:  # the province's own warehouse, as the province_risk asset opens it
+        first = build_province_marts(con, MONTH, tmp_path)
+        again = build_province_marts(con, MONTH, tmp_path)
+        ran = dict(con.execute("SELECT county, ran FROM province.county_risk WHERE month = ?", [MONTH]).fetchall())
+        copied = {county: con.execute("SELECT * EXCLUDE (county) FROM province.village_risk WHERE county = ? "
+                                      "ORDER BY ALL", [county]).fetchall() for county in ran}
+    assert first == again and first["province.county_risk"] == 5
+    assert ran == {"360701": True, "360702": True, "360703": False, "360704": False, "360705": False}
+    for county in COUNTIES:
+        with duckdb.connect(str(source / county / "warehouse" / "fangpin.duckdb"), read_only=True) as alone:
+            expected = alone.execute("SELECT * FROM marts.village_risk WHERE month = ? ORDER BY ALL", [MONTH]).fetchall()
+        assert copied[county] == expected and expected
+    assert copied["360703"] == copied["360704"] == copied["360705"] == []
