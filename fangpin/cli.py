@@ -81,7 +81,7 @@ def run_province(month: str, province_dir: Path, workers: int = 1, only: list[st
         instance.add_dynamic_partitions("county", [c for c in counties if c not in known])
     in_workers = workers > 1 and len(counties) > 1
     if in_workers:
-        _counties_in_workers(month, province_dir, counties, workers)
+        _counties_in_workers(month, province_dir, balanced_shares(_month_bytes(province_dir, month, counties), workers))
     # One instance for this process's counties, the check of every county's run and the marts (~0.1 s per instance
     # saved); opened after any workers have ended, so no instance of this process is open while they write.
     with dg.DagsterInstance.get() as instance:
@@ -97,18 +97,41 @@ def run_province(month: str, province_dir: Path, workers: int = 1, only: list[st
     return not failed and built
 
 
-def _counties_in_workers(month: str, province_dir: Path, counties: list[str], workers: int) -> None:
-    """Counties dealt round-robin to `workers` child processes (`fangpin province --counties ... --no-marts`),
-    each running its share one county at a time; their progress lines go straight to this process's output."""
+def _counties_in_workers(month: str, province_dir: Path, shares: list[list[str]]) -> None:
+    """One child process per share of the counties (`fangpin province --counties ... --no-marts`), each running its
+    share one county at a time; their progress lines go straight to this process's output."""
     import subprocess
 
-    shares = [counties[i::workers] for i in range(workers) if counties[i::workers]]
     children = [subprocess.Popen([sys.executable, "-m", "fangpin.cli", "province", "--month", month,
                                   "--data-dir", str(province_dir), "--counties", ",".join(share), "--no-marts",
                                   "--workers", "1"])  # a worker runs its share itself: it never splits again
                 for share in shares]
     for child in children:
         child.wait()
+
+
+def _month_bytes(province_dir: Path, month: str, counties: list[str]) -> dict[str, int]:
+    """Each county's drop zone for the month, in bytes."""
+    from pipelines.resources import county_dir
+
+    return {c: sum(f.stat().st_size for f in (county_dir(province_dir, c) / "raw" / month).rglob("*") if f.is_file())
+            for c in counties}
+
+
+def balanced_shares(sizes: dict[str, int], workers: int) -> list[list[str]]:
+    """Counties split over `workers` so that the shares' sizes are close: largest first, each to the share with the
+    least so far (of equal ones, the one with fewer counties).
+
+    Why: counties differ tenfold in size, and with a fixed deal (every other county) one worker can be left running
+    big counties alone at the end while the other core idles. Size is the month's drop-zone bytes, a fair measure
+    of a county's work when the counties export in the same formats."""
+    shares: list[list[str]] = [[] for _ in range(max(1, workers))]
+    loads = [0] * len(shares)
+    for county in sorted(sizes, key=lambda c: (-sizes[c], c)):
+        least = min(range(len(shares)), key=lambda i: (loads[i], len(shares[i])))  # equal: the shorter share
+        shares[least].append(county)
+        loads[least] += sizes[county]
+    return [sorted(share) for share in shares if share]
 
 
 def _county_month_succeeded(instance, month: str, county: str) -> bool:

@@ -134,6 +134,16 @@ def test_new_county_folders_become_partitions_and_the_schedule_runs_each_county(
     assert [r.tags[WRITER_TAG_KEY] for r in runs] == ["360701", "360702"]
 
 
+def test_workers_get_shares_of_about_equal_size():
+    """Two big and two small counties: every other county in name order would give one worker both big ones."""
+    from fangpin.cli import balanced_shares
+
+    sizes = {"360701": 900, "360702": 100, "360703": 800, "360704": 100}
+    assert balanced_shares(sizes, 2) == [["360701", "360704"], ["360702", "360703"]]
+    assert balanced_shares(sizes, 1) == [sorted(sizes)]
+    assert balanced_shares({"360701": 5}, 4) == [["360701"]]  # no empty share, so no idle child process
+
+
 def test_a_worker_process_runs_its_share_itself(monkeypatch, tmp_path):
     """`--workers N` deals the counties to N children, each told to run its share with one worker: a child that
     split again would fork processes without end."""
@@ -143,6 +153,7 @@ def test_a_worker_process_runs_its_share_itself(monkeypatch, tmp_path):
 
     for county in ("a", "b", "c"):
         (tmp_path / "counties" / county / "raw").mkdir(parents=True)
+    shares = cli.balanced_shares(cli._month_bytes(tmp_path, MONTH, ["a", "b", "c"]), 2)  # empty: by name
     started = []
 
     class Child:
@@ -153,9 +164,9 @@ def test_a_worker_process_runs_its_share_itself(monkeypatch, tmp_path):
             return 0
 
     monkeypatch.setattr(subprocess, "Popen", Child)
-    cli._counties_in_workers(MONTH, tmp_path, ["a", "b", "c"], workers=2)
-    shares = [command[command.index("--counties") + 1] for command in started]
-    assert shares == ["a,c", "b"]
+    cli._counties_in_workers(MONTH, tmp_path, shares)
+    dealt = [command[command.index("--counties") + 1] for command in started]
+    assert dealt == ["a,c", "b"]
     assert all(command[command.index("--workers") + 1] == "1" for command in started)
 
 
