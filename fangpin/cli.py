@@ -149,8 +149,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_province(args: argparse.Namespace) -> int:
+    from fangpin.instance import side_by_side_runs
+
     only = [c for c in args.counties.split(",") if c] if args.counties else None
-    ok = run_province(check_month(args.month), _data_dir(args.data_dir), workers=args.workers, only=only,
+    workers = args.workers if args.workers is not None else side_by_side_runs()
+    ok = run_province(check_month(args.month), _data_dir(args.data_dir), workers=workers, only=only,
                       marts=not args.no_marts)
     return 0 if ok else 1
 
@@ -216,8 +219,9 @@ def main(argv: list[str] | None = None) -> int:
     prov = commands.add_parser("province", help="run one month of every county under DIR/counties/, then the provincial marts")
     prov.add_argument("--month", required=True, help="the month the lists are about, YYYY-MM")
     prov.add_argument("--data-dir", help="province directory with counties/<county>/raw/ (default: $FANGPIN_DATA_DIR)")
-    prov.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
-                      help="counties run side by side in this many processes (default: 2, or 1 on one core)")
+    prov.add_argument("--workers", type=int, default=None,
+                      help="counties run side by side in this many processes (default: one per core, as many as "
+                           "memory holds at ~3 GB each)")
     prov.add_argument("--counties", help="only these counties, comma-separated (default: every folder)")
     prov.add_argument("--no-marts", action="store_true", help="run the counties only, not the provincial marts")
     prov.set_defaults(handler=cmd_province)

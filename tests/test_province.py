@@ -290,3 +290,28 @@ def test_counties_that_have_not_run_the_month_are_listed_not_left_out(province, 
             expected = alone.execute("SELECT * FROM marts.village_risk WHERE month = ? ORDER BY ALL", [MONTH]).fetchall()
         assert copied[county] == expected and expected
     assert copied["360703"] == copied["360704"] == copied["360705"] == []
+
+
+def test_county_runs_side_by_side_are_one_per_core_as_far_as_memory_holds(monkeypatch, tmp_path):
+    """The run queue (the daemon's county runs) and `fangpin province` take the same number: more runs than cores
+    only hold more memory, and each county run needs up to ~3 GB."""
+    import os
+
+    from fangpin import cli, instance
+
+    def machine(cores: int, gigabytes: int) -> None:
+        pages = {"SC_PAGE_SIZE": 4096, "SC_PHYS_PAGES": gigabytes * 10**9 // 4096}
+        monkeypatch.setattr(os, "cpu_count", lambda: cores)
+        monkeypatch.setattr(os, "sysconf", lambda name: pages[name])
+
+    machine(cores=2, gigabytes=24)
+    assert instance.side_by_side_runs() == 2
+    assert "max_concurrent_runs: 2 " in instance.dagster_yaml(tmp_path)
+    asked = {}
+    monkeypatch.setattr(cli, "run_province", lambda month, root, workers, only, marts: asked.update(workers=workers))
+    cli.main(["province", "--month", MONTH, "--data-dir", str(tmp_path)])
+    assert asked == {"workers": 2}
+    machine(cores=16, gigabytes=24)
+    assert instance.side_by_side_runs() == 8  # memory, not cores, is the limit
+    machine(cores=4, gigabytes=2)
+    assert instance.side_by_side_runs() == 1
