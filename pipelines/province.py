@@ -10,17 +10,20 @@ county's month when a file arrives late in its drop zone (that county only, re-r
 `province_marts_sensor` rebuilds a month's provincial marts once none of its county runs is queued or running.
 """
 import json
+import os
+import signal
+import subprocess
+import sys
 
 import dagster as dg
 
 from assets.partitions import COUNTIES, MONTH_BY_COUNTY, MONTH_TAG, MONTHLY
 from assets.province import province_risk
 from fangpin import province
-from fangpin.config import county
 from pipelines.definitions import RUN_SETTINGS, county_assets
 from pipelines.jobs import WRITER_TAG_KEY
 from pipelines.resources import county_dir, default_data_dir
-from pipelines.schedules import previous_month
+from pipelines.schedules import previous_month, schedule_times
 from pipelines.sensors import LATE_FILES_TRIGGER, changed_months, month_fingerprints
 
 COUNTY_ASSETS, COUNTY_CHECKS = county_assets(MONTH_BY_COUNTY)
@@ -59,7 +62,42 @@ def counties_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
                            dynamic_partitions_requests=[COUNTIES.build_add_request(new)] if new else [])
 
 
+@dg.op(description="Every county's month in worker processes on this machine (`fangpin province`): each county "
+                     "still its own run of its partition, then the provincial marts.")
+def run_counties_of_the_month(context: dg.OpExecutionContext) -> None:
+    """Why a run that starts runs: the daemon launches each run in a new process, which pays Python's, Dagster's
+    and great-expectations' imports again (~9 CPU-s a county, as much as a small county's own work; bench/README.md
+    session 10), while `fangpin province` keeps one process per worker for all its counties."""
+    month = context.partition_key
+    command = [sys.executable, "-m", "fangpin.cli", "province", "--month", month, "--data-dir", default_data_dir()]
+    context.log.info(" ".join(command))
+    code = run_in_own_process_group(command)
+    if code != 0:
+        raise dg.Failure(description=f"fangpin province {month} 退出码 {code}：有县未完成或省级汇总失败，见本次运行的日志 "
+                                     f"(exit code {code}: a county or the provincial marts failed; see this run's log)")
+
+
+@dg.job(partitions_def=MONTHLY, tags={WRITER_TAG_KEY: "province"},
+        description="One month of the whole province on this machine: every county, then the provincial marts.")
+def province_month():
+    run_counties_of_the_month()
+
+
+def run_in_own_process_group(command: list[str]) -> int:
+    """Run `command` and wait for it; when this process is interrupted (the run terminated from the UI, Ctrl-C),
+    the command and every worker it started are interrupted too, so their county runs end as Dagster records them."""
+    child = subprocess.Popen(command, start_new_session=True)
+    try:
+        return child.wait()
+    except BaseException:
+        os.killpg(child.pid, signal.SIGINT)
+        child.wait()
+        raise
+
+
 RECENT_COUNTY_RUNS = 1000  # how far back the marts sensor looks: ten months of a 100-county province
+NOT_FINISHED = [status for status in dg.DagsterRunStatus if status not in
+                (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)]
 
 
 def months_awaiting_marts(instance: dg.DagsterInstance) -> dict[str, str]:
@@ -81,6 +119,9 @@ def months_awaiting_marts(instance: dg.DagsterInstance) -> dict[str, str]:
         ended = record.end_time or record.update_timestamp.timestamp()
         if month not in latest or ended > latest[month][0]:
             latest[month] = (ended, run.run_id)
+    for record in instance.get_run_records(dg.RunsFilter(job_name=province_month.name,
+                                                         statuses=NOT_FINISHED), limit=RECENT_COUNTY_RUNS):
+        busy.add(record.dagster_run.tags.get("dagster/partition"))  # its workers start the next county any moment
     waiting = {}
     for month, (ended, run_id) in sorted(latest.items()):
         if month in busy:
@@ -99,9 +140,17 @@ def province_marts_sensor(context: dg.SensorEvaluationContext) -> list[dg.RunReq
             for month, run_id in months_awaiting_marts(context.instance).items()]
 
 
-@dg.schedule(job=county_month, cron_schedule=county()["schedule"]["cron"],
-             execution_timezone=county()["schedule"]["timezone"], default_status=dg.DefaultScheduleStatus.RUNNING,
-             description="The day after the departments' deadline: every county's previous month.")
+@dg.schedule(job=province_month, default_status=dg.DefaultScheduleStatus.RUNNING, **schedule_times(),
+             description="The day after the departments' deadline: the previous month of every county, on this "
+                         "machine (one run of province_month; each county still gets its own run).")
+def province_month_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+    month = previous_month(context.scheduled_execution_time.date())
+    return dg.RunRequest(run_key=f"scheduled-{month}", partition_key=month)
+
+
+@dg.schedule(job=county_month, default_status=dg.DefaultScheduleStatus.STOPPED, **schedule_times(),
+             description="Instead of province_month_schedule when a run launcher spreads runs over machines "
+                         "(dagster-k8s): one run per county of the previous month.")
 def county_months_schedule(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest]:
     month = previous_month(context.scheduled_execution_time.date())
     return [county_run(month, c, f"scheduled-{month}-{c}")  # counties in parallel, one writer per file
@@ -111,8 +160,8 @@ def county_months_schedule(context: dg.ScheduleEvaluationContext) -> list[dg.Run
 defs = dg.Definitions(
     assets=[*COUNTY_ASSETS, province_risk],
     asset_checks=COUNTY_CHECKS,
-    jobs=[county_month, province_marts],
-    schedules=[county_months_schedule],
+    jobs=[county_month, province_marts, province_month],
+    schedules=[province_month_schedule, county_months_schedule],
     sensors=[counties_sensor, province_marts_sensor],
     **RUN_SETTINGS,
 )

@@ -14,10 +14,14 @@ def previous_month(day: date) -> str:
     return f"{year:04d}-{month:02d}"
 
 
+def schedule_times() -> dict[str, str]:
+    """When a month runs (config/county.yaml `schedule`), as `dg.schedule` takes it: county and province alike."""
+    return {"cron_schedule": county()["schedule"]["cron"], "execution_timezone": county()["schedule"]["timezone"]}
+
+
 @dg.schedule(
     job=monthly_run,
-    cron_schedule=county()["schedule"]["cron"],
-    execution_timezone=county()["schedule"]["timezone"],
+    **schedule_times(),
     default_status=dg.DefaultScheduleStatus.RUNNING,
     description="The day after the departments' deadline (seed 003: lists due by the 10th).",
 )

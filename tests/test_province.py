@@ -315,3 +315,79 @@ def test_county_runs_side_by_side_are_one_per_core_as_far_as_memory_holds(monkey
     assert instance.side_by_side_runs() == 8  # memory, not cores, is the limit
     machine(cores=4, gigabytes=2)
     assert instance.side_by_side_runs() == 1
+
+
+def test_on_one_machine_the_schedule_starts_one_run_that_runs_every_county(tmp_path, monkeypatch):
+    """The daemon would start each county run in a new process (imports again, ~9 CPU-s a county): on the 11th the
+    province's default schedule asks for one `province_month` run, which runs `fangpin province` for the month;
+    the one-run-per-county schedule is there, stopped, for run launchers that spread runs over machines."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    import dagster as dg
+
+    import pipelines.province as location
+
+    when = datetime(2026, 11, 11, 6, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
+    request = location.province_month_schedule(dg.build_schedule_context(scheduled_execution_time=when))
+    assert request.partition_key == MONTH
+    assert location.province_month_schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    assert location.county_months_schedule.default_status == dg.DefaultScheduleStatus.STOPPED
+
+    commands, exit_code = [], {"code": 0}
+    monkeypatch.setattr(location, "run_in_own_process_group", lambda command: commands.append(command) or exit_code["code"])
+    monkeypatch.setenv("FANGPIN_DATA_DIR", str(tmp_path))
+    job = location.defs.get_job_def("province_month")
+    with dg.instance_for_test() as instance:
+        assert job.execute_in_process(partition_key=MONTH, instance=instance).success
+        exit_code["code"] = 1  # a county failed
+        failed = job.execute_in_process(partition_key=MONTH, instance=instance, raise_on_error=False)
+    assert not failed.success and "退出码 1" in failed.get_step_failure_events()[0].step_failure_data.user_failure_data.description
+    assert [command[2:] for command in commands] == [["fangpin.cli", "province", "--month", MONTH, "--data-dir", str(tmp_path)]] * 2
+    assert not (tmp_path / "warehouse").exists()  # the province's warehouse is the marts' alone: never opened here
+
+
+def test_interrupting_the_province_run_interrupts_its_workers(monkeypatch):
+    """Terminating province_month from the UI interrupts the command's whole process group (its worker processes
+    included), with SIGINT, so each county run in progress ends as a run Dagster records, not a killed process."""
+    import os
+    import signal
+    import subprocess
+
+    from pipelines.province import run_in_own_process_group
+
+    signals = []
+
+    class Command:
+        pid = 4242
+        waits = 0
+
+        def __init__(self, command, start_new_session):
+            assert start_new_session  # its own process group, so the workers can be reached
+
+        def wait(self):
+            Command.waits += 1
+            if Command.waits == 1:
+                raise KeyboardInterrupt
+            return -2
+
+    monkeypatch.setattr(subprocess, "Popen", Command)
+    monkeypatch.setattr(os, "killpg", lambda pid, sig: signals.append((pid, sig)))
+    with pytest.raises(KeyboardInterrupt):
+        run_in_own_process_group(["fangpin", "province"])
+    assert signals == [(4242, signal.SIGINT)] and Command.waits == 2
+
+
+def test_provincial_marts_wait_while_a_province_month_run_is_going():
+    """Between two counties of a worker no county run is going; the province_month run of the month still is."""
+    import dagster as dg
+
+    from pipelines.province import months_awaiting_marts
+
+    with dg.instance_for_test() as instance:
+        county = _add_run(instance, "county_month", {"dagster/partition/month": MONTH})
+        _finish(instance, county, "PIPELINE_SUCCESS")
+        whole = _add_run(instance, "province_month", {"dagster/partition": MONTH})
+        assert months_awaiting_marts(instance) == {}
+        _finish(instance, whole, "PIPELINE_SUCCESS")
+        assert months_awaiting_marts(instance) == {MONTH: county.run_id}
