@@ -5,9 +5,11 @@ partition reads and writes only `DIR/counties/<county>/` (its own warehouse file
 parallel, on one machine or on Dagster's executors (README: "A province"). `county_month` runs one county's month;
 `province_marts` builds the provincial tables once the counties have run.
 
-Kept current without anyone watching (the daemon): `counties_sensor` registers new county folders and re-runs a
-county's month when a file arrives late in its drop zone (that county only, re-reading the late file only);
-`province_marts_sensor` rebuilds a month's provincial marts once none of its county runs is queued or running.
+Kept current without anyone watching (the daemon): `province_month_schedule` runs every county's previous month on
+the 11th (one `province_month` run: `fangpin province` on this machine); `counties_sensor` registers new county
+folders and re-runs a county's month when a file arrives late in its drop zone (that county only, re-reading the
+late file only); `province_marts_sensor` rebuilds a month's provincial marts once none of its county runs is queued
+or running.
 """
 import json
 import os
@@ -83,6 +85,9 @@ def province_month():
     run_counties_of_the_month()
 
 
+INTERRUPT_GRACE_SECONDS = 60  # for the county runs in progress to record their end
+
+
 def run_in_own_process_group(command: list[str]) -> int:
     """Run `command` and wait for it; when this process is interrupted (the run terminated from the UI, Ctrl-C),
     the command and every worker it started are interrupted too, so their county runs end as Dagster records them."""
@@ -91,7 +96,11 @@ def run_in_own_process_group(command: list[str]) -> int:
         return child.wait()
     except BaseException:
         os.killpg(child.pid, signal.SIGINT)
-        child.wait()
+        try:
+            child.wait(timeout=INTERRUPT_GRACE_SECONDS)
+        except subprocess.TimeoutExpired:  # a worker that does not stop on an interrupt is killed
+            os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
         raise
 
 
@@ -102,15 +111,31 @@ NOT_FINISHED = [status for status in dg.DagsterRunStatus if status not in
 
 def months_awaiting_marts(instance: dg.DagsterInstance) -> dict[str, str]:
     """month -> id of its county run that finished last, for each month whose county runs are all over (none queued
-    or running) and whose provincial marts were not built after the last of them finished.
+    or running, no province_month run going) and whose provincial marts were not built after the last of them.
 
-    Why wait for all: the schedule starts every county of the month at once, and marts built after each of them
-    would be a hundred rebuilds; a county that failed is no reason to wait (the marts list it as not run)."""
+    Why wait for all: with `county_months_schedule` every county of the month starts at once, and marts built after
+    each would be a hundred rebuilds; a county that failed is no reason to wait (the marts list it as not run).
+    `fangpin province` (and so `province_month`) builds the marts itself, after its counties: nothing is left here."""
+    latest, busy = _county_runs_by_month(instance)
+    for record in instance.get_run_records(dg.RunsFilter(job_name=province_month.name, statuses=NOT_FINISHED),
+                                           limit=RECENT_COUNTY_RUNS):
+        busy.add(record.dagster_run.tags.get("dagster/partition"))  # its workers start the next county any moment
+    waiting = {}
+    for month, (ended, run_id) in sorted(latest.items()):
+        built = instance.get_run_records(dg.RunsFilter(job_name=province_marts.name,
+                                                       tags={"dagster/partition": month}), limit=1)
+        if month not in busy and (not built or built[0].create_timestamp.timestamp() < ended):
+            waiting[month] = run_id
+    return waiting
+
+
+def _county_runs_by_month(instance: dg.DagsterInstance) -> tuple[dict[str, tuple[float, str]], set[str]]:
+    """Of the recent county runs: per month, when the last finished one ended and its id; and the months with a
+    county run queued or going."""
     latest: dict[str, tuple[float, str]] = {}
     busy = set()
     for record in instance.get_run_records(dg.RunsFilter(job_name=county_month.name), limit=RECENT_COUNTY_RUNS):
-        run = record.dagster_run
-        month = run.tags.get(MONTH_TAG)
+        run, month = record.dagster_run, record.dagster_run.tags.get(MONTH_TAG)
         if month is None:
             continue
         if not run.is_finished:
@@ -119,18 +144,7 @@ def months_awaiting_marts(instance: dg.DagsterInstance) -> dict[str, str]:
         ended = record.end_time or record.update_timestamp.timestamp()
         if month not in latest or ended > latest[month][0]:
             latest[month] = (ended, run.run_id)
-    for record in instance.get_run_records(dg.RunsFilter(job_name=province_month.name,
-                                                         statuses=NOT_FINISHED), limit=RECENT_COUNTY_RUNS):
-        busy.add(record.dagster_run.tags.get("dagster/partition"))  # its workers start the next county any moment
-    waiting = {}
-    for month, (ended, run_id) in sorted(latest.items()):
-        if month in busy:
-            continue
-        built = instance.get_run_records(dg.RunsFilter(job_name=province_marts.name,
-                                                       tags={"dagster/partition": month}), limit=1)
-        if not built or built[0].create_timestamp.timestamp() < ended:
-            waiting[month] = run_id
-    return waiting
+    return latest, busy
 
 
 @dg.sensor(job=province_marts, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING,

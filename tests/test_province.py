@@ -335,7 +335,12 @@ def test_on_one_machine_the_schedule_starts_one_run_that_runs_every_county(tmp_p
     assert location.county_months_schedule.default_status == dg.DefaultScheduleStatus.STOPPED
 
     commands, exit_code = [], {"code": 0}
-    monkeypatch.setattr(location, "run_in_own_process_group", lambda command: commands.append(command) or exit_code["code"])
+
+    def run(command: list[str]) -> int:
+        commands.append(command)
+        return exit_code["code"]
+
+    monkeypatch.setattr(location, "run_in_own_process_group", run)
     monkeypatch.setenv("FANGPIN_DATA_DIR", str(tmp_path))
     job = location.defs.get_job_def("province_month")
     with dg.instance_for_test() as instance:
@@ -349,33 +354,40 @@ def test_on_one_machine_the_schedule_starts_one_run_that_runs_every_county(tmp_p
 
 def test_interrupting_the_province_run_interrupts_its_workers(monkeypatch):
     """Terminating province_month from the UI interrupts the command's whole process group (its worker processes
-    included), with SIGINT, so each county run in progress ends as a run Dagster records, not a killed process."""
+    included), with SIGINT, so each county run in progress ends as a run Dagster records, not a killed process;
+    a group still there after the grace period is killed."""
     import os
     import signal
     import subprocess
 
     from pipelines.province import run_in_own_process_group
 
-    signals = []
+    def interrupted(stops_when_asked: bool) -> list[tuple[int, int]]:
+        signals = []
 
-    class Command:
-        pid = 4242
-        waits = 0
+        class Command:
+            pid = 4242
 
-        def __init__(self, command, start_new_session):
-            assert start_new_session  # its own process group, so the workers can be reached
+            def __init__(self, command, start_new_session):
+                assert start_new_session  # its own process group, so the workers can be reached
+                self.waits = []
 
-        def wait(self):
-            Command.waits += 1
-            if Command.waits == 1:
-                raise KeyboardInterrupt
-            return -2
+            def wait(self, timeout=None):
+                self.waits.append(timeout)
+                if len(self.waits) == 1:
+                    raise KeyboardInterrupt  # the run is terminated while the counties run
+                if timeout is not None and not stops_when_asked:
+                    raise subprocess.TimeoutExpired("fangpin", timeout)
+                return -2
 
-    monkeypatch.setattr(subprocess, "Popen", Command)
-    monkeypatch.setattr(os, "killpg", lambda pid, sig: signals.append((pid, sig)))
-    with pytest.raises(KeyboardInterrupt):
-        run_in_own_process_group(["fangpin", "province"])
-    assert signals == [(4242, signal.SIGINT)] and Command.waits == 2
+        monkeypatch.setattr(subprocess, "Popen", Command)
+        monkeypatch.setattr(os, "killpg", lambda pid, sig: signals.append((pid, sig)))
+        with pytest.raises(KeyboardInterrupt):
+            run_in_own_process_group(["fangpin", "province"])
+        return signals
+
+    assert interrupted(stops_when_asked=True) == [(4242, signal.SIGINT)]
+    assert interrupted(stops_when_asked=False) == [(4242, signal.SIGINT), (4242, signal.SIGKILL)]
 
 
 def test_provincial_marts_wait_while_a_province_month_run_is_going():
