@@ -88,7 +88,7 @@ def run_province(month: str, province_dir: Path, workers: int = 1, only: list[st
         for county in [] if in_workers else counties:
             _execute("pipelines.province", "county_month", dg.MultiPartitionKey({"month": month, "county": county}),
                      province_dir, instance=instance)
-        failed = [c for c in counties if not _county_month_succeeded(instance, month, c)]
+        failed = [c for c in counties if not county_month_succeeded(instance, month, c)]
         if not marts:
             return not failed
         built = _execute("pipelines.province", "province_marts", month, province_dir, instance=instance).success
@@ -134,7 +134,7 @@ def balanced_shares(sizes: dict[str, int], workers: int) -> list[list[str]]:
     return [sorted(share) for share in shares if share]
 
 
-def _county_month_succeeded(instance, month: str, county: str) -> bool:
+def county_month_succeeded(instance, month: str, county: str) -> bool:
     """Whether the latest run of the county's month partition succeeded (the instance is the record, whichever
     process ran it)."""
     import dagster as dg

@@ -22,6 +22,7 @@ import dagster as dg
 from assets.partitions import COUNTIES, MONTH_BY_COUNTY, MONTH_TAG, MONTHLY
 from assets.province import province_risk
 from fangpin import province
+from fangpin.cli import county_month_succeeded
 from pipelines.definitions import RUN_SETTINGS, county_assets
 from pipelines.jobs import WRITER_TAG_KEY
 from pipelines.resources import county_dir, default_data_dir
@@ -75,8 +76,11 @@ def run_counties_of_the_month(context: dg.OpExecutionContext) -> None:
     context.log.info(" ".join(command))
     code = run_in_own_process_group(command)
     if code != 0:
-        raise dg.Failure(description=f"fangpin province {month} 退出码 {code}：有县未完成或省级汇总失败，见本次运行的日志 "
-                                     f"(exit code {code}: a county or the provincial marts failed; see this run's log)")
+        failed = [c for c in province.counties_found(default_data_dir())
+                  if not county_month_succeeded(context.instance, month, c)]
+        what = f"{len(failed)} 个县未完成：{'、'.join(failed)}" if failed else "省级汇总失败"
+        raise dg.Failure(description=f"fangpin province {month}：{what}（退出码 {code}，详见本次运行的日志）。"
+                                     f" Failed: {', '.join(failed) or 'the provincial marts'}.")
 
 
 @dg.job(partitions_def=MONTHLY, tags={WRITER_TAG_KEY: "province"},

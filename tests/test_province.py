@@ -345,9 +345,11 @@ def test_on_one_machine_the_schedule_starts_one_run_that_runs_every_county(tmp_p
     job = location.defs.get_job_def("province_month")
     with dg.instance_for_test() as instance:
         assert job.execute_in_process(partition_key=MONTH, instance=instance).success
-        exit_code["code"] = 1  # a county failed
+        exit_code["code"] = 1  # a county failed: it has no successful run of the month
+        (tmp_path / "counties" / "360702" / "raw").mkdir(parents=True)
         failed = job.execute_in_process(partition_key=MONTH, instance=instance, raise_on_error=False)
-    assert not failed.success and "退出码 1" in failed.get_step_failure_events()[0].step_failure_data.user_failure_data.description
+    description = failed.get_step_failure_events()[0].step_failure_data.user_failure_data.description
+    assert not failed.success and "1 个县未完成：360702" in description and "退出码 1" in description
     assert [command[2:] for command in commands] == [["fangpin.cli", "province", "--month", MONTH, "--data-dir", str(tmp_path)]] * 2
     assert not (tmp_path / "warehouse").exists()  # the province's warehouse is the marts' alone: never opened here
 
