@@ -171,8 +171,8 @@ def test_a_worker_process_runs_its_share_itself(monkeypatch, tmp_path):
 
 
 def test_a_late_file_reruns_only_its_own_county_month(tmp_path, monkeypatch):
-    """A department file arriving late in one county's drop zone asks for a run of that county's month only (the
-    other counties are untouched, and the late county's read cache means only the new file is parsed)."""
+    """A department file arriving late in one county's drop zone asks for a run of that county's month only; the
+    other counties are untouched (and in the late county's run only the new file is parsed: test_readcache)."""
     import dagster as dg
 
     from pipelines.jobs import WRITER_TAG_KEY
@@ -220,13 +220,15 @@ def _finish(instance, run, status: str) -> None:
 
 
 def test_provincial_marts_wait_until_no_county_run_of_the_month_is_left():
-    """The schedule starts every county at once: the marts are built once, after the last county run of the month
-    ends (a failed county does not hold them back), and again after a late county run."""
+    """When every county of the month starts at once (county_months_schedule), the marts are built once, after the
+    last county run of the month ends (a failed county does not hold them back), and again after a late county run."""
     import dagster as dg
 
     from pipelines.province import months_awaiting_marts, province_marts_sensor
 
-    county_tags = lambda county: {"dagster/partition/month": MONTH, "dagster/partition/county": county}  # noqa: E731
+    def county_tags(county: str) -> dict[str, str]:
+        return {"dagster/partition/month": MONTH, "dagster/partition/county": county}
+
     with dg.instance_for_test() as instance:
         first = _add_run(instance, "county_month", county_tags("360701"))
         second = _add_run(instance, "county_month", county_tags("360702"))
