@@ -56,7 +56,8 @@ def side_by_side_runs() -> int:
 
     Both the run queue (a province's scheduled county runs, through the daemon) and `fangpin province --workers`
     take this. More runs than cores would not go faster (each run keeps a core busy), only hold more memory: on the
-    2-core, 24 GB machine of the benchmark that is 2 runs (5.1 GB measured) where a fixed 4 would hold about twice that."""
+    2-core, 24 GB machine of the benchmark that is 2 runs (5.1 GB measured), where a fixed 4 would hold about twice
+    that."""
     cores = os.cpu_count() or 1
     try:
         memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
