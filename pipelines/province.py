@@ -71,13 +71,16 @@ def run_counties_of_the_month(context: dg.OpExecutionContext) -> None:
     """Why a run that starts runs: the daemon launches each run in a new process, which pays Python's, Dagster's
     and great-expectations' imports again (~9 CPU-s a county, as much as a small county's own work; bench/README.md
     session 10), while `fangpin province` keeps one process per worker for all its counties."""
-    month = context.partition_key
-    command = [sys.executable, "-m", "fangpin.cli", "province", "--month", month, "--data-dir", default_data_dir()]
+    month, root = context.partition_key, default_data_dir()
+    counties = province.counties_found(root)
+    if not counties:
+        raise dg.Failure(description=f"{root}/counties/ 下没有县的文件夹（counties/<县代码>/raw/{month}/），本月没有可运行的县。"
+                                     " No county folders: nothing to run.")
+    command = [sys.executable, "-m", "fangpin.cli", "province", "--month", month, "--data-dir", root]
     context.log.info(" ".join(command))
     code = run_in_own_process_group(command)
     if code != 0:
-        failed = [c for c in province.counties_found(default_data_dir())
-                  if not county_month_succeeded(context.instance, month, c)]
+        failed = [c for c in counties if not county_month_succeeded(context.instance, month, c)]
         what = f"{len(failed)} 个县未完成：{'、'.join(failed)}" if failed else "省级汇总失败"
         raise dg.Failure(description=f"fangpin province {month}：{what}（退出码 {code}，详见本次运行的日志）。"
                                      f" Failed: {', '.join(failed) or 'the provincial marts'}.")

@@ -346,14 +346,20 @@ def test_on_one_machine_the_schedule_starts_one_run_that_runs_every_county(tmp_p
     monkeypatch.setenv("FANGPIN_DATA_DIR", str(tmp_path))
     job = location.defs.get_job_def("province_month")
     with dg.instance_for_test() as instance:
+        empty = job.execute_in_process(partition_key=MONTH, instance=instance, raise_on_error=False)
+        (tmp_path / "counties" / "360702" / "raw").mkdir(parents=True)
         assert job.execute_in_process(partition_key=MONTH, instance=instance).success
         exit_code["code"] = 1  # a county failed: it has no successful run of the month
-        (tmp_path / "counties" / "360702" / "raw").mkdir(parents=True)
         failed = job.execute_in_process(partition_key=MONTH, instance=instance, raise_on_error=False)
-    description = failed.get_step_failure_events()[0].step_failure_data.user_failure_data.description
-    assert not failed.success and "1 个县未完成：360702" in description and "退出码 1" in description
+    assert not empty.success and "没有县的文件夹" in _failure(empty)
+    assert not failed.success and "1 个县未完成：360702" in _failure(failed) and "退出码 1" in _failure(failed)
     assert [command[2:] for command in commands] == [["fangpin.cli", "province", "--month", MONTH, "--data-dir", str(tmp_path)]] * 2
     assert not (tmp_path / "warehouse").exists()  # the province's warehouse is the marts' alone: never opened here
+
+
+def _failure(result) -> str:
+    """The description of the first step failure of a run's result."""
+    return result.get_step_failure_events()[0].step_failure_data.user_failure_data.description
 
 
 def test_interrupting_the_province_run_interrupts_its_workers(monkeypatch):
