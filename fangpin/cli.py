@@ -74,7 +74,7 @@ def run_province(month: str, province_dir: Path, workers: int = 1, only: list[st
     dagster_home()
     counties = [c for c in province.counties_found(province_dir) if only is None or c in only]
     if not counties:
-        raise ValueError(f"{province_dir}/counties/ 下没有县的文件夹（counties/<县代码>/raw/{month}/）")
+        raise ValueError(province.no_counties_message(province_dir, month))
     # Disposed of at once, like each run's (see _execute): dynamic partitions live in the event log's index file.
     with dg.DagsterInstance.get() as instance:
         known = set(instance.get_dynamic_partitions("county"))

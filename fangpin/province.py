@@ -27,6 +27,12 @@ def counties_found(province_dir: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if (p / "raw").is_dir()) if folder.is_dir() else []
 
 
+def no_counties_message(province_dir: Path, month: str) -> str:
+    """What a clerk is told when a province directory holds no county folders: where they belong."""
+    return (f"{Path(province_dir) / COUNTIES_FOLDER}/ 下没有县的文件夹（counties/<县代码>/raw/{month}/），本月没有可运行的县。"
+            " No county folders: nothing to run.")
+
+
 def ensure_province_schema(con: duckdb.DuckDBPyConnection) -> None:
     """Provincial tables are the county marts with a `county` column in front (the county DDL stays the one truth)."""
     con.execute("CREATE SCHEMA IF NOT EXISTS province")
@@ -71,7 +77,8 @@ def _copy_counties(con: duckdb.DuckDBPyConnection, month: str, files: dict[str, 
             return []
         rows = {table: _union(source, mart, month, {c: aliases[c] for c in readable})
                 for table, mart in COUNTY_MARTS.items()}
-    ran = [county for county in readable if county in set(rows["province.township_risk"]["county"].to_pylist())]
+    with_townships = set(rows["province.township_risk"]["county"].to_pylist())
+    ran = [county for county in readable if county in with_townships]
     for table, arrow in rows.items():
         con.register("_county_marts", arrow)
         try:

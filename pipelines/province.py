@@ -74,8 +74,7 @@ def run_counties_of_the_month(context: dg.OpExecutionContext) -> None:
     month, root = context.partition_key, default_data_dir()
     counties = province.counties_found(root)
     if not counties:
-        raise dg.Failure(description=f"{root}/counties/ 下没有县的文件夹（counties/<县代码>/raw/{month}/），本月没有可运行的县。"
-                                     " No county folders: nothing to run.")
+        raise dg.Failure(description=province.no_counties_message(root, month))
     command = [sys.executable, "-m", "fangpin.cli", "province", "--month", month, "--data-dir", root]
     context.log.info(" ".join(command))
     code = run_in_own_process_group(command)
@@ -112,8 +111,7 @@ def run_in_own_process_group(command: list[str]) -> int:
 
 
 RECENT_COUNTY_RUNS = 1000  # how far back the marts sensor looks: ten months of a 100-county province
-NOT_FINISHED = [status for status in dg.DagsterRunStatus if status not in
-                (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)]
+RECENT_PROVINCE_RUNS = 12  # province_month runs go one at a time (their writer tag): the latest few are enough
 
 
 def months_awaiting_marts(instance: dg.DagsterInstance) -> dict[str, str]:
@@ -124,9 +122,9 @@ def months_awaiting_marts(instance: dg.DagsterInstance) -> dict[str, str]:
     each would be a hundred rebuilds; a county that failed is no reason to wait (the marts list it as not run).
     `fangpin province` (and so `province_month`) builds the marts itself, after its counties: nothing is left here."""
     latest, busy = _county_runs_by_month(instance)
-    for record in instance.get_run_records(dg.RunsFilter(job_name=province_month.name, statuses=NOT_FINISHED),
-                                           limit=RECENT_COUNTY_RUNS):
-        busy.add(record.dagster_run.tags.get("dagster/partition"))  # its workers start the next county any moment
+    for record in instance.get_run_records(dg.RunsFilter(job_name=province_month.name), limit=RECENT_PROVINCE_RUNS):
+        if not record.dagster_run.is_finished:  # its workers start the next county any moment
+            busy.add(record.dagster_run.tags.get("dagster/partition"))
     waiting = {}
     for month, (ended, run_id) in sorted(latest.items()):
         built = instance.get_run_records(dg.RunsFilter(job_name=province_marts.name,

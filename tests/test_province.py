@@ -413,3 +413,13 @@ def test_provincial_marts_wait_while_a_province_month_run_is_going():
         assert months_awaiting_marts(instance) == {}
         _finish(instance, whole, "PIPELINE_SUCCESS")
         assert months_awaiting_marts(instance) == {MONTH: county.run_id}
+
+
+def test_a_province_without_county_folders_is_told_where_they_belong(tmp_path, monkeypatch, capsys):
+    """The command line and province_month say the same thing (fangpin.province.no_counties_message)."""
+    from fangpin import cli
+
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    (tmp_path / "counties" / "notes").mkdir(parents=True)  # a folder without a drop zone is not a county
+    assert cli.main(["province", "--month", MONTH, "--data-dir", str(tmp_path), "--workers", "1"]) == 2
+    assert f"counties/<县代码>/raw/{MONTH}/" in capsys.readouterr().err
