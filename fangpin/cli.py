@@ -1,7 +1,7 @@
 """`fangpin`: run a month through Dagster, or generate and run the demo county.
 
     fangpin run --month 2026-10 [--data-dir DIR]
-    fangpin province --month 2026-10 [--data-dir DIR] [--workers 2]
+    fangpin province --month 2026-10 [--data-dir DIR] [--workers 2] [--one-run]
     fangpin demo [--data-dir DIR] [--persons 60000]
     fangpin snapshot [--data-dir DIR] [--out PATH] [--new-key]
 
@@ -32,7 +32,7 @@ def run_month(month: str, data_dir: Path, assets: list[str] | None = None) -> bo
 
 
 def _execute(location: str, job_name: str, partition_key, data_dir: Path, assets: list[str] | None = None,
-             instance=None):
+             instance=None, ops: dict | None = None):
     """One run of `job_name` from the code location `location`, on the persistent instance (seen in the UI):
     `instance` when given (a caller running many), else one opened for this run."""
     from fangpin.instance import dagster_home
@@ -47,14 +47,15 @@ def _execute(location: str, job_name: str, partition_key, data_dir: Path, assets
         # Disposed of when the run ends: closes the event log's kept connections (pipelines.event_log), so SQLite
         # folds its write-ahead log into the run's history file before the CLI exits without interpreter teardown.
         with dg.DagsterInstance.get() as instance:
-            return _execute(location, job_name, partition_key, data_dir, assets, instance)
+            return _execute(location, job_name, partition_key, data_dir, assets, instance, ops)
     defs = importlib.import_module(location).defs
     print(f"fangpin: {job_name} {partition_key} ← {data_dir}", file=sys.stderr)
     return defs.resolve_job_def(job_name).execute_in_process(
         partition_key=partition_key,
         instance=instance,
         run_config={"loggers": {"progress": {}},
-                    "resources": {"fangpin": {"config": {"data_dir": str(data_dir)}}}},
+                    "resources": {"fangpin": {"config": {"data_dir": str(data_dir)}}},
+                    **({"ops": ops} if ops else {})},
         raise_on_error=False,
         asset_selection=[dg.AssetKey(name) for name in assets] if assets else None,
     )
@@ -81,7 +82,7 @@ def run_province(month: str, province_dir: Path, workers: int = 1, only: list[st
         instance.add_dynamic_partitions("county", [c for c in counties if c not in known])
     in_workers = workers > 1 and len(counties) > 1
     if in_workers:
-        _counties_in_workers(month, province_dir, balanced_shares(_month_bytes(province_dir, month, counties), workers))
+        _counties_in_workers(month, province_dir, balanced_shares(month_bytes(province_dir, month, counties), workers))
     # One instance for this process's counties, the check of every county's run and the marts (~0.1 s per instance
     # saved); opened after any workers have ended, so no instance of this process is open while they write.
     with dg.DagsterInstance.get() as instance:
@@ -97,6 +98,19 @@ def run_province(month: str, province_dir: Path, workers: int = 1, only: list[st
     return not failed and built
 
 
+def run_province_in_one_run(month: str, province_dir: Path, workers: int) -> bool:
+    """Every county's month and the provincial marts in ONE Dagster run (`province_one_run`, pipelines.one_run):
+    no run per county, so no per-county lineage in the UI, and the province done sooner."""
+    from fangpin import province
+
+    if not province.counties_found(province_dir):
+        raise ValueError(province.no_counties_message(province_dir, month))
+    result = _execute("pipelines.province", "province_one_run", month, province_dir,
+                      ops={"run_province_in_one_run": {"config": {"workers": workers}}})
+    print(f"\n== fangpin province {month} (one run): {'done' if result.success else 'FAILED'} ==")
+    return result.success
+
+
 def _counties_in_workers(month: str, province_dir: Path, shares: list[list[str]]) -> None:
     """One child process per share of the counties (`fangpin province --counties ... --no-marts`), each running its
     share one county at a time; their progress lines go straight to this process's output."""
@@ -110,7 +124,7 @@ def _counties_in_workers(month: str, province_dir: Path, shares: list[list[str]]
         child.wait()
 
 
-def _month_bytes(province_dir: Path, month: str, counties: list[str]) -> dict[str, int]:
+def month_bytes(province_dir: Path, month: str, counties: list[str]) -> dict[str, int]:
     """Each county's drop zone for the month, in bytes."""
     from pipelines.resources import county_dir
 
@@ -153,8 +167,13 @@ def cmd_province(args: argparse.Namespace) -> int:
 
     only = [c for c in args.counties.split(",") if c] if args.counties else None
     workers = args.workers if args.workers is not None else side_by_side_runs()
-    ok = run_province(check_month(args.month), _data_dir(args.data_dir), workers=workers, only=only,
-                      marts=not args.no_marts)
+    if args.one_run:
+        if only or args.no_marts:
+            raise ValueError("--one-run runs every county and the provincial marts: no --counties or --no-marts")
+        ok = run_province_in_one_run(check_month(args.month), _data_dir(args.data_dir), workers)
+    else:
+        ok = run_province(check_month(args.month), _data_dir(args.data_dir), workers=workers, only=only,
+                          marts=not args.no_marts)
     return 0 if ok else 1
 
 
@@ -224,6 +243,9 @@ def main(argv: list[str] | None = None) -> int:
                            "memory holds at ~3 GB each)")
     prov.add_argument("--counties", help="only these counties, comma-separated (default: every folder)")
     prov.add_argument("--no-marts", action="store_true", help="run the counties only, not the provincial marts")
+    prov.add_argument("--one-run", action="store_true",
+                      help="the whole province as one Dagster run, without a run per county (faster; no per-county "
+                           "lineage in the UI)")
     prov.set_defaults(handler=cmd_province)
     demo_cmd = commands.add_parser("demo", help="generate the demo county and run its months")
     demo_cmd.add_argument("--data-dir", help="data directory (default: $FANGPIN_DATA_DIR or ./data)")

@@ -3,7 +3,8 @@
 Same asset code as the county deployment (pipelines.definitions), instantiated for MONTH_BY_COUNTY; each county
 partition reads and writes only `DIR/counties/<county>/` (its own warehouse file), so county runs may go in
 parallel, on one machine or on Dagster's executors (README: "A province"). `county_month` runs one county's month;
-`province_marts` builds the provincial tables once the counties have run.
+`province_marts` builds the provincial tables once the counties have run; `province_one_run` does a whole month of
+the province as one run, without a run per county (pipelines.one_run).
 
 Kept current without anyone watching (the daemon): `province_month_schedule` runs every county's previous month on
 the 11th (one `province_month` run: `fangpin province` on this machine); `counties_sensor` registers new county
@@ -22,10 +23,12 @@ import dagster as dg
 from assets.partitions import COUNTIES, MONTH_BY_COUNTY, MONTH_TAG, MONTHLY
 from assets.province import province_risk
 from fangpin import province
-from fangpin.cli import county_month_succeeded
+from fangpin.cli import county_month_succeeded, month_bytes
+from fangpin.instance import side_by_side_runs
+from pipelines import one_run
 from pipelines.definitions import RUN_SETTINGS, county_assets
 from pipelines.jobs import WRITER_TAG_KEY
-from pipelines.resources import county_dir, default_data_dir
+from pipelines.resources import FangpinData, county_dir, default_data_dir
 from pipelines.schedules import previous_month, schedule_times
 from pipelines.sensors import LATE_FILES_TRIGGER, changed_months, month_fingerprints
 
@@ -91,6 +94,39 @@ def province_month():
     run_counties_of_the_month()
 
 
+class OneRunConfig(dg.Config):
+    workers: int = 0  # counties side by side; 0: one per core as far as memory holds (fangpin.instance)
+
+
+@dg.op(description="Every county's month computed in this one run (the county assets invoked directly, no run per "
+                   "county), then the provincial marts.")
+def run_province_in_one_run(context: dg.OpExecutionContext, config: OneRunConfig, fangpin: FangpinData) -> None:
+    """pipelines.one_run says why and what the UI shows instead of county runs: each county's outcome in this run's
+    log, the marts' materialisation with their figures. A county that fails does not stop the others; the run fails
+    at the end, naming it."""
+    month, root = context.partition_key, fangpin.root
+    counties = province.counties_found(root)
+    if not counties:
+        raise dg.Failure(description=province.no_counties_message(root, month))
+    outcomes = one_run.run_counties(root, month, month_bytes(root, month, counties),
+                                    config.workers or side_by_side_runs())
+    for outcome in outcomes:
+        (context.log.info if outcome.ok else context.log.error)(outcome.line())
+    marts = one_run.build_province_marts(root, month)
+    context.log_event(dg.AssetMaterialization(asset_key=province_risk.key, partition=month, metadata=marts.metadata))
+    failed = [outcome.county for outcome in outcomes if not outcome.ok]
+    if failed:
+        raise dg.Failure(description=f"{len(failed)} 个县未完成：{'、'.join(failed)}（原因见本次运行的日志）。"
+                                     f" Failed: {', '.join(failed)}.")
+
+
+@dg.job(partitions_def=MONTHLY, tags={WRITER_TAG_KEY: "province"},
+        description="One month of the whole province as one run: every county computed without a run of its own, "
+                    "then the provincial marts.")
+def province_one_run():
+    run_province_in_one_run()
+
+
 INTERRUPT_GRACE_SECONDS = 60  # for the county runs in progress to record their end
 
 
@@ -111,20 +147,24 @@ def run_in_own_process_group(command: list[str]) -> int:
 
 
 RECENT_COUNTY_RUNS = 1000  # how far back the marts sensor looks: ten months of a 100-county province
-RECENT_PROVINCE_RUNS = 12  # province_month runs go one at a time (their writer tag): the latest few are enough
+RECENT_PROVINCE_RUNS = 12  # whole-province runs go one at a time (their writer tag): the latest few are enough
 
 
 def months_awaiting_marts(instance: dg.DagsterInstance) -> dict[str, str]:
     """month -> id of its county run that finished last, for each month whose county runs are all over (none queued
-    or running, no province_month run going) and whose provincial marts were not built after the last of them.
+    or running, no province_month or province_one_run run going) and whose provincial marts were not built after
+    the last of them.
 
     Why wait for all: with `county_months_schedule` every county of the month starts at once, and marts built after
     each would be a hundred rebuilds; a county that failed is no reason to wait (the marts list it as not run).
-    `fangpin province` (and so `province_month`) builds the marts itself, after its counties: nothing is left here."""
+    `fangpin province` (and so `province_month`) and `province_one_run` build the marts themselves, after their
+    counties: nothing is left here."""
     latest, busy = _county_runs_by_month(instance)
-    for record in instance.get_run_records(dg.RunsFilter(job_name=province_month.name), limit=RECENT_PROVINCE_RUNS):
-        if not record.dagster_run.is_finished:  # its workers start the next county any moment
-            busy.add(record.dagster_run.tags.get("dagster/partition"))
+    for whole_province in (province_month, province_one_run):
+        for record in instance.get_run_records(dg.RunsFilter(job_name=whole_province.name),
+                                               limit=RECENT_PROVINCE_RUNS):
+            if not record.dagster_run.is_finished:  # its workers start the next county any moment
+                busy.add(record.dagster_run.tags.get("dagster/partition"))
     waiting = {}
     for month, (ended, run_id) in sorted(latest.items()):
         built = instance.get_run_records(dg.RunsFilter(job_name=province_marts.name,
@@ -179,7 +219,7 @@ def county_months_schedule(context: dg.ScheduleEvaluationContext) -> list[dg.Run
 defs = dg.Definitions(
     assets=[*COUNTY_ASSETS, province_risk],
     asset_checks=COUNTY_CHECKS,
-    jobs=[county_month, province_marts, province_month],
+    jobs=[county_month, province_marts, province_month, province_one_run],
     schedules=[province_month_schedule, county_months_schedule],
     sensors=[counties_sensor, province_marts_sensor],
     **RUN_SETTINGS,

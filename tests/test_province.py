@@ -2,8 +2,9 @@
 provincial marts built from the partitions equal what each county gets from its own one-run month.
 
 Two small demo counties are generated under `counties/`; the province runs them as two county partitions (in two
-worker processes side by side) plus the provincial marts (`fangpin province`), and a copy of each county runs alone
-through the county deployment (`fangpin run`). Every month table of each county's warehouse, and the provincial township/village marts, must be
+worker processes side by side) plus the provincial marts (`fangpin province`), a copy of the province runs as ONE
+Dagster run (`fangpin province --one-run`, pipelines.one_run), and a copy of each county runs alone through the
+county deployment (`fangpin run`). Every month table of each county's warehouse, and the provincial marts, must be
 identical row for row.
 """
 from __future__ import annotations
@@ -29,11 +30,13 @@ def province(tmp_path_factory):
         for county, seed in COUNTIES.items():
             demo.generate(root / "province" / "counties" / county, months=[MONTH], persons=400, seed=seed)
             shutil.copytree(root / "province" / "counties" / county, root / "alone" / county)
+        shutil.copytree(root / "province", root / "one_run")
         province_ok = cli.run_province(MONTH, root / "province", workers=2)  # two county processes side by side
+        one_run_ok = cli.run_province_in_one_run(MONTH, root / "one_run", workers=2)  # two worker processes
         alone_ok = {county: cli.run_month(MONTH, root / "alone" / county) for county in COUNTIES}
     finally:
         patch.undo()
-    return {"root": root, "province_ok": province_ok, "alone_ok": alone_ok}
+    return {"root": root, "province_ok": province_ok, "one_run_ok": one_run_ok, "alone_ok": alone_ok}
 
 
 def _rows(path, table: str, where: str = "month = ?", params=(MONTH,)) -> list[tuple]:
@@ -55,8 +58,48 @@ def _month_tables(path) -> list[str]:
 
 
 def test_the_province_and_each_county_alone_both_succeed(province):
-    assert province["province_ok"]
+    assert province["province_ok"] and province["one_run_ok"]
     assert all(province["alone_ok"].values()), province["alone_ok"]
+
+
+def test_the_province_as_one_run_gives_the_marts_of_its_county_partitions(province):
+    """Issue 5: a province run as county partitions and as one run give identical provincial marts."""
+    root = province["root"]
+    partitions, one_run = (root / name / "warehouse" / "fangpin.duckdb" for name in ("province", "one_run"))
+    for table in ("province.township_risk", "province.village_risk", "province.county_risk"):
+        with duckdb.connect(str(partitions), read_only=True) as con:
+            expected = con.execute(f"SELECT * FROM {table} WHERE month = ? ORDER BY ALL", [MONTH]).fetchall()
+        with duckdb.connect(str(one_run), read_only=True) as con:
+            assert con.execute(f"SELECT * FROM {table} WHERE month = ? ORDER BY ALL", [MONTH]).fetchall() == expected
+        assert expected, f"{table} is empty: the comparison proves nothing"
+
+
+def test_each_county_of_the_one_run_equals_its_partition(province):
+    """Not only the marts: every month table of each county's warehouse, and the same township workbooks."""
+    root = province["root"]
+    for county in COUNTIES:
+        partitioned, one_run = (root / name / "counties" / county for name in ("province", "one_run"))
+        warehouse = partitioned / "warehouse" / "fangpin.duckdb"
+        for table in _month_tables(warehouse):
+            assert _rows(one_run / "warehouse" / "fangpin.duckdb", table) == _rows(warehouse, table), \
+                f"{county} {table} differs"
+        workbooks = sorted(p.name for p in (partitioned / "exports" / MONTH).iterdir())
+        assert workbooks == sorted(p.name for p in (one_run / "exports" / MONTH).iterdir())
+        assert any(name.endswith(".xlsx") for name in workbooks)
+
+
+def test_the_one_run_is_one_dagster_run_that_materialises_the_provincial_marts(province, monkeypatch):
+    """No run per county (that is what makes it quicker); the marts' materialisation names the month."""
+    import dagster as dg
+
+    monkeypatch.setenv("DAGSTER_HOME", str(province["root"] / "dagster_home"))
+    with dg.DagsterInstance.get() as instance:
+        runs = instance.get_runs(dg.RunsFilter(job_name="province_one_run"))
+        assert [(run.status, run.tags["dagster/partition"]) for run in runs] == [(dg.DagsterRunStatus.SUCCESS, MONTH)]
+        county_runs = instance.get_runs(dg.RunsFilter(job_name="county_month"))
+        assert len(county_runs) == len(COUNTIES)  # the partitions' runs only, none from the one run
+        events = instance.get_records_for_run(runs[0].run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records
+        assert [(e.asset_key, e.partition_key) for e in events] == [(dg.AssetKey("province_risk"), MONTH)]
 
 
 def test_each_county_partition_equals_the_county_run_alone(province):
@@ -153,7 +196,7 @@ def test_a_worker_process_runs_its_share_itself(monkeypatch, tmp_path):
 
     for county in ("a", "b", "c"):
         (tmp_path / "counties" / county / "raw").mkdir(parents=True)
-    shares = cli.balanced_shares(cli._month_bytes(tmp_path, MONTH, ["a", "b", "c"]), 2)  # empty: by name
+    shares = cli.balanced_shares(cli.month_bytes(tmp_path, MONTH, ["a", "b", "c"]), 2)  # empty: by name
     started = []
 
     class Child:

@@ -1,0 +1,156 @@
+"""The province in one run: every county's month computed by the same asset code, without a Dagster run per county.
+
+Why: a Dagster run per county partition writes ~430 events and sets up its run and resources; for the bench's 100
+counties the partitions took 412 s and 769 CPU-s, this one run 354 s and 664 CPU-s, and 3.3 instead of 5.3 GB
+(bench/README.md, session 11). One Dagster run (`province_one_run`) hands the counties to worker processes, each of
+which calls the county asset graph *directly* (Dagster's direct invocation: the asset bodies run with a context and
+the resources, outside any run), county after county; then the provincial marts. The asset bodies are the
+partitions' own, so both ways write the same tables (tests/test_province.py).
+
+What the one run does not give: per-county runs, materialisations and checks in the UI (each county's outcome is a
+line of the run's log instead: done with its steps' seconds, or what failed and why). Use the partitions
+(`province_month`, `county_month`) when each county's history in the UI matters more than the minutes.
+"""
+from __future__ import annotations
+
+import inspect
+import multiprocessing
+import sys
+import time
+import traceback
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from graphlib import TopologicalSorter
+from pathlib import Path
+
+import dagster as dg
+
+from pipelines.resources import FangpinData, county_dir
+
+DONE = "完成 done"  # what a county's line says when its month went through (the bench counts these lines)
+
+
+@dataclass
+class CountyOutcome:
+    """What became of one county's month: seconds per step, the steps that failed (with why) and those skipped
+    because of them."""
+
+    county: str
+    seconds: float = 0.0
+    steps: dict[str, float] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.skipped
+
+    def line(self) -> str:
+        if self.ok:
+            steps = ", ".join(f"{step} {seconds:.2f}" for step, seconds in self.steps.items())
+            return f"{self.county}: {DONE} ({self.seconds:.1f} s; {steps})"
+        failed = "；".join(f"{step}：{why}" for step, why in self.failed.items())
+        skipped = f"；未运行 skipped: {'、'.join(self.skipped)}" if self.skipped else ""
+        return f"{self.county}: 失败 failed — {failed}{skipped} ({self.seconds:.1f} s)"
+
+
+def invocation_order(assets: list[dg.AssetsDefinition]) -> list[dg.AssetsDefinition]:
+    """The asset definitions in an order where each comes after every definition it depends on (graphlib)."""
+    producer = {key: a for a in assets for key in a.keys}
+    graph = TopologicalSorter({a: {producer[k] for k in a.dependency_keys if k in producer and producer[k] is not a}
+                               for a in assets})
+    return list(graph.static_order())
+
+
+def run_county(assets: list[dg.AssetsDefinition], province_dir: Path, month: str, county: str) -> CountyOutcome:
+    """One county's month: every asset of `assets` invoked directly, in dependency order, as a Dagster run would
+    execute them: a step that raises, or whose blocking check fails, is failed and everything downstream of it
+    skipped, while independent steps go on; the warehouse's working copy is published at the end either way, like
+    the run resource's teardown (fangpin.warehouse.RunWarehouse)."""
+    started = time.perf_counter()
+    outcome = CountyOutcome(county)
+    key = dg.MultiPartitionKey({"month": month, "county": county})
+    resource = FangpinData(data_dir=str(county_dir(province_dir, county)))
+    values: dict[dg.AssetKey, object] = {}
+    broken: set[dg.AssetKey] = set()
+    try:
+        with dg.build_asset_context(partition_key=key, resources={"fangpin": resource}) as context:
+            for asset in invocation_order(assets):
+                name = asset.node_def.name
+                if asset.dependency_keys & broken:
+                    outcome.skipped.append(name)
+                    broken |= set(asset.keys)
+                    continue
+                step_started = time.perf_counter()
+                try:
+                    values |= _invoke(asset, context, values)
+                except Exception as error:  # the step fails; the county goes on with what does not depend on it
+                    outcome.failed[name] = _message(error)
+                    broken |= set(asset.keys)
+                outcome.steps[name] = time.perf_counter() - step_started
+    except Exception as error:  # publishing the warehouse (the resource's teardown) failed: the county did not run
+        outcome.failed["warehouse"] = _message(error)
+    outcome.seconds = time.perf_counter() - started
+    return outcome
+
+
+def build_province_marts(province_dir: Path, month: str) -> dg.MaterializeResult:
+    """The provincial marts of the month: the `province_risk` asset invoked directly on the province's warehouse."""
+    from assets.province import province_risk
+
+    resource = FangpinData(data_dir=str(province_dir))
+    with dg.build_asset_context(partition_key=month, resources={"fangpin": resource}) as context:
+        return province_risk(context)
+
+
+def _invoke(asset: dg.AssetsDefinition, context, values: dict) -> dict[dg.AssetKey, object]:
+    """Call one asset body with its upstream values; returns the values it produced, by asset key. A failed
+    blocking check raises, as it fails the step in a run."""
+    parameters = inspect.signature(asset.op.compute_fn.decorated_fn).parameters
+    any_name = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())  # warehouse_month's lists
+    inputs = {name: values[key] for name, key in asset.keys_by_input_name.items()
+              if name in parameters or (any_name and key in values)}
+    result = asset(context, **inputs)
+    produced = {}
+    for item in (result if inspect.isgenerator(result) else [result]):
+        if isinstance(item, dg.AssetCheckResult):
+            _raise_if_blocking(asset, item)
+        elif isinstance(item, dg.Output):
+            produced[asset.keys_by_output_name[item.output_name]] = item.value
+        elif not isinstance(item, dg.MaterializeResult):
+            produced[asset.key] = item
+    return produced
+
+
+def _raise_if_blocking(asset: dg.AssetsDefinition, check: dg.AssetCheckResult) -> None:
+    blocking = {(spec.asset_key, spec.name) for spec in asset.check_specs if spec.blocking}
+    if not check.passed and (check.asset_key, check.check_name) in blocking:
+        raise dg.Failure(description=f"检查未通过 blocking check failed: {check.asset_key.to_user_string()} · "
+                                     f"{check.check_name}")
+
+
+def _message(error: Exception) -> str:
+    """fangpin's own message for a clerk (dg.Failure's description), else the error's last line."""
+    if isinstance(error, dg.Failure) and error.description:
+        return error.description
+    return traceback.format_exception_only(error)[-1].strip()
+
+
+def run_counties(province_dir: Path, month: str, sizes: dict[str, int], workers: int) -> list[CountyOutcome]:
+    """Every county of `sizes` (county -> the month's drop-zone bytes), biggest first, in `workers` processes
+    (spawned: Polars in a forked worker can hang); each worker imports once and takes the next county when done."""
+    order = sorted(sizes, key=lambda c: (-sizes[c], c))
+    if workers <= 1 or len(order) <= 1:
+        return sorted((run_county_of_the_province(province_dir, month, county) for county in order),
+                      key=lambda outcome: outcome.county)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(run_county_of_the_province, province_dir, month, county) for county in order]
+        return sorted((future.result() for future in futures), key=lambda outcome: outcome.county)
+
+
+def run_county_of_the_province(province_dir: Path, month: str, county: str) -> CountyOutcome:
+    """One county with the province's county assets (a worker's task: imported once per worker process)."""
+    from pipelines.province import COUNTY_ASSETS
+
+    print(f"▶ {county}", file=sys.stderr, flush=True)  # the assets' own lines follow (Dagster's console)
+    return run_county(COUNTY_ASSETS, province_dir, month, county)

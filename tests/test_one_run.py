@@ -1,0 +1,91 @@
+"""The province in one run (pipelines.one_run) computes each county with the county assets invoked directly; it must
+behave as a county run does: the same order, the same failures, the same blocking checks. (That its results equal
+the partitions' is tests/test_province.py.)"""
+from __future__ import annotations
+
+import shutil
+
+import dagster as dg
+import duckdb
+import pytest
+
+from pipelines import one_run
+from pipelines.province import COUNTY_ASSETS
+
+MONTH = "2026-10"
+COUNTY = "360703"
+
+
+def test_every_asset_is_invoked_after_the_assets_it_depends_on():
+    order = one_run.invocation_order(COUNTY_ASSETS)
+    assert sorted(a.node_def.name for a in order) == sorted(a.node_def.name for a in COUNTY_ASSETS)
+    done: set[dg.AssetKey] = set()
+    for asset in order:
+        own = {key for a in COUNTY_ASSETS for key in a.keys}
+        assert (asset.dependency_keys & own) <= done | set(asset.keys), asset.node_def.name
+        done |= set(asset.keys)
+
+
+def test_only_a_failed_blocking_check_fails_the_step():
+    lists = next(a for a in COUNTY_ASSETS if a.node_def.name == "department_lists")
+    asset = "civil_affairs__dibao"
+    one_run._raise_if_blocking(lists, dg.AssetCheckResult(asset_key=asset, check_name="delivered", passed=False))
+    one_run._raise_if_blocking(lists, dg.AssetCheckResult(asset_key=asset, check_name="reconciles", passed=True))
+    with pytest.raises(dg.Failure, match="reconciles"):
+        one_run._raise_if_blocking(lists, dg.AssetCheckResult(asset_key=asset, check_name="reconciles", passed=False))
+
+
+@pytest.fixture(scope="module")
+def two_copies(tmp_path_factory):
+    """One small county twice: as a one-run county and as a county_month run, both with a workbook passwords file
+    that is configured but missing (the workbook and feedback steps fail; nothing else depends on them)."""
+    from fangpin import cli, demo, protect
+    from fangpin.instance import dagster_home
+
+    root = tmp_path_factory.mktemp("one_run")
+    patch = pytest.MonkeyPatch()
+    patch.setenv("DAGSTER_HOME", str(root / "dagster_home"))
+    patch.setenv(protect.PASSWORDS_ENV, str(root / "no-such-passwords.yaml"))
+    try:
+        demo.generate(root / "direct" / "counties" / COUNTY, months=[MONTH], persons=300, seed=73)
+        shutil.copytree(root / "direct", root / "run")
+        outcome = one_run.run_county_of_the_province(root / "direct", MONTH, COUNTY)
+        dagster_home()
+        with dg.DagsterInstance.get() as instance:
+            instance.add_dynamic_partitions("county", [COUNTY])
+            key = dg.MultiPartitionKey({"month": MONTH, "county": COUNTY})
+            result = cli._execute("pipelines.province", "county_month", key, root / "run", instance=instance)
+            failed_steps = {event.step_key for event in result.get_step_failure_events()}
+    finally:
+        patch.undo()
+    return {"root": root, "outcome": outcome, "failed_steps": failed_steps}
+
+
+def test_a_failing_step_fails_as_in_a_county_run_and_the_rest_goes_on(two_copies):
+    outcome = two_copies["outcome"]
+    assert set(outcome.failed) == two_copies["failed_steps"] == {"township_workbooks", "township_feedback"}
+    assert not outcome.skipped and not outcome.ok  # township_risk and the dashboard do not need the workbooks
+    assert "no-such-passwords.yaml" in outcome.failed["township_workbooks"]  # the clerk's message, not a traceback
+    assert f"{COUNTY}: 失败 failed — township_workbooks：" in outcome.line()
+
+
+def test_what_a_failed_county_wrote_is_what_its_county_run_wrote(two_copies):
+    """The warehouse is published at the end either way, as the run resource's teardown does."""
+    warehouses = [two_copies["root"] / name / "counties" / COUNTY / "warehouse" / "fangpin.duckdb"
+                  for name in ("direct", "run")]
+    rows = []
+    for path in warehouses:
+        with duckdb.connect(str(path), read_only=True) as con:
+            rows.append(con.execute("SELECT * FROM marts.township_risk WHERE month = ? ORDER BY ALL",
+                                    [MONTH]).fetchall())
+    assert rows[0] and rows[0] == rows[1]
+
+
+def test_the_one_run_runs_every_county_and_the_marts_together(tmp_path, monkeypatch, capsys):
+    from fangpin import cli
+
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    (tmp_path / "counties" / COUNTY / "raw").mkdir(parents=True)
+    for flags in (["--counties", COUNTY], ["--no-marts"]):
+        assert cli.main(["province", "--month", MONTH, "--data-dir", str(tmp_path), "--one-run", *flags]) == 2
+        assert "--one-run" in capsys.readouterr().err
