@@ -143,9 +143,12 @@ def run_counties(province_dir: Path, month: str, sizes: dict[str, int], workers:
     if workers <= 1 or len(order) <= 1:
         return sorted((run_county_of_the_province(province_dir, month, county) for county in order),
                       key=lambda outcome: outcome.county)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+    try:
         futures = [pool.submit(run_county_of_the_province, province_dir, month, county) for county in order]
         return sorted((future.result() for future in futures), key=lambda outcome: outcome.county)
+    finally:  # the run interrupted: the counties in progress finish (and publish), the others do not start
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def run_county_of_the_province(province_dir: Path, month: str, county: str) -> CountyOutcome:

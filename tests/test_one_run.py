@@ -4,6 +4,7 @@ the partitions' is tests/test_province.py.)"""
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import dagster as dg
 import duckdb
@@ -89,3 +90,27 @@ def test_the_one_run_runs_every_county_and_the_marts_together(tmp_path, monkeypa
     for flags in (["--counties", COUNTY], ["--no-marts"]):
         assert cli.main(["province", "--month", MONTH, "--data-dir", str(tmp_path), "--one-run", *flags]) == 2
         assert "--one-run" in capsys.readouterr().err
+
+
+def test_an_interrupted_one_run_starts_no_further_county(monkeypatch):
+    """Terminating the run (or Ctrl-C) while workers are busy: the queued counties are cancelled, not run."""
+    from concurrent.futures import Future
+
+    shutdowns = []
+
+    class Pool:
+        def __init__(self, **options):
+            pass
+
+        def submit(self, *task):
+            future = Future()
+            future.set_exception(KeyboardInterrupt())  # as if the interrupt arrived while waiting for it
+            return future
+
+        def shutdown(self, wait=True, cancel_futures=False):
+            shutdowns.append(cancel_futures)
+
+    monkeypatch.setattr(one_run, "ProcessPoolExecutor", Pool)
+    with pytest.raises(KeyboardInterrupt):
+        one_run.run_counties(Path("/nowhere"), MONTH, {"360701": 2, "360702": 1, "360703": 1}, workers=2)
+    assert shutdowns == [True]
