@@ -16,6 +16,13 @@ COUNTY_TAG = "dagster/partition/county"  # set by Dagster on a run of one month 
 MONTH_TAG = "dagster/partition/month"  # likewise, its month
 
 
+def register_counties(instance: dg.DagsterInstance, counties: list[str]) -> None:
+    """Add the counties not yet known as `county` partitions (what the counties sensor does, for a caller that runs
+    counties before the sensor has seen them)."""
+    known = set(instance.get_dynamic_partitions(COUNTIES.name))
+    instance.add_dynamic_partitions(COUNTIES.name, [c for c in counties if c not in known])
+
+
 def month_of(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> str:
     """The month of the run's partition, whether partitioned by month or by month x county."""
     key = context.partition_key

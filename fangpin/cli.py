@@ -77,9 +77,10 @@ def run_province(month: str, province_dir: Path, workers: int = 1, only: list[st
     if not counties:
         raise ValueError(province.no_counties_message(province_dir, month))
     # Disposed of at once, like each run's (see _execute): dynamic partitions live in the event log's index file.
+    from assets.partitions import register_counties
+
     with dg.DagsterInstance.get() as instance:
-        known = set(instance.get_dynamic_partitions("county"))
-        instance.add_dynamic_partitions("county", [c for c in counties if c not in known])
+        register_counties(instance, counties)
     in_workers = workers > 1 and len(counties) > 1
     if in_workers:
         _counties_in_workers(month, province_dir, balanced_shares(month_bytes(province_dir, month, counties), workers))
@@ -100,7 +101,7 @@ def run_province(month: str, province_dir: Path, workers: int = 1, only: list[st
 
 def run_province_in_one_run(month: str, province_dir: Path, workers: int) -> bool:
     """Every county's month and the provincial marts in ONE Dagster run (`province_one_run`, pipelines.one_run):
-    no run per county, so no per-county lineage in the UI, and the province done sooner."""
+    no run per county (so no per-county checks and step logs in the UI), and the province done sooner."""
     from fangpin import province
 
     if not province.counties_found(province_dir):
@@ -245,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     prov.add_argument("--no-marts", action="store_true", help="run the counties only, not the provincial marts")
     prov.add_argument("--one-run", action="store_true",
                       help="the whole province as one Dagster run, without a run per county (faster; no per-county "
-                           "lineage in the UI)")
+                           "checks and step logs in the UI)")
     prov.set_defaults(handler=cmd_province)
     demo_cmd = commands.add_parser("demo", help="generate the demo county and run its months")
     demo_cmd.add_argument("--data-dir", help="data directory (default: $FANGPIN_DATA_DIR or ./data)")

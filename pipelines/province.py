@@ -20,7 +20,7 @@ import sys
 
 import dagster as dg
 
-from assets.partitions import COUNTIES, MONTH_BY_COUNTY, MONTH_TAG, MONTHLY
+from assets.partitions import COUNTIES, MONTH_BY_COUNTY, MONTH_TAG, MONTHLY, register_counties
 from assets.province import province_risk
 from fangpin import province
 from fangpin.cli import county_month_succeeded, month_bytes
@@ -108,10 +108,13 @@ def run_province_in_one_run(context: dg.OpExecutionContext, config: OneRunConfig
     counties = province.counties_found(root)
     if not counties:
         raise dg.Failure(description=province.no_counties_message(root, month))
+    register_counties(context.instance, counties)  # each county's materialisations name its partition
     outcomes = one_run.run_counties(root, month, month_bytes(root, month, counties),
                                     config.workers or side_by_side_runs())
     for outcome in outcomes:
         (context.log.info if outcome.ok else context.log.error)(outcome.line())
+        for materialization in one_run.materializations(outcome, month):
+            context.log_event(materialization)
     marts = one_run.build_province_marts(root, month)
     context.log_event(dg.AssetMaterialization(asset_key=province_risk.key, partition=month, metadata=marts.metadata))
     failed = [outcome.county for outcome in outcomes if not outcome.ok]

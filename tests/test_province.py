@@ -88,9 +88,12 @@ def test_each_county_of_the_one_run_equals_its_partition(province):
         assert any(name.endswith(".xlsx") for name in workbooks)
 
 
-def test_the_one_run_is_one_dagster_run_that_materialises_the_provincial_marts(province, monkeypatch):
-    """No run per county (that is what makes it quicker); the marts' materialisation names the month."""
+def test_the_one_run_is_one_dagster_run_that_records_every_county_partition(province, monkeypatch):
+    """No run per county (that is what makes it quicker), but the run records each county asset as materialised in
+    its month x county partition (with its body's metadata), and the provincial marts in the month's."""
     import dagster as dg
+
+    from pipelines.province import COUNTY_ASSETS
 
     monkeypatch.setenv("DAGSTER_HOME", str(province["root"] / "dagster_home"))
     with dg.DagsterInstance.get() as instance:
@@ -98,8 +101,14 @@ def test_the_one_run_is_one_dagster_run_that_materialises_the_provincial_marts(p
         assert [(run.status, run.tags["dagster/partition"]) for run in runs] == [(dg.DagsterRunStatus.SUCCESS, MONTH)]
         county_runs = instance.get_runs(dg.RunsFilter(job_name="county_month"))
         assert len(county_runs) == len(COUNTIES)  # the partitions' runs only, none from the one run
-        events = instance.get_records_for_run(runs[0].run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records
-        assert [(e.asset_key, e.partition_key) for e in events] == [(dg.AssetKey("province_risk"), MONTH)]
+        events = instance.get_records_for_run(runs[0].run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION,
+                                              limit=10_000).records
+    recorded = {(e.asset_key, e.partition_key) for e in events}
+    county_keys = {key for asset in COUNTY_ASSETS for key in asset.keys}
+    assert recorded == {(dg.AssetKey("province_risk"), MONTH)} | {
+        (key, f"{county}|{MONTH}") for key in county_keys for county in COUNTIES}
+    roster = next(e for e in events if e.asset_key == dg.AssetKey("roster")).asset_materialization
+    assert roster.metadata["persons"].value > 0 and "step_seconds" in roster.metadata
 
 
 def test_each_county_partition_equals_the_county_run_alone(province):
@@ -398,6 +407,30 @@ def test_on_one_machine_the_schedule_starts_one_run_that_runs_every_county(tmp_p
     assert not failed.success and "1 个县未完成：360702" in _failure(failed) and "退出码 1" in _failure(failed)
     assert [command[2:] for command in commands] == [["fangpin.cli", "province", "--month", MONTH, "--data-dir", str(tmp_path)]] * 2
     assert not (tmp_path / "warehouse").exists()  # the province's warehouse is the marts' alone: never opened here
+
+
+def test_a_one_run_with_a_failed_county_builds_the_marts_and_fails_naming_it(tmp_path):
+    """province_one_run goes on past a county that fails (here: no roster for the month), builds the provincial
+    marts (the county listed as not run) and then fails, naming the county; without county folders it says where
+    they belong, like province_month."""
+    import dagster as dg
+
+    import pipelines.province as location
+
+    job = location.defs.get_job_def("province_one_run")
+    config = {"ops": {"run_province_in_one_run": {"config": {"workers": 1}}},
+              "resources": {"fangpin": {"config": {"data_dir": str(tmp_path)}}}}
+    with dg.instance_for_test() as instance:
+        empty = job.execute_in_process(partition_key=MONTH, instance=instance, run_config=config,
+                                       raise_on_error=False)
+        (tmp_path / "counties" / "360702" / "raw" / MONTH).mkdir(parents=True)
+        failed = job.execute_in_process(partition_key=MONTH, instance=instance, run_config=config,
+                                        raise_on_error=False)
+    assert not empty.success and "没有县的文件夹" in _failure(empty)
+    assert not failed.success and "1 个县未完成：360702" in _failure(failed)
+    with duckdb.connect(str(tmp_path / "warehouse" / "fangpin.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT county, ran FROM province.county_risk WHERE month = ?", [MONTH]).fetchall() == \
+            [("360702", False)]
 
 
 def _failure(result) -> str:
