@@ -173,7 +173,9 @@ WITH risk AS (
     WHERE s.kind = 'risk' AND s.household_id IS NOT NULL
     GROUP BY s.household_id
 ), costs AS (      -- this month's out-of-pocket cost or loss; a person sent twice on one list counts once
-    SELECT household_id, sum(amount) AS event_costs
+    -- summed as decimals: a DOUBLE sum depends on the order DuckDB's threads add in (143263.65 one run,
+    -- 143263.65000000002 the next), and a re-run must give the same queue
+    SELECT household_id, sum(amount::DECIMAL(38, 6))::DOUBLE AS event_costs
     FROM (SELECT s.household_id, s.list_key, s.id_number, max(s.amount) AS amount
           FROM wq_signals s, wq_policy p
           WHERE s.kind = 'risk' AND s.amount > 0 AND list_contains(p.event_cost_lists, s.list_key)
