@@ -861,7 +861,8 @@ def one_run_counties(stderr: Path | None) -> dict[str, tuple[float, dict[str, fl
 def one_run_steps(result_steps: list[StepTime], counties: dict[str, tuple[float, dict[str, float]]],
                   workers: int) -> list[StepTime]:
     """The one run's single Dagster step replaced by its counties' steps, so that the stage table says where the
-    time went; with one worker, what the step spent besides the counties (the marts, starting workers) is "other"."""
+    time went; with one worker, what the step spent besides the counties (the marts, starting workers) is the
+    "province marts" stage (with two or more, the counties' seconds overlap and no remainder can be told apart)."""
     stages = {step: stage for stage, names in stage_steps().items() for step in names}
     whole = next((x for x in result_steps if x.step == "run_province_in_one_run"), None)
     if whole is None or not counties:

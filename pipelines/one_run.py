@@ -93,8 +93,8 @@ def run_county(assets: list[dg.AssetsDefinition], province_dir: Path, month: str
                     produced, metadata = {}, {}
                 outcome.steps[name] = seconds = time.perf_counter() - step_started
                 values |= produced
-                outcome.materialized |= {key.to_user_string(): {**meta, "step_seconds": round(seconds, 2)}
-                                         for key, meta in metadata.items()}
+                outcome.materialized |= {asset_key.to_user_string(): {**meta, "step_seconds": round(seconds, 2)}
+                                         for asset_key, meta in metadata.items()}
     except Exception as error:  # publishing the warehouse (the resource's teardown) failed: the county did not run
         outcome.failed["warehouse"] = _message(error)
     outcome.seconds = time.perf_counter() - started

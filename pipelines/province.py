@@ -101,9 +101,9 @@ class OneRunConfig(dg.Config):
 @dg.op(description="Every county's month computed in this one run (the county assets invoked directly, no run per "
                    "county), then the provincial marts.")
 def run_province_in_one_run(context: dg.OpExecutionContext, config: OneRunConfig, fangpin: FangpinData) -> None:
-    """pipelines.one_run says why and what the UI shows instead of county runs: each county's outcome in this run's
-    log, the marts' materialisation with their figures. A county that fails does not stop the others; the run fails
-    at the end, naming it."""
+    """pipelines.one_run says why, and what the UI shows instead of county runs: each county's outcome as a line of
+    this run's log, its assets' materialisations in its partition, then the marts'. A county that fails does not
+    stop the others; the run fails at the end, naming it."""
     month, root = context.partition_key, fangpin.root
     counties = province.counties_found(root)
     if not counties:
