@@ -796,10 +796,6 @@ def target_lines(result: BenchResult) -> list[str]:
 
 def _where_the_time_went(result: BenchResult) -> str:
     """The three largest stages with their slowest step (a province: the steps of a county run, by median)."""
-    if result.scenario.one_run:
-        progress = province_progress(result)
-        return (f"- where the time went: a county takes {_secs(progress['median'])} s (median) inside the one run, "
-                f"{result.scenario.counties} counties, {result.scenario.workers} at a time (see bench/README.md)")
     if result.scenario.layout == "province":
         by_step: dict[str, list[float]] = {}
         for step in result.steps:
@@ -807,9 +803,11 @@ def _where_the_time_went(result: BenchResult) -> str:
                 by_step.setdefault(step.step, []).append(step.seconds)
         largest = sorted(((statistics.median(v), k) for k, v in by_step.items()), reverse=True)[:3]
         progress = province_progress(result)
-        return (f"- where the time went: a county run takes {_secs(progress['median'])} s (median), of which "
+        dagster = "" if result.scenario.one_run else f" and Dagster's run setup {_secs(progress['setup'])} s"
+        return (f"- where the time went: a county {'in the one run' if result.scenario.one_run else 'run'} takes "
+                f"{_secs(progress['median'])} s (median), of which "
                 + ", ".join(f"{step} {_secs(seconds)} s" for seconds, step in largest)
-                + f" and Dagster's run setup {_secs(progress['setup'])} s; {result.scenario.counties} counties, "
+                + f"{dagster}; {result.scenario.counties} counties, "
                 f"{result.scenario.workers} at a time (see bench/README.md for why each costs what it does)")
     parts = []
     rows = sorted((row for row in stage_rows(result) if row[1] > 0), key=lambda row: -row[1])[:3]

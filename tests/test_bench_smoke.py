@@ -262,3 +262,9 @@ def test_the_one_run_reports_each_countys_steps_as_stages(tmp_path):
     for step in steps:
         by_stage[step.stage] = by_stage.get(step.stage, 0.0) + step.seconds
     assert by_stage == {"read": 6.0, "queue": 3.0, "province marts": 3.0}  # 12 s = the counties' 9 s + the rest
+    result = _province_result()
+    result.scenario = replace(result.scenario, one_run=True, target_seconds=3.0)
+    result.run.stderr, result.steps = stderr, steps
+    assert bench.target_lines(result)[1] == (
+        "- where the time went: a county in the one run takes 5.00 s (median), of which roster 3.00 s, warning_queue "
+        "1.50 s; 4 counties, 1 at a time (see bench/README.md for why each costs what it does)")
