@@ -83,7 +83,8 @@ def run_province(month: str, province_dir: Path, workers: int = 1, only: list[st
         register_counties(instance, counties)
     in_workers = workers > 1 and len(counties) > 1
     if in_workers:
-        _counties_in_workers(month, province_dir, balanced_shares(month_bytes(province_dir, month, counties), workers))
+        sizes = province.month_bytes(province_dir, month, counties)
+        _counties_in_workers(month, province_dir, balanced_shares(sizes, workers))
     # One instance for this process's counties, the check of every county's run and the marts (~0.1 s per instance
     # saved); opened after any workers have ended, so no instance of this process is open while they write.
     with dg.DagsterInstance.get() as instance:
@@ -123,14 +124,6 @@ def _counties_in_workers(month: str, province_dir: Path, shares: list[list[str]]
                 for share in shares]
     for child in children:
         child.wait()
-
-
-def month_bytes(province_dir: Path, month: str, counties: list[str]) -> dict[str, int]:
-    """Each county's drop zone for the month, in bytes."""
-    from pipelines.resources import county_dir
-
-    return {c: sum(f.stat().st_size for f in (county_dir(province_dir, c) / "raw" / month).rglob("*") if f.is_file())
-            for c in counties}
 
 
 def balanced_shares(sizes: dict[str, int], workers: int) -> list[list[str]]:

@@ -27,6 +27,12 @@ def counties_found(province_dir: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if (p / "raw").is_dir()) if folder.is_dir() else []
 
 
+def month_bytes(province_dir: Path, month: str, counties: list[str]) -> dict[str, int]:
+    """Each county's drop zone for the month, in bytes."""
+    return {c: sum(f.stat().st_size for f in (county_dir(province_dir, c) / "raw" / month).rglob("*") if f.is_file())
+            for c in counties}
+
+
 def no_counties_message(province_dir: Path, month: str) -> str:
     """What a clerk is told when a province directory holds no county folders: where they belong."""
     return (f"{Path(province_dir) / COUNTIES_FOLDER}/ 下没有县的文件夹（counties/<县代码>/raw/{month}/），本月没有可运行的县。"

@@ -23,7 +23,7 @@ import dagster as dg
 from assets.partitions import COUNTIES, MONTH_BY_COUNTY, MONTH_TAG, MONTHLY, register_counties
 from assets.province import province_risk
 from fangpin import province
-from fangpin.cli import county_month_succeeded, month_bytes
+from fangpin.cli import county_month_succeeded
 from fangpin.instance import side_by_side_runs
 from pipelines import one_run
 from pipelines.definitions import RUN_SETTINGS, county_assets
@@ -75,17 +75,27 @@ def run_counties_of_the_month(context: dg.OpExecutionContext) -> None:
     and great-expectations' imports again (~9 CPU-s a county, as much as a small county's own work; bench/README.md
     session 10), while `fangpin province` keeps one process per worker for all its counties."""
     month, root = context.partition_key, default_data_dir()
-    counties = province.counties_found(root)
-    if not counties:
-        raise dg.Failure(description=province.no_counties_message(root, month))
+    counties = _counties_to_run(root, month)
     command = [sys.executable, "-m", "fangpin.cli", "province", "--month", month, "--data-dir", root]
     context.log.info(" ".join(command))
     code = run_in_own_process_group(command)
     if code != 0:
         failed = [c for c in counties if not county_month_succeeded(context.instance, month, c)]
-        what = f"{len(failed)} 个县未完成：{'、'.join(failed)}" if failed else "省级汇总失败"
+        what = _not_done(failed) if failed else "省级汇总失败"
         raise dg.Failure(description=f"fangpin province {month}：{what}（退出码 {code}，详见本次运行的日志）。"
                                      f" Failed: {', '.join(failed) or 'the provincial marts'}.")
+
+
+def _counties_to_run(root, month: str) -> list[str]:
+    """The province's counties; a run of the whole province without any fails saying where they belong."""
+    counties = province.counties_found(root)
+    if not counties:
+        raise dg.Failure(description=province.no_counties_message(root, month))
+    return counties
+
+
+def _not_done(failed: list[str]) -> str:
+    return f"{len(failed)} 个县未完成：{'、'.join(failed)}"
 
 
 @dg.job(partitions_def=MONTHLY, tags={WRITER_TAG_KEY: "province"},
@@ -105,11 +115,9 @@ def run_province_in_one_run(context: dg.OpExecutionContext, config: OneRunConfig
     this run's log, its assets' materialisations in its partition, then the marts'. A county that fails does not
     stop the others; the run fails at the end, naming it."""
     month, root = context.partition_key, fangpin.root
-    counties = province.counties_found(root)
-    if not counties:
-        raise dg.Failure(description=province.no_counties_message(root, month))
+    counties = _counties_to_run(root, month)
     register_counties(context.instance, counties)  # each county's materialisations name its partition
-    outcomes = one_run.run_counties(root, month, month_bytes(root, month, counties),
+    outcomes = one_run.run_counties(root, month, province.month_bytes(root, month, counties),
                                     config.workers or side_by_side_runs())
     for outcome in outcomes:
         (context.log.info if outcome.ok else context.log.error)(outcome.line())
@@ -119,7 +127,7 @@ def run_province_in_one_run(context: dg.OpExecutionContext, config: OneRunConfig
     context.log_event(dg.AssetMaterialization(asset_key=province_risk.key, partition=month, metadata=marts.metadata))
     failed = [outcome.county for outcome in outcomes if not outcome.ok]
     if failed:
-        raise dg.Failure(description=f"{len(failed)} 个县未完成：{'、'.join(failed)}（原因见本次运行的日志）。"
+        raise dg.Failure(description=f"{_not_done(failed)}（原因见本次运行的日志）。"
                                      f" Failed: {', '.join(failed)}.")
 
 

@@ -201,11 +201,11 @@ def test_a_worker_process_runs_its_share_itself(monkeypatch, tmp_path):
     split again would fork processes without end."""
     import subprocess
 
-    from fangpin import cli
+    from fangpin import cli, province
 
     for county in ("a", "b", "c"):
         (tmp_path / "counties" / county / "raw").mkdir(parents=True)
-    shares = cli.balanced_shares(cli.month_bytes(tmp_path, MONTH, ["a", "b", "c"]), 2)  # empty: by name
+    shares = cli.balanced_shares(province.month_bytes(tmp_path, MONTH, ["a", "b", "c"]), 2)  # empty: by name
     started = []
 
     class Child:
