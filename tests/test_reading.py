@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
+import re
+import zipfile
 from pathlib import Path
 
 import openpyxl
@@ -415,3 +418,77 @@ def test_one_xml_scan_gives_formula_notes_and_number_ids(tmp_path, monkeypatch):
     assert table.frame["amount"].to_list() == [None, None]
     assert any("C2是公式但没有保存计算结果" in note for note in notes)
     assert any("C3是公式错误值" in note for note in notes)
+
+
+# The worksheet-XML searches as Python's re spelled them (with look-ahead), kept here as the reference the Rust-regex
+# scan in `reading._scan_part` must agree with.
+_REFERENCE_UNPLAIN = (re.compile(rb'<c(?:[>/]| (?!r="))'), re.compile(rb":c[ >]"))
+_REFERENCE_OTHER = rb"(?:\s+(?!t=)[\w:]+=\"[^\"]*\")*"
+
+
+def _reference_number_rows(xml: bytes, letter: str) -> list[int] | None:
+    if any(pattern.search(xml) for pattern in _REFERENCE_UNPLAIN):
+        return None
+    number = re.compile(b'<c r="' + letter.encode() + rb'(\d+)"' + _REFERENCE_OTHER
+                        + rb'(?:\s+t="[nb]"' + _REFERENCE_OTHER + rb')?\s*/?>')
+    return [int(row) for row in number.findall(xml)]
+
+
+_CELLS = {
+    "number": '<c r="C{row}"><v>3.2E+17</v></c>',
+    "number, styled": '<c r="C{row}" s="3"><v>1</v></c>',
+    "number, t=n between attributes": '<c r="C{row}" s="3" t="n" cm="1"><v>1</v></c>',
+    "boolean": '<c r="C{row}" t="b"><v>1</v></c>',
+    "empty, self-closing": '<c r="C{row}" s="2"/>',
+    "shared string": '<c r="C{row}" t="s"><v>0</v></c>',
+    "inline string": '<c r="C{row}" t="inlineStr"><is><t>张三</t></is></c>',
+    "formula string": '<c r="C{row}" t="str"><f>A1</f><v>x</v></c>',
+    "attribute named tx": '<c r="C{row}" tx="s"><v>2</v></c>',
+    "other column": '<c r="D{row}"><v>5</v></c>',
+    "wide column": '<c r="CC{row}"><v>5</v></c>',
+    "line breaks between attributes": '<c r="C{row}"\n  s="1"\n  t="n"><v>1</v></c>',
+}
+_NOT_PLAIN = {
+    "no reference": "<c><v>1</v></c>",
+    "self-closing without reference": "<c/>",
+    "reference not first": '<c s="1" r="C{row}"><v>1</v></c>',
+    "namespace prefix": '<x:c r="C{row}"><x:v>1</x:v></x:c>',
+}
+
+
+def _sheet_part(cells: list[str]) -> zipfile.ZipFile:
+    rows = "".join(f'<row r="{row}">{cell.format(row=row)}</row>' for row, cell in enumerate(cells, start=2))
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("xl/worksheets/sheet1.xml", f"<worksheet><sheetData>{rows}</sheetData></worksheet>")
+    return zipfile.ZipFile(buffer)
+
+
+@pytest.mark.parametrize("kind", list(_CELLS) + list(_NOT_PLAIN))
+def test_xml_scan_finds_the_number_cells_pythons_re_finds(kind):
+    """Each cell layout, between a plain number cell and a plain text cell: the same rows (or the same "cannot
+    tell") as the look-ahead patterns in Python's re."""
+    cells = [_CELLS["number"], {**_CELLS, **_NOT_PLAIN}[kind], _CELLS["shared string"]]
+    archive = _sheet_part(cells)
+    xml = archive.read("xl/worksheets/sheet1.xml")
+
+    found = reading._scan_part(archive, "xl/worksheets/sheet1.xml", ("C", "CC"))
+
+    expected = [_reference_number_rows(xml, letter) for letter in ("C", "CC")]
+    assert found.number_rows == (None if expected[0] is None else expected)
+    assert (found.number_rows is None) == (kind in _NOT_PLAIN)
+
+
+def test_xml_scan_across_blocks_and_batches_matches_pythons_re(monkeypatch):
+    """Blocks cut mid-row and batches of blocks do not lose or double a cell: tiny blocks, two per batch."""
+    monkeypatch.setattr(reading, "_MB", 64)
+    monkeypatch.setattr(reading, "_SCAN_BLOCKS_AT_ONCE", 2)
+    kinds = list(_CELLS)
+    cells = [_CELLS[kinds[row % len(kinds)]] for row in range(400)]
+    archive = _sheet_part(cells)
+    xml = archive.read("xl/worksheets/sheet1.xml")
+
+    found = reading._scan_part(archive, "xl/worksheets/sheet1.xml", ("C",))
+
+    assert found.number_rows == [_reference_number_rows(xml, "C")]
+    assert len(found.number_rows[0]) > 100
