@@ -1350,8 +1350,11 @@ def _read_department_file(path: Path, data_dir: Path, reg: Registry, department:
 ROSTER_READ_THREADS = 2
 
 
+RosterFiles = tuple[list[SheetTable], list[FileProblem], list[ReceivedFile]]  # what read_roster returns
+
+
 def read_roster(data_dir: Path, month: str, registry: Registry | None = None, limits: IntakeLimits | None = None,
-                ) -> tuple[list[SheetTable], list[FileProblem], list[ReceivedFile]]:
+                ) -> RosterFiles:
     """data_dir/raw/<month>/roster/*: the 花名册 (household roster), in one or several xlsx/xls files or sheets,
     csv or parquet, as roster tables.
 

@@ -1,6 +1,8 @@
 """Resources, configured once in `Definitions`: where the data lives and the one warehouse writer."""
 
 import os
+import threading
+from concurrent.futures import Future
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -9,8 +11,8 @@ import dagster as dg
 import duckdb
 from pydantic import PrivateAttr
 
-from assets.partitions import COUNTY_TAG
-from fangpin import quality, warehouse
+from assets.partitions import COUNTY_TAG, MONTH_TAG
+from fangpin import quality, reading, warehouse
 from fangpin.config import PROJECT_ROOT
 
 COUNTIES_FOLDER = "counties"
@@ -21,13 +23,42 @@ def county_dir(province_dir: Path, county: str) -> Path:
     return Path(province_dir) / COUNTIES_FOLDER / county
 
 
-def _runs_data_quality(run: dg.DagsterRun | None) -> bool:
-    """Whether this run materialises data_quality (the great-expectations step): a run of the whole job has an
-    empty (or no) asset selection; a subset names its assets."""
-    if run is None:
+def _runs_step(context: dg.InitResourceContext, name: str) -> bool:
+    """Whether this run executes the step of the asset `name` (e.g. data_quality, the great-expectations step),
+    from the run's execution plan: the steps it was asked to execute, else every step of its job (a whole job, an
+    asset selection, or a re-execution of some steps alike)."""
+    run, instance = context.run, context.instance
+    if run is None or instance is None or not run.execution_plan_snapshot_id:
         return False
-    selection = run.asset_selection
-    return not selection or any(key.path[-1] == "data_quality" for key in selection)
+    plan = instance.get_execution_plan_snapshot(run.execution_plan_snapshot_id)
+    steps = plan.step_keys_to_execute or [step.key for step in plan.steps]
+    return name in steps
+
+
+def _run_month(run: dg.DagsterRun | None) -> str | None:
+    """The month of a run's partition (month, or month x county); None for a run without one."""
+    tags = run.tags if run else {}
+    return tags.get(MONTH_TAG) or tags.get("dagster/partition")
+
+
+def _start_reading_roster(root: Path, month: str) -> Future:
+    """`reading.read_roster` in a background thread, from the run's setup on.
+
+    calamine parses the roster outside the GIL (two files at once), so started with the run it overlaps the
+    drop_zone step and the great-expectations import instead of following them; the roster step then waits for
+    the result. Same function, same files: the same tables as reading them in the step. The thread is a daemon,
+    so a run that fails before its roster step does not wait for the read at exit.
+    """
+    future: Future = Future()
+
+    def read() -> None:
+        try:
+            future.set_result(reading.read_roster(root, month))
+        except BaseException as error:  # noqa: BLE001 - raised again in the roster step, where the run reports it
+            future.set_exception(error)
+
+    threading.Thread(target=read, name="fangpin-roster-read", daemon=True).start()
+    return future
 
 
 def default_data_dir() -> str:
@@ -46,6 +77,7 @@ class FangpinData(dg.ConfigurableResource):
     data_dir: str
     _run: warehouse.RunWarehouse | None = PrivateAttr(default=None)
     _county: str | None = PrivateAttr(default=None)
+    _roster_read: tuple[str, Future] | None = PrivateAttr(default=None)  # (month, read_roster's result to come)
 
     @property
     def root(self) -> Path:
@@ -63,8 +95,19 @@ class FangpinData(dg.ConfigurableResource):
         tags = context.run.tags if context.run else {}
         self._county = tags.get(COUNTY_TAG)
         self._run = warehouse.RunWarehouse(self.root)
-        if _runs_data_quality(context.run):
+        if _runs_step(context, "data_quality"):
             quality.start_loading_great_expectations()  # overlaps the first steps instead of delaying data_quality
+        month = _run_month(context.run)
+        if month and _runs_step(context, "roster"):
+            self._roster_read = (month, _start_reading_roster(self.root, month))
+
+    def roster_files(self, month: str) -> reading.RosterFiles:
+        """The month's roster files as `reading.read_roster` returns them: the read the run started at its setup
+        (waited for; its error, if any, raised here), else a read now (outside a run, or for another month)."""
+        started, self._roster_read = self._roster_read, None
+        if started is not None and started[0] == month:
+            return started[1].result()
+        return reading.read_roster(self.root, month)
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         """The run is over (succeeded or failed): what its steps committed becomes live, all at once. A step that

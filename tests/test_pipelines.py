@@ -98,3 +98,74 @@ def test_a_month_without_a_usable_roster_fails_instead_of_warning_nobody(tmp_pat
     assert not result.success
     failure = result.get_step_failure_events()[0].step_failure_data.user_failure_data
     assert "花名册没有可用的人员" in failure.description and "花名册.xlsx" in failure.description
+
+
+def _recording_roster_reads(monkeypatch, fail: Exception | None = None) -> list[str]:
+    """Patch `reading.read_roster` to note the thread each call runs in (and optionally fail)."""
+    import threading
+
+    from fangpin import reading
+
+    threads: list[str] = []
+    real = reading.read_roster
+
+    def read_roster(*args, **kwargs):
+        threads.append(threading.current_thread().name)
+        if fail is not None:
+            raise fail
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(reading, "read_roster", read_roster)
+    return threads
+
+
+def _materialize(names: list[str], data_dir: Path) -> dg.ExecuteInProcessResult:
+    from pipelines.resources import FangpinData
+
+    return dg.materialize([defs.get_assets_def(name) for name in names], partition_key="2026-10",
+                          raise_on_error=False, resources={"fangpin": FangpinData(data_dir=str(data_dir))},
+                          instance=dg.DagsterInstance.ephemeral())
+
+
+def test_a_run_reads_its_roster_from_its_setup_on_and_the_roster_step_uses_that_read(tmp_path, monkeypatch):
+    """calamine's parse of the roster overlaps the first steps: it starts in a background thread when the run's
+    resource is set up, once, and the roster step judges what it read (here: a file that is not a workbook)."""
+    threads = _recording_roster_reads(monkeypatch)
+    (tmp_path / "raw" / "2026-10" / "roster").mkdir(parents=True)
+    (tmp_path / "raw" / "2026-10" / "roster" / "花名册.xlsx").write_bytes(b"not a workbook")
+
+    result = _materialize(["drop_zone", "roster"], tmp_path)
+
+    assert threads == ["fangpin-roster-read"]
+    failure = result.get_step_failure_events()[0]
+    assert failure.step_key == "roster" and "花名册.xlsx" in failure.step_failure_data.user_failure_data.description
+
+
+def test_an_error_reading_the_roster_early_fails_the_roster_step_not_the_run_setup(tmp_path, monkeypatch):
+    _recording_roster_reads(monkeypatch, fail=OSError("磁盘读取失败"))
+
+    result = _materialize(["drop_zone", "roster"], tmp_path)
+
+    assert [event.step_key for event in result.get_step_failure_events()] == ["roster"]
+    error = result.get_step_failure_events()[0].step_failure_data.error
+    assert error.cause.cls_name == "OSError" and "磁盘读取失败" in error.cause.message
+    assert result.output_for_node("drop_zone") is not None  # the other steps ran
+
+
+def test_a_run_without_the_roster_step_does_not_read_the_roster(tmp_path, monkeypatch):
+    threads = _recording_roster_reads(monkeypatch)
+    assert _materialize(["drop_zone"], tmp_path).success
+    assert threads == []
+
+
+def test_great_expectations_is_warmed_up_only_for_runs_that_execute_data_quality(tmp_path, monkeypatch):
+    from fangpin import quality
+
+    started: list[bool] = []
+    monkeypatch.setattr(quality, "start_loading_great_expectations", lambda: started.append(True))
+    _recording_roster_reads(monkeypatch)
+
+    _materialize(["drop_zone"], tmp_path)
+    assert started == []
+    _materialize(["drop_zone", "data_quality"], tmp_path)  # fails without its upstream; set-up came first
+    assert started == [True]

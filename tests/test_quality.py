@@ -289,18 +289,6 @@ def test_great_expectations_is_loaded_in_the_background_once_for_data_quality_to
     assert quality._shared_batch_definition() is from_the_step
 
 
-def test_the_warm_up_starts_only_for_runs_that_check_quality():
-    import dagster as dg
-
-    from pipelines.resources import _runs_data_quality
-
-    whole_job = dg.DagsterRun(job_name="monthly_run", asset_selection=frozenset())
-    with_quality = dg.DagsterRun(job_name="monthly_run", asset_selection=frozenset({dg.AssetKey("data_quality")}))
-    without = dg.DagsterRun(job_name="monthly_run", asset_selection=frozenset({dg.AssetKey("roster")}))
-    assert _runs_data_quality(whole_job) and _runs_data_quality(with_quality)
-    assert not _runs_data_quality(without) and not _runs_data_quality(None)
-
-
 def test_frames_are_not_fingerprinted_and_the_results_are_those_of_a_fingerprinting_run(con, monkeypatch):
     """GE's batch fingerprint (a hash of every cell) is switched off: it labels batches in stores fangpin does not
     keep. Switching it back on must not change a single result."""
