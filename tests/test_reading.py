@@ -8,6 +8,7 @@ import re
 import zipfile
 from pathlib import Path
 
+import fastexcel
 import openpyxl
 import polars as pl
 import pytest
@@ -492,3 +493,26 @@ def test_xml_scan_across_blocks_and_batches_matches_pythons_re(monkeypatch):
 
     assert found.number_rows == [_reference_number_rows(xml, "C")]
     assert len(found.number_rows[0]) > 100
+
+
+def test_the_eager_sheet_load_gives_the_lazy_loads_cells_and_columns(tmp_path):
+    """Sheets are loaded eagerly (calamine builds Arrow outside the GIL); the cells, dtypes and Excel columns must be
+    those of the lazy load: a table starting at C3 keeps its column letters, an empty sheet still reads."""
+    book = openpyxl.Workbook()
+    mid = book.active
+    mid["C3"], mid["D4"], mid["C6"] = "姓名", 3.5, dt.datetime(2026, 10, 1)
+    book.create_sheet("空表")
+    full = book.create_sheet("名单")
+    full.append(["姓名", "身份证号码"])
+    full.append(["张三", ID_A])
+    path = tmp_path / "名单.xlsx"
+    book.save(path)
+    reader = fastexcel.read_excel(path.read_bytes())
+    limits = reading.IntakeLimits()
+
+    for index in range(3):
+        eager, eager_columns = reading._load_sheet(reader, index, limits)
+        lazy, lazy_columns = reading._load_sheet_lazily(reader, index, limits)
+        assert eager.equals(lazy) and eager.schema == lazy.schema
+        assert [(c.name, c.absolute_index) for c in eager_columns] == [(c.name, c.absolute_index) for c in lazy_columns]
+    assert [c.absolute_index for c in reading._load_sheet(reader, 0, limits)[1]] == [2, 3]
