@@ -998,7 +998,9 @@ def section(result: BenchResult) -> str:
                      f"{_secs(pickle) if pickle else ''} | {_gb(peak)} |")
     lines += [f"| **run (wall)** | **{_secs(run.wall)}** | 100% | {len(result.steps)} | "
               f"{_secs(sum(x.load + x.store for x in result.steps))} | **{run.peak_rss / GB:.2f}** |", ""]
-    lines += ["Stages: read = drop_zone + roster (the roster asset also validates the roster and builds households); "
+    lines += ["Stages: read = drop_zone + roster (the roster asset also validates the roster and builds households; in a "
+              "Dagster run its files are parsed from the run's setup on, in a background thread, so the parse "
+              "overlaps drop_zone and shows in both steps); "
               "validate = department_lists (every list, one step), warehouse_month, data_quality, expectation_suites; link = person_links; "
               "queue = warning_queue; marts = submissions, township_risk; workbooks = township_workbooks, "
               "township_feedback; dashboard = county_dashboard"
