@@ -16,6 +16,8 @@ Privacy: the cache holds the same personal data as the drop zone. Directories ar
 month deletes that month's entries for files no longer in its drop zone (all of them when the cache is off), and
 `<data_dir>/cache/.gitignore` keeps the folder out of git when the data dir sits inside the repository.
 
+Parquet files are not cached (`NOT_CACHED`): reading one costs what loading its entry would.
+
 Off switch: `read_cache: false` in config/county.yaml, or the environment variable `FANGPIN_READ_CACHE=0`.
 """
 from __future__ import annotations
@@ -48,6 +50,9 @@ GITIGNORE = b"# personal data (fangpin.readcache): never commit\n*\n"
 STALE_TEMP_SECONDS = 3600  # a temporary entry older than this is a crashed writer's: pruned
 _CODE_FILES = ("fangpin/reading.py", "fangpin/readcache.py", "schemas/reasons.py")
 _LIBRARIES = ("polars", "fastexcel")
+# A parquet roster (a province's export) is read as fast as its entry would be, so caching it is pure cost: ~0.3
+# CPU-s and a second copy of the personal data for each 300,000-person county.
+NOT_CACHED = frozenset({".parquet"})
 log = logging.getLogger(__name__)
 
 
@@ -207,7 +212,7 @@ class ReadCache:
              ) -> tuple[list[reading.SheetTable], list[reading.FileProblem], list[str]]:
         """What `reading.read_table_file` returns for `path` (whose content hashes to `sha256`)."""
         limits = limits or reading.intake_limits()
-        if not self.enabled:
+        if not self.enabled or Path(path).suffix.lower() in NOT_CACHED:
             return reading.read_table_file(path, self.data_dir, header_map, required, total_words, limits)
         source = reading.relative_source(Path(path), self.data_dir)
         key = entry_key(sha256, source, header_map, tuple(required), tuple(total_words), limits)

@@ -307,3 +307,24 @@ def test_frames_keep_their_types_through_the_cache(county):
     frame = tables[0].frame
     assert frame.schema["row_number"] == pl.Int64 and frame.schema["is_total_row"] == pl.Boolean
     assert frame.schema["id_number"] == pl.String
+
+
+def test_a_parquet_roster_is_read_again_rather_than_cached(county, parsed):
+    """A province's parquet roster reads as fast as its cache entry would load: no entry, no second copy of the
+    personal data, and the same tables on every read."""
+    roster_dir = county / "raw" / MONTH / "roster"
+    tables, _, _ = reading.read_roster(county, MONTH)
+    frame = pl.concat([t.frame.drop("row_number", "is_total_row", "source_file", "sheet", strict=False)
+                       for t in tables], how="diagonal_relaxed")
+    for old in roster_dir.iterdir():
+        old.unlink()
+    frame.write_parquet(roster_dir / "花名册.parquet")
+    parsed.clear()
+
+    first, _, _ = reading.read_roster(county, MONTH)
+    second, _, _ = reading.read_roster(county, MONTH)
+
+    assert _parsed_sources(parsed, county) == [f"raw/{MONTH}/roster/花名册.parquet"] * 2
+    assert _entries(county, "roster") == set()
+    _assert_tables_equal(first, second)
+    assert first[0].frame.height == frame.height
