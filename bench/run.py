@@ -405,9 +405,26 @@ def _parse_csv(path: Path, con) -> int:
         return con.read_csv(source, parallel=False, **options).to_arrow_table().num_rows
 
 
+def _reader_of(path: Path) -> str:
+    suffix = path.suffix.lower()
+    return "csv (duckdb)" if suffix == ".csv" else "parquet (duckdb)" if suffix == ".parquet" \
+        else f"{suffix[1:]} (calamine)"
+
+
+def _parse_file(path: Path, con) -> int:
+    """Rows the fastest reader parses from one file (`con`: a DuckDB connection, or a cursor of one per thread)."""
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        return _parse_csv(path, con)
+    if suffix == ".parquet":
+        return con.read_parquet(str(path)).to_arrow_table().num_rows
+    return _parse_excel(path)
+
+
 def floor(files: list[Path]) -> dict:
-    """Seconds and rows the fastest readers take on these files, per reader; files are read once beforehand so
-    the page cache is warm for the floor and the run alike."""
+    """Seconds and rows the fastest readers take on these files, per reader, one file after the other; files are
+    read once beforehand so the page cache is warm for the floor and the run alike. `side_by_side`: the same
+    parse with one file per core at a time (see `floor_side_by_side`)."""
     import duckdb
 
     for path in files:
@@ -416,21 +433,36 @@ def floor(files: list[Path]) -> dict:
     seconds: dict[str, float] = {}
     rows, cpu = 0, time.process_time()
     for path in files:
-        suffix = path.suffix.lower()
-        kind = "csv (duckdb)" if suffix == ".csv" else "parquet (duckdb)" if suffix == ".parquet" \
-            else f"{suffix[1:]} (calamine)"
         started = time.perf_counter()
-        if suffix == ".csv":
-            rows += _parse_csv(path, con)
-        elif suffix == ".parquet":
-            rows += con.read_parquet(str(path)).to_arrow_table().num_rows
-        else:
-            rows += _parse_excel(path)
+        rows += _parse_file(path, con)
+        kind = _reader_of(path)
         seconds[kind] = seconds.get(kind, 0.0) + time.perf_counter() - started
+    cpu = time.process_time() - cpu
+    side_seconds, side_rows = floor_side_by_side(files, con, os.cpu_count() or 1)
     con.close()
-    return {"seconds": sum(seconds.values()), "cpu": time.process_time() - cpu, "by_reader": seconds, "rows": rows,
-            "files": len(files),
-            "bytes": sum(p.stat().st_size for p in files)}
+    return {"seconds": sum(seconds.values()), "cpu": cpu, "by_reader": seconds, "rows": rows,
+            "files": len(files), "bytes": sum(p.stat().st_size for p in files),
+            "side_by_side": {"threads": os.cpu_count() or 1, "seconds": side_seconds, "rows": side_rows}}
+
+
+def floor_side_by_side(files: list[Path], con, threads: int) -> tuple[float, int]:
+    """Seconds the same readers take parsing `threads` files at a time, largest first (calamine and DuckDB parse
+    outside the GIL). The floor proper is one file after the other; a run may use every core (a county's roster
+    files are parsed two at once), which flatters its run/floor, so the results give this figure too."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def parse(path: Path) -> int:
+        cursor = con.cursor()  # one DuckDB cursor per file: a connection is not shared between threads
+        try:
+            return _parse_file(path, cursor)
+        finally:
+            cursor.close()
+
+    largest_first = sorted(files, key=lambda p: -p.stat().st_size)
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        rows = sum(pool.map(parse, largest_first))
+    return time.perf_counter() - started, rows
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -822,6 +854,16 @@ def _where_the_time_went(result: BenchResult) -> str:
             + " (see bench/README.md for why each costs what it does)")
 
 
+def _side_by_side_line(result: BenchResult) -> list[str]:
+    """The floor with every core, and the run over it: the stricter ratio (none when the floor was not timed so)."""
+    side = result.floor.get("side_by_side")
+    if not side or not side["seconds"]:
+        return []
+    return [f"- floor with every core: {_secs(side['seconds'])} s, the same readers parsing {side['threads']} files at "
+            f"a time (the floor proper goes one file after the other, while a run may not); run over it "
+            f"{result.run.wall / side['seconds']:.2f}"]
+
+
 def province_progress(result: BenchResult) -> dict | None:
     """For `fangpin province`: county runs done, median seconds per county run (its first event to its end event),
     Dagster's own seconds per county run, and the projected total (median x counties); None for a county."""
@@ -983,6 +1025,7 @@ def section(result: BenchResult) -> str:
         "fastest readers alone: " + ", ".join(f"{k} {_secs(v)} s" for k, v in sorted(fl["by_reader"].items()))
         + f"; CPU {_secs(fl['cpu'])} s",
         f"- run/floor: **{result.ratio:.2f}** (wall); CPU run/floor {run.cpu / max(fl['cpu'], 1e-9):.2f}",
+        *_side_by_side_line(result),
         *repeat_lines(result),
         f"- machine load (1-minute average) {run.load[0]:.2f} when the run started, {run.load[1]:.2f} when it ended "
         f"({m['cores']} cores; above {m['cores']} means other work competed for the CPU)",

@@ -4,6 +4,7 @@ the province's layout (a county data dir per county) and its per-run accounting.
 (`fangpin province`, ~15 s per county even at 1,000 persons) is `python -m bench.run province-small`, not a test."""
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import replace
 from types import SimpleNamespace
@@ -44,6 +45,8 @@ def test_results_file_has_every_stage_and_keeps_other_sections(smoke):
     assert bench.headline(result) in text
     assert re.search(r"- machine: \d+ cores .*[\d.]+ GB memory", text)
     assert "run/floor: **" in text
+    side = result.floor["side_by_side"]
+    assert f"- floor with every core: {bench._secs(side['seconds'])} s, the same readers parsing {side['threads']} files" in text
 
 
 def test_a_missed_target_is_said_with_the_largest_stages(smoke):
@@ -121,6 +124,8 @@ def test_floor_reads_gb18030_csv_and_every_sheet(tmp_path):
     found = bench.floor([csv_path, tmp_path / "x.xlsx"])
     assert found["rows"] == 3 + 1 + 2
     assert set(found["by_reader"]) == {"csv (duckdb)", "xlsx (calamine)"}
+    side = found["side_by_side"]  # the same readers with a file per core at a time parse the same rows
+    assert side["rows"] == found["rows"] and side["threads"] == os.cpu_count() and side["seconds"] > 0
 
 
 def test_province_is_generated_as_a_county_data_dir_per_county(tmp_path):
