@@ -399,10 +399,12 @@ def _sniff_binary(data: bytes) -> str:
 # Zip-based workbooks (.xlsx): checked before calamine unzips them
 # ----------------------------------------------------------------------------------------------------------------
 # A formula cell saved without its result (written by a program, never opened in Excel): calamine reads it blank.
-_FORMULA_WITHOUT_VALUE = re.compile(
-    rb'<c\b[^>]*?\br="([A-Z]{1,3}[0-9]+)"[^>]*>\s*<f\b[^>]*(?:/>|>[^<]*</f>)\s*(?:<v\s*/>|<v>\s*</v>)?\s*</c>')
-# A cell holding an error value (#DIV/0!, #REF!, #N/A, usually a formula's): calamine reads it blank too.
-_ERROR_CELL = re.compile(rb'<c\b(?=[^>]*\bt="e")[^>]*?\br="([A-Z]{1,3}[0-9]+)"')
+# (Rust regex, searched by Polars like every worksheet search below; ASCII \b and \s as in a bytes pattern.)
+_FORMULA_WITHOUT_VALUE = (r'<c(?-u:\b)[^>]*?(?-u:\b)r="[A-Z]{1,3}[0-9]+"[^>]*>(?-u:\s)*<f(?-u:\b)[^>]*(?:/>|>[^<]*</f>)'
+                          r'(?-u:\s)*(?:<v(?-u:\s)*/>|<v>(?-u:\s)*</v>)?(?-u:\s)*</c>')
+# The opening tag of a cell holding an error value (#DIV/0!, #REF!, #N/A, usually a formula's): read blank too.
+_ERROR_CELL_TAG = r'<c(?-u:\b)[^>]*(?-u:\b)t="e"[^>]*'
+_CELL_REFERENCE = r'(?-u:\b)r="([A-Z]{1,3}[0-9]+)"'  # the first r="C2" of a cell's tag
 
 
 def _check_zip(data: bytes, limits: IntakeLimits) -> zipfile.ZipFile:
@@ -460,7 +462,7 @@ def _sheet_parts(archive: zipfile.ZipFile) -> dict[str, str]:
 _UNPLAIN_CELL = r'<c(?:[>/]| (?:$|[^r]|r(?:$|[^=]|=(?:$|[^"]))))|:c[ >]'
 _ATTRIBUTE_NAME_NOT_T = r"(?:[A-Za-su-z0-9_:][A-Za-z0-9_:]*|t[A-Za-z0-9_:]+)"  # any name but t itself
 _OTHER_ATTRIBUTES = r'(?:(?-u:\s)+' + _ATTRIBUTE_NAME_NOT_T + r'="[^"]*")*'
-_CELL_ROW = r'^<c r="[A-Z]+([0-9]+)"'
+_CELL_ROW = r'^<c r="[A-Z]+([0-9]+)"'  # the row of a plain cell tag
 _FORMULA_MARK, _ERROR_MARK = "<f", 't="e"'  # a substring every match of each contains
 _SCAN_BLOCKS_AT_ONCE = 16  # 4 MB blocks searched per Polars call: 64 MB of text, not a whole 500 MB part
 
@@ -474,11 +476,11 @@ def _number_cell_pattern(letter: str) -> str:
 
 @dataclass
 class _PartScan:
-    """What one pass over a worksheet part found (cell references are bytes like b"C2")."""
+    """What one pass over a worksheet part found, as Polars Series (none of it grows Python lists row by row)."""
 
-    formulas: list[bytes]  # formula cells saved without their result
-    errors: list[bytes]  # error-value cells
-    number_rows: list[list[int]] | None  # per letter scanned, the rows of its number cells; None: not plain
+    formulas: pl.Series  # references (String, "C2") of formula cells saved without their result
+    errors: pl.Series  # references of error-value cells
+    number_rows: list[pl.Series] | None  # per letter scanned, the Excel rows (Int64) of its number cells; None: not plain
 
 
 def _as_text(pieces: list[bytes]) -> pl.Series:
@@ -490,47 +492,52 @@ def _as_text(pieces: list[bytes]) -> pl.Series:
     return texts
 
 
-def _number_rows_in(texts: pl.Series, letter: str) -> list[int]:
-    """Excel rows of the number cells of one column letter in these XML pieces."""
-    tags = texts.str.extract_all(_number_cell_pattern(letter)).explode().drop_nulls()
-    return tags.str.extract(_CELL_ROW, 1).cast(pl.Int64).to_list()
+def _matches(texts: pl.Series, pattern: str, part: str) -> pl.Series:
+    """`part` (a regex with one group) of every match of `pattern` in these XML pieces, in order."""
+    return texts.str.extract_all(pattern).explode().drop_nulls().str.extract(part, 1).drop_nulls()
 
 
 def _scan_part(archive: zipfile.ZipFile, part: str, letters: tuple[str, ...]) -> _PartScan:
     """Every search fangpin makes in a worksheet part's XML, in one pass over its decompressed 4 MB blocks.
 
-    Decompressing the part costs as much as searching it, so the part is read once for all of them. Only a block
-    holding "<f" (t="e") is searched for formulas (errors), in Python's re: most sheets hold none. Number cells are
-    only trusted while every cell tag is plain (see `_SheetXml.number_rows`); the scan for notes goes on after a
-    non-plain block.
+    Decompressing the part costs as much as searching it, so the part is read once for all of them. Only blocks
+    holding "<f" (t="e") are searched for formulas (errors): most sheets hold none. Number cells are only trusted
+    while every cell tag is plain (see `_SheetXml.number_rows`); the scan for notes goes on after a non-plain block.
     """
-    found = _PartScan([], [], [[] for _ in letters])
+    formulas: list[pl.Series] = []
+    errors: list[pl.Series] = []
+    numbers: list[list[pl.Series]] | None = [[] for _ in letters]
     batch: list[bytes] = []
     for buffer, cut in _part_blocks(archive, part):
         batch.append(buffer[:cut])
         if len(batch) == _SCAN_BLOCKS_AT_ONCE:
-            _scan_pieces(found, batch, letters)
+            numbers = _scan_pieces(_as_text(batch), letters, formulas, errors, numbers)
             batch = []
     if batch:
-        _scan_pieces(found, batch, letters)
-    return found
+        numbers = _scan_pieces(_as_text(batch), letters, formulas, errors, numbers)
+    return _PartScan(_concat(formulas, pl.String), _concat(errors, pl.String),
+                     None if numbers is None else [_concat(rows, pl.Int64) for rows in numbers])
 
 
-def _scan_pieces(found: _PartScan, pieces: list[bytes], letters: tuple[str, ...]) -> None:
-    """Adds what these XML pieces hold to `found`; number cells are given up (None) at a non-plain tag."""
-    texts = _as_text(pieces)
-    for mark, pattern, refs in ((_FORMULA_MARK, _FORMULA_WITHOUT_VALUE, found.formulas),
-                                (_ERROR_MARK, _ERROR_CELL, found.errors)):
-        for piece, marked in zip(pieces, texts.str.contains(mark, literal=True)):
-            if marked:
-                refs.extend(pattern.findall(piece))
-    if not found.number_rows:  # no letter asked for, or an earlier block was not plain
-        return
+def _concat(chunks: list[pl.Series], dtype: pl.DataType) -> pl.Series:
+    return pl.concat(chunks) if chunks else pl.Series([], dtype=dtype)
+
+
+def _scan_pieces(texts: pl.Series, letters: tuple[str, ...], formulas: list[pl.Series], errors: list[pl.Series],
+                 numbers: list[list[pl.Series]] | None) -> list[list[pl.Series]] | None:
+    """Adds what these XML pieces hold to the chunks found so far; returns the number-cell chunks, or None once a
+    non-plain tag was seen (in these pieces or before)."""
+    if texts.str.contains(_FORMULA_MARK, literal=True).any():
+        formulas.append(_matches(texts, _FORMULA_WITHOUT_VALUE, _CELL_REFERENCE))
+    if texts.str.contains(_ERROR_MARK, literal=True).any():
+        errors.append(_matches(texts, _ERROR_CELL_TAG, _CELL_REFERENCE))
+    if not numbers:  # no letter asked for, or an earlier block was not plain
+        return numbers
     if texts.str.contains(_UNPLAIN_CELL).any():
-        found.number_rows = None
-        return
-    for rows, letter in zip(found.number_rows, letters):
-        rows.extend(_number_rows_in(texts, letter))
+        return None
+    for rows, letter in zip(numbers, letters):
+        rows.append(_matches(texts, _number_cell_pattern(letter), _CELL_ROW).cast(pl.Int64))
+    return numbers
 
 
 def _part_blocks(archive: zipfile.ZipFile, part: str):
@@ -571,8 +578,8 @@ class _SheetXml:
                 self.found = None
         return self.found
 
-    def number_rows(self, letters: list[str]) -> list[list[int]] | None:
-        """For each column letter, the Excel rows whose cell is a number (or boolean) cell in the worksheet XML;
+    def number_rows(self, letters: list[str]) -> list[pl.Series] | None:
+        """For each column letter, the Excel rows (Int64) whose cell is a number (or boolean) cell in the XML;
         None when the part is damaged or not laid out plainly enough to tell (then calamine is asked instead).
 
         Plain means every cell tag starts with its r="A1" reference and has no namespace prefix, which is what
@@ -593,8 +600,8 @@ class _SheetXml:
         notes = []
         for refs, what in ((found.formulas, "是公式但没有保存计算结果（文件由程序生成、未在Excel中保存过）"),
                            (found.errors, "是公式错误值（如#DIV/0!、#REF!、#N/A）")):
-            if refs:
-                named = "、".join(ref.decode() for ref in refs[:5]) + (f"等{len(refs):,}个单元格" if len(refs) > 5 else "")
+            if refs.len():
+                named = "、".join(refs.head(5).to_list()) + (f"等{refs.len():,}个单元格" if refs.len() > 5 else "")
                 notes.append(f"{named}{what}，按空白读取；请在Excel中核对、保存后重新报送")
         return notes
 
@@ -680,12 +687,12 @@ def _xml_number_flags(xml: _SheetXml, letters: list[str], height: int) -> list[p
     """`_SheetXml.number_rows` as one Boolean Series per letter over the grid's rows (grid row i is Excel row
     i + 1); None (let calamine decide) when the XML cannot tell or names rows outside the grid."""
     rows = xml.number_rows(letters)
-    if rows is None or any(row < 1 or row > height for found in rows for row in found):
+    if rows is None or any(found.len() and (found.min() < 1 or found.max() > height) for found in rows):
         return None
     flags = []
     for found in rows:
         column = pl.zeros(height, pl.Boolean, eager=True)
-        flags.append(column.scatter([row - 1 for row in found], True) if found else column)
+        flags.append(column.scatter(found - 1, True) if found.len() else column)
     return flags
 
 

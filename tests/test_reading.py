@@ -425,6 +425,21 @@ def test_one_xml_scan_gives_formula_notes_and_number_ids(tmp_path, monkeypatch):
 # scan in `reading._scan_part` must agree with.
 _REFERENCE_UNPLAIN = (re.compile(rb'<c(?:[>/]| (?!r="))'), re.compile(rb":c[ >]"))
 _REFERENCE_OTHER = rb"(?:\s+(?!t=)[\w:]+=\"[^\"]*\")*"
+_REFERENCE_FORMULA = re.compile(
+    rb'<c\b[^>]*?\br="([A-Z]{1,3}[0-9]+)"[^>]*>\s*<f\b[^>]*(?:/>|>[^<]*</f>)\s*(?:<v\s*/>|<v>\s*</v>)?\s*</c>')
+_REFERENCE_ERROR = re.compile(rb'<c\b(?=[^>]*\bt="e")[^>]*?\br="([A-Z]{1,3}[0-9]+)"')
+
+
+def _found(scan) -> tuple:
+    """A `_PartScan` as plain lists, to compare with the reference."""
+    rows = None if scan.number_rows is None else [found.to_list() for found in scan.number_rows]
+    return scan.formulas.to_list(), scan.errors.to_list(), rows
+
+
+def _reference(xml: bytes, letters: tuple[str, ...]) -> tuple:
+    refs = [[ref.decode() for ref in pattern.findall(xml)] for pattern in (_REFERENCE_FORMULA, _REFERENCE_ERROR)]
+    rows = [_reference_number_rows(xml, letter) for letter in letters]
+    return refs[0], refs[1], None if rows[0] is None else rows
 
 
 def _reference_number_rows(xml: bytes, letter: str) -> list[int] | None:
@@ -448,12 +463,17 @@ _CELLS = {
     "other column": '<c r="D{row}"><v>5</v></c>',
     "wide column": '<c r="CC{row}"><v>5</v></c>',
     "line breaks between attributes": '<c r="C{row}"\n  s="1"\n  t="n"><v>1</v></c>',
+    "formula without its value": '<c r="C{row}"><f>SUM(A1:A3)</f></c>',
+    "formula with an empty value": '<c r="C{row}" s="1"><f t="shared" si="0"/><v></v></c>',
+    "formula with its value": '<c r="C{row}"><f>1+1</f><v>2</v></c>',
+    "error value": '<c r="C{row}" t="e"><f>1/0</f><v>#DIV/0!</v></c>',
 }
 _NOT_PLAIN = {
     "no reference": "<c><v>1</v></c>",
     "self-closing without reference": "<c/>",
     "reference not first": '<c s="1" r="C{row}"><v>1</v></c>',
     "namespace prefix": '<x:c r="C{row}"><x:v>1</x:v></x:c>',
+    "error value, type first": '<c t="e" r="C{row}"><v>#N/A</v></c>',
 }
 
 
@@ -466,17 +486,16 @@ def _sheet_part(cells: list[str]) -> zipfile.ZipFile:
 
 
 @pytest.mark.parametrize("kind", list(_CELLS) + list(_NOT_PLAIN))
-def test_xml_scan_finds_the_number_cells_pythons_re_finds(kind):
-    """Each cell layout, between a plain number cell and a plain text cell: the same rows (or the same "cannot
-    tell") as the look-ahead patterns in Python's re."""
+def test_xml_scan_finds_the_cells_pythons_re_finds(kind):
+    """Each cell layout, between a plain number cell and a plain text cell: the same number rows (or the same
+    "cannot tell"), formulas without results and error cells as the look-ahead patterns in Python's re."""
     cells = [_CELLS["number"], {**_CELLS, **_NOT_PLAIN}[kind], _CELLS["shared string"]]
     archive = _sheet_part(cells)
     xml = archive.read("xl/worksheets/sheet1.xml")
 
     found = reading._scan_part(archive, "xl/worksheets/sheet1.xml", ("C", "CC"))
 
-    expected = [_reference_number_rows(xml, letter) for letter in ("C", "CC")]
-    assert found.number_rows == (None if expected[0] is None else expected)
+    assert _found(found) == _reference(xml, ("C", "CC"))
     assert (found.number_rows is None) == (kind in _NOT_PLAIN)
 
 
@@ -491,8 +510,8 @@ def test_xml_scan_across_blocks_and_batches_matches_pythons_re(monkeypatch):
 
     found = reading._scan_part(archive, "xl/worksheets/sheet1.xml", ("C",))
 
-    assert found.number_rows == [_reference_number_rows(xml, "C")]
-    assert len(found.number_rows[0]) > 100
+    assert _found(found) == _reference(xml, ("C",))
+    assert found.number_rows[0].len() > 100 and found.formulas.len() > 20 and found.errors.len() > 20
 
 
 def test_the_eager_sheet_load_gives_the_lazy_loads_cells_and_columns(tmp_path):
