@@ -672,6 +672,8 @@ def _load_sheet(reader: fastexcel.ExcelReader, index: int, limits: IntakeLimits)
 
 
 def _load_sheet_lazily(reader: fastexcel.ExcelReader, index: int, limits: IntakeLimits) -> tuple[pl.DataFrame, list]:
+    """`_load_sheet` through fastexcel's lazy sheet, which knows an over-long sheet's number of rows and reads an
+    empty sheet as no cells."""
     try:
         sheet = reader.load_sheet(index, header_row=None, skip_rows=0, n_rows=limits.max_rows_per_sheet,
                                   dtypes="string")

@@ -23,16 +23,15 @@ def county_dir(province_dir: Path, county: str) -> Path:
     return Path(province_dir) / COUNTIES_FOLDER / county
 
 
-def _runs_step(context: dg.InitResourceContext, name: str) -> bool:
-    """Whether this run executes the step of the asset `name` (e.g. data_quality, the great-expectations step),
-    from the run's execution plan: the steps it was asked to execute, else every step of its job (a whole job, an
-    asset selection, or a re-execution of some steps alike)."""
+def _run_steps(context: dg.InitResourceContext) -> set[str]:
+    """The steps this run executes (an asset's step is named after it, e.g. data_quality), from its execution plan:
+    the steps it was asked to execute, else every step of its job (a whole job, an asset selection, or a
+    re-execution of some steps alike). Empty outside a run."""
     run, instance = context.run, context.instance
     if run is None or instance is None or not run.execution_plan_snapshot_id:
-        return False
+        return set()
     plan = instance.get_execution_plan_snapshot(run.execution_plan_snapshot_id)
-    steps = plan.step_keys_to_execute or [step.key for step in plan.steps]
-    return name in steps
+    return set(plan.step_keys_to_execute or [step.key for step in plan.steps])
 
 
 def _run_month(run: dg.DagsterRun | None) -> str | None:
@@ -95,10 +94,11 @@ class FangpinData(dg.ConfigurableResource):
         tags = context.run.tags if context.run else {}
         self._county = tags.get(COUNTY_TAG)
         self._run = warehouse.RunWarehouse(self.root)
-        if _runs_step(context, "data_quality"):
+        steps = _run_steps(context)
+        if "data_quality" in steps:
             quality.start_loading_great_expectations()  # overlaps the first steps instead of delaying data_quality
         month = _run_month(context.run)
-        if month and _runs_step(context, "roster"):
+        if month and "roster" in steps:
             self._roster_read = (month, _start_reading_roster(self.root, month))
 
     def roster_files(self, month: str) -> reading.RosterFiles:
