@@ -48,7 +48,7 @@ def drop_zone(context: dg.AssetExecutionContext, fangpin: FangpinData) -> readin
 def roster(context: dg.AssetExecutionContext, fangpin: FangpinData) -> ingest.RosterMonth:
     """The household roster (花名册) as of the month: persons, households with A33/A34/A37/A38, places."""
     month = month_of(context)
-    month_roster = ingest.load_roster(fangpin.root, month)
+    month_roster = ingest.load_roster(fangpin.root, month, fangpin.roster_files(month))
     if month_roster.persons.is_empty():
         raise dg.Failure(description=no_roster_message(month, month_roster))
     context.log.info(

@@ -23,14 +23,7 @@ def _data_dir(arg: str | None) -> Path:
 
 
 def run_month(month: str, data_dir: Path, assets: list[str] | None = None) -> bool:
-    """Materialise every asset of `month` (or only `assets`) through Dagster; print progress and the summary.
-
-    The roster's parse starts first, in a background thread: it runs on the second core while Dagster is imported
-    (~2 s of the first core), and the roster step takes it over (`reading.roster_files`)."""
-    if assets is None or "roster" in assets:
-        from fangpin import reading
-
-        reading.start_reading_roster(data_dir, month)
+    """Materialise every asset of `month` (or only `assets`) through Dagster; print progress and the summary."""
     result = _execute("pipelines.definitions", "monthly_run", month, data_dir, assets)
     from fangpin.summary import print_summary
 

@@ -83,10 +83,10 @@ def concat_tables(tables: list[reading.SheetTable], with_raw: bool = True) -> pl
     return pl.concat(frames, how="diagonal_relaxed")
 
 
-def load_roster(data_dir: Path, month: str) -> RosterMonth:
-    """The month's roster, validated, with its households and places; its files as read by a read started early
-    (`reading.start_reading_roster`: a run starts it before its first step), else read now."""
-    tables, problems, files = reading.roster_files(Path(data_dir), month)
+def load_roster(data_dir: Path, month: str, read: reading.RosterFiles | None = None) -> RosterMonth:
+    """The month's roster, validated, with its households and places. `read`: what `reading.read_roster` already
+    returned for this month (a run starts reading the roster files at its setup); None reads them now."""
+    tables, problems, files = read if read is not None else reading.read_roster(Path(data_dir), month)
     table = concat_tables(tables, with_raw=False)  # only rejected rows need their original cells
     checked = validate.validate_roster(table, month=month, raw=lambda rows: reading.raw_of_rows(tables, rows))
     households = household_rules.build_households(checked.accepted, month)

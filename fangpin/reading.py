@@ -23,8 +23,7 @@ import io
 import os
 import re
 import zipfile
-import threading
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -1426,42 +1425,3 @@ def read_roster(data_dir: Path, month: str, registry: Registry | None = None, li
         intake.files.insert(slot, entry)
     cache.prune()
     return tables, problems, intake.files
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# The roster read early: started before it is needed, handed over once
-# ----------------------------------------------------------------------------------------------------------------
-_EARLY_READS: dict[tuple[Path, str], Future] = {}  # (data dir, month) -> read_roster's result to come
-_EARLY_READS_LOCK = threading.Lock()
-
-
-def start_reading_roster(data_dir: Path, month: str) -> None:
-    """`read_roster(data_dir, month)` in a background thread, for `roster_files` to hand over later.
-
-    calamine parses outside the GIL (a roster's files two at once), so a run that starts the read first parses the
-    roster on the second core while the first imports Dagster and great-expectations and runs the drop_zone step,
-    instead of after them. Same function, same files: the same tables as a read in the roster step. Started once
-    per data dir and month until taken; the thread is a daemon, so a run that stops before its roster step does
-    not wait for the read at exit.
-    """
-    key = (Path(data_dir).resolve(), month)
-    with _EARLY_READS_LOCK:
-        if key in _EARLY_READS:
-            return
-        _EARLY_READS[key] = future = Future()
-
-    def read() -> None:
-        try:
-            future.set_result(read_roster(key[0], month))
-        except BaseException as error:  # noqa: BLE001 - raised again by roster_files, where the run reports it
-            future.set_exception(error)
-
-    threading.Thread(target=read, name="fangpin-roster-read", daemon=True).start()
-
-
-def roster_files(data_dir: Path, month: str) -> RosterFiles:
-    """The month's roster files as `read_roster` returns them: the read `start_reading_roster` started (taken, so
-    a later call reads anew; waited for; its error raised here), else a read now."""
-    with _EARLY_READS_LOCK:
-        started = _EARLY_READS.pop((Path(data_dir).resolve(), month), None)
-    return started.result() if started is not None else read_roster(data_dir, month)

@@ -1,6 +1,8 @@
 """Resources, configured once in `Definitions`: where the data lives and the one warehouse writer."""
 
 import os
+import threading
+from concurrent.futures import Future
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -38,6 +40,26 @@ def _run_month(run: dg.DagsterRun | None) -> str | None:
     return tags.get(MONTH_TAG) or tags.get("dagster/partition")
 
 
+def _start_reading_roster(root: Path, month: str) -> Future:
+    """`reading.read_roster` in a background thread, from the run's setup on.
+
+    calamine parses the roster outside the GIL (two files at once), so started with the run it overlaps the
+    drop_zone step and the great-expectations import instead of following them; the roster step then waits for
+    the result. Same function, same files: the same tables as reading them in the step. The thread is a daemon,
+    so a run that fails before its roster step does not wait for the read at exit.
+    """
+    future: Future = Future()
+
+    def read() -> None:
+        try:
+            future.set_result(reading.read_roster(root, month))
+        except BaseException as error:  # noqa: BLE001 - raised again in the roster step, where the run reports it
+            future.set_exception(error)
+
+    threading.Thread(target=read, name="fangpin-roster-read", daemon=True).start()
+    return future
+
+
 def default_data_dir() -> str:
     """`FANGPIN_DATA_DIR`, else the project's `data/` folder."""
     return os.environ.get("FANGPIN_DATA_DIR", str(PROJECT_ROOT / "data"))
@@ -54,6 +76,7 @@ class FangpinData(dg.ConfigurableResource):
     data_dir: str
     _run: warehouse.RunWarehouse | None = PrivateAttr(default=None)
     _county: str | None = PrivateAttr(default=None)
+    _roster_read: tuple[str, Future] | None = PrivateAttr(default=None)  # (month, read_roster's result to come)
 
     @property
     def root(self) -> Path:
@@ -76,7 +99,15 @@ class FangpinData(dg.ConfigurableResource):
             quality.start_loading_great_expectations()  # overlaps the first steps instead of delaying data_quality
         month = _run_month(context.run)
         if month and "roster" in steps:
-            reading.start_reading_roster(self.root, month)  # parsed while the first steps run (`fangpin run` started it earlier still)
+            self._roster_read = (month, _start_reading_roster(self.root, month))
+
+    def roster_files(self, month: str) -> reading.RosterFiles:
+        """The month's roster files as `reading.read_roster` returns them: the read the run started at its setup
+        (waited for; its error, if any, raised here), else a read now (outside a run, or for another month)."""
+        started, self._roster_read = self._roster_read, None
+        if started is not None and started[0] == month:
+            return started[1].result()
+        return reading.read_roster(self.root, month)
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         """The run is over (succeeded or failed): what its steps committed becomes live, all at once. A step that

@@ -7,7 +7,6 @@ import shutil
 import subprocess
 import sys
 from datetime import datetime
-from types import SimpleNamespace
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -170,38 +169,3 @@ def test_great_expectations_is_warmed_up_only_for_runs_that_execute_data_quality
     assert started == []
     _materialize(["drop_zone", "data_quality"], tmp_path)  # fails without its upstream; set-up came first
     assert started == [True]
-
-
-def test_an_early_roster_read_is_started_once_and_handed_over_once(tmp_path, monkeypatch):
-    from fangpin import reading
-
-    threads = _recording_roster_reads(monkeypatch)
-    reading.start_reading_roster(tmp_path, "2026-10")
-    reading.start_reading_roster(tmp_path / ".", "2026-10")  # the same data dir: not a second read
-
-    assert reading.roster_files(tmp_path, "2026-10") == ([], [], [])  # no roster folder: nothing read, no error
-    assert threads == ["fangpin-roster-read"]
-    reading.roster_files(tmp_path, "2026-10")  # taken already: this one reads now, in the caller's thread
-    assert threads == ["fangpin-roster-read", "MainThread"]
-
-
-def test_fangpin_run_starts_the_roster_read_before_dagster_runs_and_the_roster_step_takes_it(tmp_path, monkeypatch):
-    """`fangpin run` starts the parse before it imports Dagster; the run's roster step is handed that read."""
-    from fangpin import cli, reading
-
-    threads = _recording_roster_reads(monkeypatch)
-    taken = []
-
-    def execute(location, job, month, data_dir, assets=None, *args, **kwargs):
-        assert threads == ["fangpin-roster-read"] or not threads  # started (perhaps still running) before the run
-        taken.append(reading.roster_files(data_dir, month))  # what the roster step does
-        return SimpleNamespace(run_id="r", success=True)
-
-    monkeypatch.setattr(cli, "_execute", execute)
-    monkeypatch.setattr("fangpin.summary.print_summary", lambda *args, **kwargs: None)
-    assert cli.run_month("2026-10", tmp_path)
-    assert threads == ["fangpin-roster-read"] and taken == [([], [], [])]
-
-    threads.clear()
-    assert cli.run_month("2026-10", tmp_path, assets=["drop_zone"]) and taken[1:] == [([], [], [])]
-    assert threads == ["MainThread"]  # a run without the roster step starts no read (here the stub read it)
