@@ -12,6 +12,7 @@ import dagster as dg
 MONTHLY = dg.MonthlyPartitionsDefinition(start_date="2024-01", fmt="%Y-%m")
 COUNTIES = dg.DynamicPartitionsDefinition(name="county")
 MONTH_BY_COUNTY = dg.MultiPartitionsDefinition({"month": MONTHLY, "county": COUNTIES})
+PARTITION_TAG = "dagster/partition"  # set by Dagster on a run of one partition: its key
 COUNTY_TAG = "dagster/partition/county"  # set by Dagster on a run of one month x county partition
 MONTH_TAG = "dagster/partition/month"  # likewise, its month
 

@@ -147,8 +147,10 @@ def county_month_succeeded(instance, month: str, county: str) -> bool:
     process ran it)."""
     import dagster as dg
 
+    from assets.partitions import PARTITION_TAG
+
     key = str(dg.MultiPartitionKey({"month": month, "county": county}))
-    runs = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/partition": key}), limit=1)
+    runs = instance.get_runs(filters=dg.RunsFilter(tags={PARTITION_TAG: key}), limit=1)
     return bool(runs) and runs[0].status == dg.DagsterRunStatus.SUCCESS
 
 

@@ -20,7 +20,7 @@ import sys
 
 import dagster as dg
 
-from assets.partitions import COUNTIES, MONTH_BY_COUNTY, MONTH_TAG, MONTHLY, register_counties
+from assets.partitions import COUNTIES, MONTH_BY_COUNTY, MONTH_TAG, MONTHLY, PARTITION_TAG, register_counties
 from assets.province import province_risk
 from fangpin import province
 from fangpin.cli import county_month_succeeded
@@ -175,11 +175,11 @@ def months_awaiting_marts(instance: dg.DagsterInstance) -> dict[str, str]:
         for record in instance.get_run_records(dg.RunsFilter(job_name=whole_province.name),
                                                limit=RECENT_PROVINCE_RUNS):
             if not record.dagster_run.is_finished:  # its workers start the next county any moment
-                busy.add(record.dagster_run.tags.get("dagster/partition"))
+                busy.add(record.dagster_run.tags.get(PARTITION_TAG))
     waiting = {}
     for month, (ended, run_id) in sorted(latest.items()):
         built = instance.get_run_records(dg.RunsFilter(job_name=province_marts.name,
-                                                       tags={"dagster/partition": month}), limit=1)
+                                                       tags={PARTITION_TAG: month}), limit=1)
         if month not in busy and (not built or built[0].create_timestamp.timestamp() < ended):
             waiting[month] = run_id
     return waiting

@@ -11,7 +11,7 @@ import dagster as dg
 import duckdb
 from pydantic import PrivateAttr
 
-from assets.partitions import COUNTY_TAG, MONTH_TAG
+from assets.partitions import COUNTY_TAG, MONTH_TAG, PARTITION_TAG
 from fangpin import quality, reading, warehouse
 from fangpin.config import PROJECT_ROOT
 
@@ -37,7 +37,7 @@ def _run_steps(context: dg.InitResourceContext) -> set[str]:
 def _run_month(run: dg.DagsterRun | None) -> str | None:
     """The month of a run's partition (month, or month x county); None for a run without one."""
     tags = run.tags if run else {}
-    return tags.get(MONTH_TAG) or tags.get("dagster/partition")
+    return tags.get(MONTH_TAG) or tags.get(PARTITION_TAG)
 
 
 def _start_reading_roster(root: Path, month: str) -> Future:
