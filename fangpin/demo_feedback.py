@@ -13,7 +13,7 @@ import numpy as np
 import openpyxl
 
 from fangpin.cases import issue_date
-from fangpin.feedback import find_header
+from fangpin.feedback import find_header, open_workbook
 from fangpin.workbooks import RESULTS, sheet_name
 
 RESULT_WEIGHTS = (0.55, 0.30, 0.10, 0.05)  # 存在风险, 不存在风险, 已纳入监测, 查无此户
@@ -38,17 +38,20 @@ def simulate_feedback(data_dir: Path, month: str, seed: int = 20261123) -> list[
 
 
 def _fill_in(source: Path, target: Path, rng: np.random.Generator, issued) -> Path:
+    name = sheet_name("verification")
+    cells = open_workbook(source)[name]
+    header_row, columns = find_header(cells, name)
+    households = cells[columns["household_id"]].slice(header_row).to_list()
     wb = openpyxl.load_workbook(source)
-    ws = wb[sheet_name("verification")]
-    header_row, columns = find_header(ws)
-    for row in range(header_row + 1, ws.max_row + 1):
-        if ws.cell(row, columns["household_id"] + 1).value is None or rng.random() > VERIFIED_SHARE:
+    ws = wb[name]
+    for row, household in enumerate(households, start=header_row + 1):
+        if household is None or rng.random() > VERIFIED_SHARE:
             continue
         result = RESULTS[int(rng.choice(len(RESULTS), p=RESULT_WEIGHTS))]
-        ws.cell(row, columns["result"] + 1).value = result
-        ws.cell(row, columns["verified_on"] + 1).value = issued + timedelta(days=int(rng.integers(1, 9)))
-        ws.cell(row, columns["verifier"] + 1).value = VERIFIERS[int(rng.integers(len(VERIFIERS)))]
+        ws[f"{columns['result']}{row}"].value = result
+        ws[f"{columns['verified_on']}{row}"].value = issued + timedelta(days=int(rng.integers(1, 9)))
+        ws[f"{columns['verifier']}{row}"].value = VERIFIERS[int(rng.integers(len(VERIFIERS)))]
         if result != RESULTS[0]:
-            ws.cell(row, columns["remarks"] + 1).value = "入户核实，见核实记录"
+            ws[f"{columns['remarks']}{row}"].value = "入户核实，见核实记录"
     wb.save(target)
     return target

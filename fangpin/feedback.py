@@ -7,16 +7,20 @@ township's household, a result outside the dropdown, an unreadable date are reje
 naming file, sheet, row and column; the valid rows still count. A workbook whose hidden meta sheet is missing or was
 edited, or that belongs to another month, is rejected whole. Nothing here deletes or overwrites: rows without a
 result are simply "not yet verified" and produce no output, so an earlier verification is never erased.
+
+Read with calamine (`reading.workbook_sheets`, the meta and verification sheets only): the bench county's eight
+returned workbooks (34,135 verified households) take ~1 s, where openpyxl's cell objects took ~22 s.
 """
 from __future__ import annotations
 
-import string
-from datetime import date, datetime, time
+import io
+from datetime import date
 from pathlib import Path
 
-import openpyxl
 import polars as pl
 
+from fangpin import reading
+from fangpin.validate import template_expr
 from fangpin.workbooks import (META_FORMAT, META_KEYS, META_VERSION, RESULTS, column_specs, meta_digest,
                                sheet_name)
 from schemas.lists import REJECTED_COLUMNS
@@ -69,33 +73,26 @@ def _whole_rejection(month: str | None, path: Path, error: WorkbookRejected, tow
 # ---------------------------------------------------------------------------------------------------------------
 # Opening the workbook: meta sheet, verification sheet, header.
 
-def cell_text(value: object) -> str | None:
-    """A cell as text the checks can compare: dates as YYYY-MM-DD, whole numbers without .0, blanks as None.
-
-    Cell-by-cell I/O of one township's sheet; the checks themselves are Polars expressions below.
-    """
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return value.date().isoformat()
-    if isinstance(value, (date, time)):
-        return value.isoformat()
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    text = str(value).strip()
-    return text or None
+def open_workbook(source: Path | io.BytesIO) -> dict[str, pl.DataFrame]:
+    """The meta and verification sheets of a township workbook (a file, or an encrypted one's decrypted bytes) as
+    text cells (`reading.workbook_sheets`: calamine, columns named by Excel letter, row i = Excel row i + 1)."""
+    try:
+        data = source.getvalue() if isinstance(source, io.BytesIO) else Path(source).read_bytes()
+        return reading.workbook_sheets(data, frozenset({sheet_name("meta"), sheet_name("verification")}))
+    except reading.UnreadableFile as error:
+        raise WorkbookRejected("file_unreadable", detail=str(error)) from error
+    except OSError as error:
+        raise WorkbookRejected("file_unreadable", detail=type(error).__name__) from error
 
 
-def read_meta(wb: openpyxl.Workbook) -> dict[str, str]:
-    """The meta sheet's fields, checked: ours (format, version) and unedited (digest)."""
+def read_meta(sheets: dict[str, pl.DataFrame]) -> dict[str, str]:
+    """The meta sheet's fields (key in column A, value in B), checked: ours (format, version) and unedited (digest)."""
     name = sheet_name("meta")
-    if name not in wb.sheetnames:
+    if name not in sheets:
         raise WorkbookRejected("feedback_meta_missing", meta_sheet=name)
-    fields = {}
-    for row in wb[name].iter_rows(min_col=1, max_col=2, values_only=True):
-        key, value = (cell_text(v) for v in row)
-        if key:
-            fields[key] = value or ""
+    cells = sheets[name]
+    pairs = cells.select(pl.col(c) if c in cells.columns else pl.lit(None, pl.String).alias(c) for c in ("A", "B"))
+    fields = {key: value or "" for key, value in pairs.rows() if key}
     complete = all(key in fields for key in META_KEYS) and "digest" in fields
     if (not complete or fields["format"] != META_FORMAT or fields["version"] != META_VERSION
             or fields["digest"] != meta_digest(fields)):
@@ -108,35 +105,32 @@ def _normal_header(text: str | None) -> str:
     return (text or "").replace(" ", "").replace("\u3000", "").replace("(", "（").replace(")", "）").strip("：:")
 
 
-def find_header(ws) -> tuple[int, dict[str, int]]:
-    """The header row (1-based) and configured key -> 0-based column index, found by header text."""
+def find_header(cells: pl.DataFrame, sheet: str) -> tuple[int, dict[str, str]]:
+    """The header row (1-based) and configured key -> Excel column letter, found by header text in the first rows
+    of a sheet's cells (`open_workbook`)."""
     wanted = {_normal_header(spec["header"]): spec["key"] for spec in column_specs("verification")}
     by_key = {spec["key"]: spec["header"] for spec in column_specs("verification")}
-    best: tuple[int, dict[str, int]] = (0, {})
-    for number, row in enumerate(ws.iter_rows(max_row=HEADER_SEARCH_ROWS, values_only=True), start=1):
-        found: dict[str, int] = {}
-        for index, value in enumerate(row):
-            key = wanted.get(_normal_header(cell_text(value)))
+    best: tuple[int, dict[str, str]] = (0, {})
+    for number, row in enumerate(cells.head(HEADER_SEARCH_ROWS).rows(), start=1):
+        found: dict[str, str] = {}
+        for letter, value in zip(cells.columns, row):
+            key = wanted.get(_normal_header(value))
             if key and key not in found:
-                found[key] = index
+                found[key] = letter
         if len(found) > len(best[1]):
             best = (number, found)
     for key in REQUIRED_KEYS:
         if key not in best[1]:
-            raise WorkbookRejected("missing_required_column", sheet=ws.title, column=by_key[key])
+            raise WorkbookRejected("missing_required_column", sheet=sheet, column=by_key[key])
     return best
 
 
-def sheet_frame(ws, header_row: int, columns: dict[str, int]) -> pl.DataFrame:
+def sheet_frame(cells: pl.DataFrame, header_row: int, columns: dict[str, str]) -> pl.DataFrame:
     """The data rows below the header as text, with the Excel row number and the row as JSON (`raw`)."""
     headers = {spec["key"]: spec["header"] for spec in column_specs("verification")}
-    rows = list(ws.iter_rows(min_row=header_row + 1, values_only=True))
-    data = {
-        key: pl.Series(key, [cell_text(row[index]) if index < len(row) else None for row in rows], dtype=pl.String)
-        for key, index in columns.items()
-    }
-    frame = pl.DataFrame(data).with_columns(
-        pl.int_range(header_row + 1, header_row + 1 + len(rows), dtype=pl.Int32).alias("row_number"))
+    body = cells.slice(header_row)
+    frame = body.select(pl.col(letter).alias(key) for key, letter in columns.items()).with_columns(
+        pl.int_range(header_row + 1, header_row + 1 + body.height, dtype=pl.Int32).alias("row_number"))
     read = list(columns)
     identifying = [key for key in ("household_id", "head_id_number", "result") if key in columns]
     # Rows naming no household and giving no result (a signature line, a note) are not household rows.
@@ -167,13 +161,7 @@ def parse_date(expr: pl.Expr) -> pl.Expr:
 
 def reason_expr(code: str, **fields: pl.Expr) -> pl.Expr:
     """The sentence of `code` (schemas/reasons.py) filled from columns, so wording stays in one place."""
-    parts: list[pl.Expr] = []
-    for literal, field, _, _ in string.Formatter().parse(REJECT[code]):
-        if literal:
-            parts.append(pl.lit(literal))
-        if field is not None:
-            parts.append(fields[field].cast(pl.String).fill_null(""))
-    return pl.concat_str(parts)
+    return template_expr(REJECT[code], **fields)
 
 
 def _problems(township: str) -> list[tuple[str, str, pl.Expr, pl.Expr]]:
@@ -273,7 +261,7 @@ def _verifications(checked: pl.DataFrame, month: str, path: Path, township: str)
     ).cast(VERIFICATION_SCHEMA)
 
 
-def read_feedback(path: Path, expected: pl.DataFrame, content=None) -> tuple[pl.DataFrame, pl.DataFrame]:
+def read_feedback(path: Path, expected: pl.DataFrame, content: io.BytesIO | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(verifications, rejections) from one returned township workbook.
 
     `expected` is `marts.warning_queue` of the month (all townships). Verifications: month, township,
@@ -285,31 +273,27 @@ def read_feedback(path: Path, expected: pl.DataFrame, content=None) -> tuple[pl.
     months = sorted(expected.get_column("month").drop_nulls().unique().to_list()) if expected.height else []
     month = months[0] if len(months) == 1 else None
     township = None
+    name = sheet_name("verification")
     try:
-        try:
-            wb = openpyxl.load_workbook(content if content is not None else path, data_only=True)
-        except Exception as exc:  # noqa: BLE001 - any unreadable file is reported, never crashes the run
-            raise WorkbookRejected("file_unreadable", detail=type(exc).__name__) from exc
-        meta = read_meta(wb)
+        sheets = open_workbook(content if content is not None else path)
+        meta = read_meta(sheets)
         township = meta["township"]
         if months and meta["month"] not in months:
             raise WorkbookRejected("feedback_wrong_month", found=meta["month"],
                                    expected="、".join(months))
         month = meta["month"]
-        name = sheet_name("verification")
-        if name not in wb.sheetnames:
+        if name not in sheets:
             raise WorkbookRejected("feedback_sheet_missing", expected_sheet=name)
-        ws = wb[name]
-        header_row, columns = find_header(ws)
+        header_row, columns = find_header(sheets[name], name)
     except WorkbookRejected as error:
         return _empty_verifications(), _whole_rejection(month, path, error, township)
-    rows = sheet_frame(ws, header_row, columns)
+    rows = sheet_frame(sheets[name], header_row, columns)
     for key in ("head_name", "village", "remarks"):
         if key not in rows.columns:
             rows = rows.with_columns(pl.lit(None, pl.String).alias(key))
     checked = check_rows(rows, _sent(expected, month), township)
     return (_verifications(checked, month, path, township),
-            _rejections(checked, month, path, ws.title, township))
+            _rejections(checked, month, path, name, township))
 
 
 def read_feedback_dir(folder: Path, expected: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:

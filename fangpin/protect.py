@@ -18,7 +18,6 @@ import os
 from pathlib import Path
 
 import msoffcrypto
-import openpyxl
 import yaml
 from msoffcrypto.format.ooxml import OOXMLFile
 
@@ -67,13 +66,9 @@ def load_passwords(data_dir: Path | None = None) -> dict[str, str] | None:
 def workbook_township(path: Path | io.BytesIO) -> str:
     """The township a workbook (path or decrypted bytes) was written for, from its hidden meta sheet (the file name
     may be cleaned)."""
-    from fangpin.feedback import read_meta
+    from fangpin.feedback import open_workbook, read_meta
 
-    wb = openpyxl.load_workbook(path, read_only=True)
-    try:
-        return read_meta(wb)["township"]
-    finally:
-        wb.close()
+    return read_meta(open_workbook(path))["township"]
 
 
 def is_encrypted(path: Path) -> bool:
@@ -121,7 +116,7 @@ def open_returned(path: Path, passwords: dict[str, str] | None) -> io.BytesIO | 
 
 
 def decrypt_workbook(path: Path, password: str) -> io.BytesIO:
-    """The plain xlsx bytes of an encrypted workbook (for openpyxl.load_workbook); wrong password: InvalidKeyError."""
+    """The plain xlsx bytes of an encrypted workbook (for feedback.open_workbook); wrong password: InvalidKeyError."""
     output = io.BytesIO()
     with open(path, "rb") as handle:
         office = msoffcrypto.OfficeFile(handle)

@@ -611,8 +611,9 @@ def _refused(sheet: str, code: str, detail: str) -> _Grid:
     return _Grid(sheet=sheet, cells=pl.DataFrame(), first_row=1, column_labels=[], problem=(code, detail))
 
 
-def _excel_grids(data: bytes, limits: IntakeLimits) -> list[_Grid]:
-    """Every sheet of an Excel workbook (format sniffed from the bytes, so a misnamed .xls still reads).
+def _excel_grids(data: bytes, limits: IntakeLimits, only: frozenset[str] | None = None) -> list[_Grid]:
+    """Every sheet of an Excel workbook (format sniffed from the bytes, so a misnamed .xls still reads); `only`:
+    just the sheets of those names.
 
     A zip-based workbook is checked against the limits first and an encrypted one is refused before calamine sees
     it; a sheet longer than max_rows_per_sheet is refused (its grid carries the problem, no cells).
@@ -631,6 +632,8 @@ def _excel_grids(data: bytes, limits: IntakeLimits) -> list[_Grid]:
         raise UnreadableFile(_sniff_binary(data)) from exc
     grids = []
     for index, name in enumerate(reader.sheet_names):
+        if only is not None and name not in only:
+            continue
         try:
             cells, columns = _load_sheet(reader, index, limits)
         except UnreadableFile as refused:
@@ -648,6 +651,24 @@ def _excel_grids(data: bytes, limits: IntakeLimits) -> list[_Grid]:
             notes=notes, xml_notes=xml.notes if xml is not None else None,
         ))
     return grids
+
+
+def workbook_sheets(data: bytes, names: frozenset[str], limits: IntakeLimits | None = None) -> dict[str, pl.DataFrame]:
+    """The sheets of an Excel workbook named in `names` (those it has), each as text cells read the way department
+    lists are (calamine; limits and encryption checked first; cells stripped, blanks null, dates at midnight as
+    dates, whole numbers without ".0"). Columns are named by Excel letter from the first used column; row i is
+    Excel row i + 1. For workbooks fangpin wrote and gets back (a township's verification results): calamine reads
+    one in ~0.2 s where openpyxl took 2-4 s.
+
+    Raises UnreadableFile (its message the clerk's detail) when the workbook, or one of those sheets, cannot be read.
+    """
+    sheets = {}
+    for grid in _excel_grids(data, limits or intake_limits(), only=names):
+        if grid.problem is not None:
+            code, detail = grid.problem
+            raise UnreadableFile(f"工作表“{grid.sheet}”：{detail}", code=code)
+        sheets[grid.sheet] = grid.cells.rename(dict(zip(grid.cells.columns, grid.column_labels)))
+    return sheets
 
 
 def _load_sheet(reader: fastexcel.ExcelReader, index: int, limits: IntakeLimits) -> tuple[pl.DataFrame, list]:

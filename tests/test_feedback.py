@@ -267,3 +267,27 @@ def test_an_encrypted_returned_workbook_is_read_with_its_townships_password(sent
     assert rejections.is_empty() and verifications["household_id"].to_list() == ["A001"]
     _, unreadable = read_feedback(sent, queue, protect.open_returned(sent, {"乙乡": "x" * 12}))
     assert unreadable["reason_code"].to_list() == ["file_unreadable"]
+
+
+def test_cells_read_as_the_clerk_meant_them(tmp_path):
+    """A returned workbook is read with calamine, cell by cell as Excel stores what the clerk typed: a household
+    number retyped as a number, a date with a time of day, spaces around a result, and a row inserted above the
+    title all give the verification the clerk meant, on the Excel row the clerk sees."""
+    numbered = pl.DataFrame([household("3607990001", "甲镇", "赵一", "360799198001011111", 1.0),
+                             household("3607990002", "甲镇", "钱二", "36079919810202222X", 2.0)])
+    written = write_township_workbooks(numbered, pl.DataFrame(), MONTH, tmp_path / "exports" / MONTH)
+    path = next(p for p in written if p.name == "甲镇.xlsx")
+    clerk = Clerk(path)
+    row = clerk.set("3607990001", **{"户编号": 3607990001, RESULT: "  存在风险 ", WHEN: datetime(2026, 11, 15, 9, 30),
+                                     WHO: "李核实"})
+    other = clerk.fill("3607990002", when="2026/11/16")
+    clerk.ws.insert_rows(1)
+    clerk.save()
+
+    verifications, rejections = read_feedback(path, numbered)
+
+    assert rejections.is_empty()
+    assert verifications.sort("household_id").select("household_id", "result", "verified_on", "row_number").rows() == [
+        ("3607990001", "存在风险", date(2026, 11, 15), row + 1),
+        ("3607990002", "存在风险", date(2026, 11, 16), other + 1),
+    ]

@@ -535,3 +535,30 @@ def test_the_eager_sheet_load_gives_the_lazy_loads_cells_and_columns(tmp_path):
         assert eager.equals(lazy) and eager.schema == lazy.schema
         assert [(c.name, c.absolute_index) for c in eager_columns] == [(c.name, c.absolute_index) for c in lazy_columns]
     assert [c.absolute_index for c in reading._load_sheet(reader, 0, limits)[1]] == [2, 3]
+
+
+def test_workbook_sheets_reads_only_the_named_sheets_by_excel_letter_and_row():
+    """What fangpin reads back from its own workbooks (a township's returned results): the named sheets only, hidden
+    ones too, each cell as text where Excel shows it (column letter, row i = Excel row i + 1)."""
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.title = "核实"
+    ws["C3"], ws["D3"] = "户编号", "核实日期"
+    ws["C4"], ws["D4"] = 3607990001, dt.datetime(2026, 11, 15)
+    ws["C5"], ws["D5"] = "  A002 ", "   "
+    hidden = wb.create_sheet("信息")
+    hidden.sheet_state = "veryHidden"
+    hidden.append(["month", "2026-10"])
+    wb.create_sheet("其他").append(["not asked for"])
+    data = io.BytesIO()
+    wb.save(data)
+
+    sheets = reading.workbook_sheets(data.getvalue(), frozenset({"核实", "信息", "没有这张表"}))
+
+    assert sorted(sheets) == ["信息", "核实"]
+    cells = sheets["核实"]
+    assert cells.columns == ["C", "D"]
+    assert cells.rows()[2:] == [("户编号", "核实日期"), ("3607990001", "2026-11-15"), ("A002", None)]
+    assert sheets["信息"].rows() == [("month", "2026-10")]
+    with pytest.raises(reading.UnreadableFile):
+        reading.workbook_sheets(b"not a workbook", frozenset({"核实"}))
