@@ -185,12 +185,12 @@ def _shared_batch_definition():
 
 
 def start_loading_great_expectations() -> threading.Thread:
-    """Import great-expectations and build its context in a background thread, at a run's start.
+    """Import great-expectations and build its context in a background thread, early in a run.
 
-    The import is ~3 s of Python for one core, paid in full inside data_quality. Started with the run, it overlaps the
-    first steps instead (drop_zone, then the roster parse, which is Rust outside the GIL); the 1M-person bench measured
-    data_quality 8.4 -> 6.1 s and drop_zone 1.8 -> 3.7 s, so the net gain is smaller than the step suggests. A failure
-    here is ignored: data_quality then builds the context itself and reports any error as usual.
+    The import is ~3 s of Python for one core, paid in full inside data_quality. Started early, it overlaps earlier
+    steps instead; when in a run is the run resource's choice (`pipelines.resources.FangpinData`: once the roster's
+    files are read, not beside their parse). A failure here is ignored: data_quality then builds the context itself
+    and reports any error as usual.
     """
     def warm_up() -> None:
         try:

@@ -5,7 +5,7 @@ import threading
 from concurrent.futures import Future
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import dagster as dg
 import duckdb
@@ -40,13 +40,14 @@ def _run_month(run: dg.DagsterRun | None) -> str | None:
     return tags.get(MONTH_TAG) or tags.get(PARTITION_TAG)
 
 
-def _start_reading_roster(root: Path, month: str) -> Future:
-    """`reading.read_roster` in a background thread, from the run's setup on.
+def _start_reading_roster(root: Path, month: str, then: Callable[[], object] | None = None) -> Future:
+    """`reading.read_roster` in a background thread, from the run's setup on; `then` is called in that thread
+    once the read is over (succeeded or failed).
 
     calamine parses the roster outside the GIL (two files at once), so started with the run it overlaps the
-    drop_zone step and the great-expectations import instead of following them; the roster step then waits for
-    the result. Same function, same files: the same tables as reading them in the step. The thread is a daemon,
-    so a run that fails before its roster step does not wait for the read at exit.
+    drop_zone step instead of following it; the roster step then waits for the result. Same function, same files:
+    the same tables as reading them in the step. The thread is a daemon, so a run that fails before its roster step
+    does not wait for the read at exit.
     """
     future: Future = Future()
 
@@ -55,6 +56,9 @@ def _start_reading_roster(root: Path, month: str) -> Future:
             future.set_result(reading.read_roster(root, month))
         except BaseException as error:  # noqa: BLE001 - raised again in the roster step, where the run reports it
             future.set_exception(error)
+        finally:
+            if then is not None:
+                then()
 
     threading.Thread(target=read, name="fangpin-roster-read", daemon=True).start()
     return future
@@ -95,11 +99,16 @@ class FangpinData(dg.ConfigurableResource):
         self._county = tags.get(COUNTY_TAG)
         self._run = warehouse.RunWarehouse(self.root)
         steps = _run_steps(context)
-        if "data_quality" in steps:
-            quality.start_loading_great_expectations()  # overlaps the first steps instead of delaying data_quality
+        # great-expectations' import (~2.7 s of pure Python) overlaps the first steps instead of delaying
+        # data_quality, but not the roster's parse: the two side by side fought for the GIL (the parse's Python
+        # between calamine calls waited on the import), which cost a 1M-person county ~1 s and ~2 CPU-s. So with a
+        # roster to read it starts once the read is over, overlapping the roster's validation (Polars) instead.
+        warm_up = quality.start_loading_great_expectations if "data_quality" in steps else None
         month = _run_month(context.run)
         if month and "roster" in steps:
-            self._roster_read = (month, _start_reading_roster(self.root, month))
+            self._roster_read = (month, _start_reading_roster(self.root, month, then=warm_up))
+        elif warm_up is not None:
+            warm_up()
 
     def roster_files(self, month: str) -> reading.RosterFiles:
         """The month's roster files as `reading.read_roster` returns them: the read the run started at its setup

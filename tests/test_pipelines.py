@@ -169,3 +169,28 @@ def test_great_expectations_is_warmed_up_only_for_runs_that_execute_data_quality
     assert started == []
     _materialize(["drop_zone", "data_quality"], tmp_path)  # fails without its upstream; set-up came first
     assert started == [True]
+
+
+def test_with_a_roster_to_read_great_expectations_is_warmed_up_once_the_read_is_over(tmp_path, monkeypatch):
+    """great-expectations' import (pure Python) does not run beside the roster's parse, where the two fought for the
+    GIL: the read's thread starts it when the read is over (also when the read failed)."""
+    import threading
+
+    from fangpin import quality, reading
+
+    events: list[tuple[str, str]] = []
+    real = reading.read_roster
+
+    def read_roster(*args, **kwargs):
+        try:
+            return real(*args, **kwargs)
+        finally:
+            events.append(("read over", threading.current_thread().name))
+
+    monkeypatch.setattr(reading, "read_roster", read_roster)
+    monkeypatch.setattr(quality, "start_loading_great_expectations",
+                        lambda: events.append(("warm-up", threading.current_thread().name)))
+
+    _materialize(["drop_zone", "roster", "data_quality"], tmp_path)  # no roster: the steps fail, set-up came first
+
+    assert events == [("read over", "fangpin-roster-read"), ("warm-up", "fangpin-roster-read")]
