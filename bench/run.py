@@ -823,7 +823,25 @@ def target_lines(result: BenchResult) -> list[str]:
 ]
     if all(met for _, met, _ in targets):
         return lines
-    return lines + [_where_the_time_went(result)]
+    bound = _cpu_bound(result)
+    return lines + [_where_the_time_went(result)] + ([bound] if bound else [])
+
+
+def _cpu_bound(result: BenchResult) -> str | None:
+    """What the run's CPU allows on this machine: its CPU seconds spread over every core. A time target missed even
+    at that wall time cannot be met by overlap (keeping every core busy), only by less CPU; one within it can."""
+    cores, cpu, s = result.machine.get("cores"), result.run.cpu, result.scenario
+    if not cores or not cpu or not result.ok:
+        return None
+    bound = cpu / cores
+    ratio = bound / result.floor["seconds"] if result.floor["seconds"] else float("inf")
+    out_of_reach = [name for name, limit, value in (("run/floor", s.target_ratio, ratio),
+                                                     ("wall time", s.target_seconds, bound)) if limit and value > limit]
+    verdict = (f"so {' and '.join(out_of_reach)} cannot meet the target by overlap alone: it needs less CPU"
+               if out_of_reach else "so keeping every core busy would be enough")
+    return (f"- the CPU bound: the run's {_secs(cpu)} CPU-s over {cores} cores is {_secs(bound)} s even with every core "
+            f"busy all run long (run/floor {ratio:.2f}; a core stood idle for {_secs(max(result.run.wall - bound, 0))} s "
+            f"of the {_secs(result.run.wall)} s), {verdict}")
 
 
 def _where_the_time_went(result: BenchResult) -> str:

@@ -57,6 +57,20 @@ def test_a_missed_target_is_said_with_the_largest_stages(smoke):
                      flags=re.M), largest
 
 
+def test_a_missed_target_says_whether_more_overlap_could_meet_it():
+    """The run's CPU over the cores bounds its wall time: a target below that bound needs less CPU."""
+    result = _province_result()  # 33 s of wall time
+    result.machine = {"cores": 2}
+    result.run.cpu = 50.0  # 25 s with both cores busy all along
+    result.scenario = replace(result.scenario, target_seconds=30.0)
+    assert bench.target_lines(result)[-1] == (
+        "- the CPU bound: the run's 50.0 CPU-s over 2 cores is 25.0 s even with every core busy all run long "
+        "(run/floor 25.00; a core stood idle for 8.00 s of the 33.0 s), so keeping every core busy would be enough")
+    result.scenario = replace(result.scenario, target_seconds=20.0)
+    assert bench.target_lines(result)[-1].endswith(
+        "so wall time cannot meet the target by overlap alone: it needs less CPU")
+
+
 def test_province_targets_met_or_missed_name_the_county_runs_steps():
     result = _province_result()  # 33 s; county runs of 10 s and 14 s, their one step the roster
     result.scenario = replace(result.scenario, target_seconds=600.0)
