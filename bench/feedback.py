@@ -14,15 +14,13 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import openpyxl
 import polars as pl
 
-from bench.workbooks import MONTH, queue_frame, unmatched_frame
+from bench.workbooks import MONTH, median_seconds, queue_frame, unmatched_frame
 from fangpin.feedback import read_feedback_dir
 from fangpin.workbooks import write_workbooks_by_township
 
@@ -35,17 +33,6 @@ def returned_workbooks(queue: pl.DataFrame, folder: Path) -> Path:
     for path in written.values():
         shutil.copy(path, returned / path.name)
     return returned
-
-
-def median_seconds(action, runs: int) -> tuple[float, float]:
-    """Median wall and CPU seconds (all threads of this process) of `runs` calls of `action`."""
-    wall, cpu = [], []
-    for _ in range(runs):
-        started, started_cpu = time.perf_counter(), time.process_time()
-        action()
-        wall.append(time.perf_counter() - started)
-        cpu.append(time.process_time() - started_cpu)
-    return statistics.median(wall), statistics.median(cpu)
 
 
 def main() -> None:

@@ -17,6 +17,7 @@ import tempfile
 import time
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import polars as pl
@@ -94,17 +95,25 @@ def case_frame(cases: int, seed: int = 9) -> pl.DataFrame:
     })
 
 
-def timed(queue, unmatched, cases, runs: int, reference: bool) -> tuple[float, float]:
-    """Median wall and CPU seconds (all threads of this process) of `runs` calls of write_workbooks_by_township,
-    each into a fresh folder. CPU seconds matter on a shared machine, where the wall time depends on the load."""
+def median_seconds(action: Callable[[], object], runs: int) -> tuple[float, float]:
+    """Median wall and CPU seconds (all threads of this process) of `runs` calls of `action`. CPU seconds matter on
+    a shared machine, where the wall time depends on the load."""
     wall, cpu = [], []
     for _ in range(runs):
-        with tempfile.TemporaryDirectory(prefix="fangpin-bench-workbooks-") as folder:
-            started, started_cpu = time.perf_counter(), time.process_time()
-            write_workbooks_by_township(queue, unmatched, MONTH, Path(folder), cases, reference=reference)
-            wall.append(time.perf_counter() - started)
-            cpu.append(time.process_time() - started_cpu)
+        started, started_cpu = time.perf_counter(), time.process_time()
+        action()
+        wall.append(time.perf_counter() - started)
+        cpu.append(time.process_time() - started_cpu)
     return statistics.median(wall), statistics.median(cpu)
+
+
+def timed(queue, unmatched, cases, runs: int, reference: bool) -> tuple[float, float]:
+    """`median_seconds` of write_workbooks_by_township, each run into a fresh folder."""
+    def write() -> None:
+        with tempfile.TemporaryDirectory(prefix="fangpin-bench-workbooks-") as folder:
+            write_workbooks_by_township(queue, unmatched, MONTH, Path(folder), cases, reference=reference)
+
+    return median_seconds(write, runs)
 
 
 def main() -> None:

@@ -261,7 +261,8 @@ def _verifications(checked: pl.DataFrame, month: str, path: Path, township: str)
     ).cast(VERIFICATION_SCHEMA)
 
 
-def read_feedback(path: Path, expected: pl.DataFrame, content: io.BytesIO | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
+def read_feedback(path: Path, expected: pl.DataFrame, content: io.BytesIO | None = None
+                  ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(verifications, rejections) from one returned township workbook.
 
     `expected` is `marts.warning_queue` of the month (all townships). Verifications: month, township,
