@@ -308,6 +308,7 @@ class _Grid:
     notes: list[str] = field(default_factory=list)  # what the clerk should know (without the file/sheet prefix)
     # More such notes, from the .xlsx's XML: asked for after the table is built, so one scan finds them and numbers
     xml_notes: Callable[[], list[str]] | None = None
+    error_texts: Callable[[], pl.DataFrame] | None = None  # .xlsx: error cells (ref, text Excel shows), read blank
     problem: tuple[str, str] | None = None  # (reason_code, detail): the sheet was refused and has no cells
 
 
@@ -405,6 +406,8 @@ _FORMULA_WITHOUT_VALUE = (r'<c(?-u:\b)[^>]*?(?-u:\b)r="[A-Z]{1,3}[0-9]+"[^>]*>(?
 # The opening tag of a cell holding an error value (#DIV/0!, #REF!, #N/A, usually a formula's): read blank too.
 _ERROR_CELL_TAG = r'<c(?-u:\b)[^>]*(?-u:\b)t="e"[^>]*'
 _CELL_REFERENCE = r'(?-u:\b)r="([A-Z]{1,3}[0-9]+)"'  # the first r="C2" of a cell's tag
+# An error cell with its value as Excel shows it: <c r="F5" t="e"><f>…</f><v>#N/A</v></c> (group 1: #N/A).
+_ERROR_CELL_VALUE = _ERROR_CELL_TAG + r'>(?:(?-u:\s)*<f(?-u:\b)[^>]*(?:/>|>[^<]*</f>))?(?-u:\s)*<v>([^<]*)</v>'
 
 
 def _check_zip(data: bytes, limits: IntakeLimits) -> zipfile.ZipFile:
@@ -507,14 +510,8 @@ def _scan_part(archive: zipfile.ZipFile, part: str, letters: tuple[str, ...]) ->
     formulas: list[pl.Series] = []
     errors: list[pl.Series] = []
     numbers: list[list[pl.Series]] | None = [[] for _ in letters]
-    batch: list[bytes] = []
-    for buffer, cut in _part_blocks(archive, part):
-        batch.append(buffer[:cut])
-        if len(batch) == _SCAN_BLOCKS_AT_ONCE:
-            numbers = _scan_pieces(_as_text(batch), letters, formulas, errors, numbers)
-            batch = []
-    if batch:
-        numbers = _scan_pieces(_as_text(batch), letters, formulas, errors, numbers)
+    for texts in _part_texts(archive, part):
+        numbers = _scan_pieces(texts, letters, formulas, errors, numbers)
     return _PartScan(_concat(formulas, pl.String), _concat(errors, pl.String),
                      None if numbers is None else [_concat(rows, pl.Int64) for rows in numbers])
 
@@ -538,6 +535,19 @@ def _scan_pieces(texts: pl.Series, letters: tuple[str, ...], formulas: list[pl.S
     for rows, letter in zip(numbers, letters):
         rows.append(_matches(texts, _number_cell_pattern(letter), _CELL_ROW).cast(pl.Int64))
     return numbers
+
+
+def _part_texts(archive: zipfile.ZipFile, part: str):
+    """A worksheet part's XML as String Series of `_SCAN_BLOCKS_AT_ONCE` blocks each (`_part_blocks`): one Polars
+    call searches 64 MB, not a whole 500 MB part."""
+    batch: list[bytes] = []
+    for buffer, cut in _part_blocks(archive, part):
+        batch.append(buffer[:cut])
+        if len(batch) == _SCAN_BLOCKS_AT_ONCE:
+            yield _as_text(batch)
+            batch = []
+    if batch:
+        yield _as_text(batch)
 
 
 def _part_blocks(archive: zipfile.ZipFile, part: str):
@@ -590,6 +600,17 @@ class _SheetXml:
             return None
         by_letter = dict(zip(self.letters, found.number_rows))
         return [by_letter[letter] for letter in letters]
+
+    def error_texts(self) -> pl.DataFrame:
+        """Error-value cells: reference and the text Excel shows (ref "F5", text "#N/A"). A second pass over the part,
+        made only when the scan found error cells (most sheets have none)."""
+        found = self._scan(self.letters or ())
+        if found is None or found.errors.len() == 0:
+            return pl.DataFrame(schema={"ref": pl.String, "text": pl.String})
+        cells = _concat([texts.str.extract_all(_ERROR_CELL_VALUE).explode().drop_nulls()
+                         for texts in _part_texts(self.archive, self.part)], pl.String)
+        return pl.DataFrame({"ref": cells.str.extract(_CELL_REFERENCE, 1),
+                             "text": cells.str.extract(_ERROR_CELL_VALUE, 1)}).drop_nulls()
 
     def notes(self) -> list[str]:
         """Notes on cells read as blank although Excel would show something: formulas saved without their result,
@@ -649,6 +670,7 @@ def _excel_grids(data: bytes, limits: IntakeLimits, only: frozenset[str] | None 
             number_cells=_number_cell_loader(reader, index, [info.name for info in columns], cells.height,
                                              (xml, labels) if xml is not None else None),
             notes=notes, xml_notes=xml.notes if xml is not None else None,
+            error_texts=xml.error_texts if xml is not None else None,
         ))
     return grids
 
@@ -656,9 +678,9 @@ def _excel_grids(data: bytes, limits: IntakeLimits, only: frozenset[str] | None 
 def workbook_sheets(data: bytes, names: frozenset[str], limits: IntakeLimits | None = None) -> dict[str, pl.DataFrame]:
     """The sheets of an Excel workbook named in `names` (those it has), each as text cells read the way department
     lists are (calamine; limits and encryption checked first; cells stripped, blanks null, dates at midnight as
-    dates, whole numbers without ".0"). Columns are named by Excel letter from the first used column; row i is
-    Excel row i + 1. For workbooks fangpin wrote and gets back (a township's verification results): calamine reads
-    one in ~0.2 s where openpyxl took 2-4 s.
+    dates, whole numbers without ".0"), error cells as Excel shows them (#N/A; calamine reads them blank). Columns
+    are named by Excel letter from the first used column; row i is Excel row i + 1. For workbooks fangpin wrote and
+    gets back (a township's verification results): calamine reads one in ~0.2 s where openpyxl took 2-4 s.
 
     Raises UnreadableFile (its message the clerk's detail) when the workbook, or one of those sheets, cannot be read.
     """
@@ -667,8 +689,22 @@ def workbook_sheets(data: bytes, names: frozenset[str], limits: IntakeLimits | N
         if grid.problem is not None:
             code, detail = grid.problem
             raise UnreadableFile(f"工作表“{grid.sheet}”：{detail}", code=code)
-        sheets[grid.sheet] = grid.cells.rename(dict(zip(grid.cells.columns, grid.column_labels)))
+        cells = grid.cells.rename(dict(zip(grid.cells.columns, grid.column_labels)))
+        sheets[grid.sheet] = _with_error_texts(cells, grid.error_texts() if grid.error_texts else None)
     return sheets
+
+
+def _with_error_texts(cells: pl.DataFrame, errors: pl.DataFrame | None) -> pl.DataFrame:
+    """Cells named by Excel letter, with each error cell's text (`_SheetXml.error_texts`) where calamine left it
+    blank; an error outside the cells read is left out (nothing there to show it in)."""
+    if errors is None or errors.is_empty():
+        return cells
+    located = errors.select(pl.col("ref").str.extract(r"^([A-Z]+)", 1).alias("letter"),
+                            (pl.col("ref").str.extract(r"([0-9]+)$", 1).cast(pl.Int64) - 1).alias("row"), "text")
+    located = located.filter(pl.col("letter").is_in(cells.columns) & (pl.col("row") < cells.height))
+    for (letter,), found in located.partition_by("letter", as_dict=True).items():  # a column at a time: a few
+        cells = cells.with_columns(cells[letter].scatter(found["row"], found["text"]))
+    return cells
 
 
 def _load_sheet(reader: fastexcel.ExcelReader, index: int, limits: IntakeLimits) -> tuple[pl.DataFrame, list]:

@@ -291,3 +291,17 @@ def test_cells_read_as_the_clerk_meant_them(tmp_path):
         ("3607990001", "存在风险", date(2026, 11, 15), row + 1),
         ("3607990002", "存在风险", date(2026, 11, 16), other + 1),
     ]
+
+
+def test_an_error_value_in_the_result_is_rejected_not_taken_for_blank(sent, queue):
+    """calamine reads an error cell (#N/A, a formula gone wrong) blank, which would pass the row as not yet verified;
+    it is read as Excel shows it, so the clerk is told."""
+    clerk = Clerk(sent)
+    row = clerk.fill("A001", result="#N/A")  # openpyxl stores it as an error value
+    clerk.save()
+
+    verifications, rejections = read_feedback(sent, queue)
+
+    assert verifications.is_empty()
+    assert rejections.select("row_number", "reason_code").rows() == [(row, "feedback_bad_result")]
+    assert "“#N/A”不是下拉选项之一" in rejections["reason"][0]

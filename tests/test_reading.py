@@ -546,6 +546,7 @@ def test_workbook_sheets_reads_only_the_named_sheets_by_excel_letter_and_row():
     ws["C3"], ws["D3"] = "户编号", "核实日期"
     ws["C4"], ws["D4"] = 3607990001, dt.datetime(2026, 11, 15)
     ws["C5"], ws["D5"] = "  A002 ", "   "
+    ws["C6"] = "#N/A"  # openpyxl writes it as an error value, as a formula gone wrong shows in Excel
     hidden = wb.create_sheet("信息")
     hidden.sheet_state = "veryHidden"
     hidden.append(["month", "2026-10"])
@@ -558,7 +559,21 @@ def test_workbook_sheets_reads_only_the_named_sheets_by_excel_letter_and_row():
     assert sorted(sheets) == ["信息", "核实"]
     cells = sheets["核实"]
     assert cells.columns == ["C", "D"]
-    assert cells.rows()[2:] == [("户编号", "核实日期"), ("3607990001", "2026-11-15"), ("A002", None)]
+    assert cells.rows()[2:] == [("户编号", "核实日期"), ("3607990001", "2026-11-15"), ("A002", None), ("#N/A", None)]
     assert sheets["信息"].rows() == [("month", "2026-10")]
     with pytest.raises(reading.UnreadableFile):
         reading.workbook_sheets(b"not a workbook", frozenset({"核实"}))
+
+
+def test_error_cells_read_with_the_text_excel_shows():
+    """calamine reads an error value blank; the worksheet XML gives its text (with or without the formula before
+    it, `t` before or after `r`), for the cells fangpin reads back from its own workbooks."""
+    cells = [_CELLS["error value"], _CELLS["shared string"], _NOT_PLAIN["error value, type first"],
+             '<c r="D{row}" s="2" t="e"><f t="shared" si="0"/><v>#REF!</v></c>']
+    archive = _sheet_part(cells)
+
+    errors = reading._SheetXml(archive, "xl/worksheets/sheet1.xml").error_texts()
+
+    assert errors.rows() == [("C2", "#DIV/0!"), ("C4", "#N/A"), ("D5", "#REF!")]
+    plain = reading._SheetXml(_sheet_part([_CELLS["shared string"]]), "xl/worksheets/sheet1.xml")
+    assert plain.error_texts().is_empty()
