@@ -14,7 +14,7 @@ import polars as pl
 
 from assets.partitions import month_of, partitioned_asset
 from fangpin import feedback, linkage, protect, warnings, workbooks
-from fangpin.warehouse import replace_month, transaction
+from fangpin.warehouse import as_arrow, replace_month, transaction
 from pipelines.resources import FangpinData
 
 
@@ -74,7 +74,7 @@ def township_workbooks(context: dg.AssetExecutionContext, fangpin: FangpinData) 
     audit = _audit_rows(written, townships, encrypted, queue, month)
     with fangpin.writer() as con, transaction(con):
         if audit.height:
-            con.register("_audit", audit.to_arrow())
+            con.register("_audit", as_arrow(audit))
             columns = ", ".join(audit.columns)
             con.execute(f"INSERT INTO audit.exports ({columns}) SELECT {columns} FROM _audit")
             con.unregister("_audit")

@@ -387,7 +387,7 @@ def _scrub_names(con: duckdb.DuckDBPyConnection, catalog: str, names: list[str],
     ).filter(pl.col("original") != pl.col("scrubbed"))
     if mapping.is_empty():
         return
-    con.register("_fp_names", mapping.to_arrow())
+    con.register("_fp_names", warehouse.as_arrow(mapping))
     try:
         for relation, column, is_list in targets:
             target = f'"{catalog}".{relation}'
@@ -423,7 +423,7 @@ def _write_info(con: duckdb.DuckDBPyConnection, catalog: str, result: SnapshotRe
     omitted = pl.DataFrame({"relation": result.omitted}, schema={"relation": pl.String}).with_columns(
         pl.lit("not reviewed for personal data: not copied").alias("why"))
     for name, frame in (("info", info), ("columns", columns), ("omitted", omitted)):
-        con.register("_fp_frame", frame.to_arrow())
+        con.register("_fp_frame", warehouse.as_arrow(frame))
         con.execute(f'CREATE TABLE "{catalog}".snapshot.{name} AS SELECT * FROM _fp_frame')
         con.unregister("_fp_frame")
 
