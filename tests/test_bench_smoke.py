@@ -287,3 +287,18 @@ def test_the_one_run_reports_each_countys_steps_as_stages(tmp_path):
     assert bench.target_lines(result)[1] == (
         "- where the time went: a county in the one run takes 5.00 s (median), of which roster 3.00 s, warning_queue "
         "1.50 s; 4 counties, 1 at a time (see bench/README.md for why each costs what it does)")
+
+
+def test_the_feedback_micro_benchmark_reads_back_what_it_returns(tmp_path):
+    """`python -m bench.feedback` times reading the townships' returned workbooks; its set-up must stay readable:
+    every workbook written for the queue comes back whole, nothing rejected, no row verified (returned as sent)."""
+    from bench.feedback import returned_workbooks
+    from bench.workbooks import queue_frame
+    from fangpin.feedback import read_feedback_dir
+
+    queue = queue_frame(300)
+    returned = returned_workbooks(queue, tmp_path)
+
+    verifications, rejections = read_feedback_dir(returned, queue)
+    assert len(list(returned.glob("*.xlsx"))) == queue["township"].n_unique()
+    assert rejections.is_empty() and verifications.is_empty()
