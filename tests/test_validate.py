@@ -318,3 +318,21 @@ def test_list_dates_amounts_and_places_parsed_once_per_distinct_text_equal_each_
     assert {n for n, code in noted if code == "date_unparsed"} == unparsed
     assert {n for n, code in noted if code == "township_unknown"} == {
         4 + i for i, row in enumerate(rows) if row["township"] == "月亮镇"}
+
+
+def test_a_cell_is_trimmed_of_exactly_what_a_clerk_sees_as_blank():
+    """`values.cell_text` strips a set of characters: it must be the set the regex it replaced stripped (Polars' \\s,
+    Unicode White_Space, plus the zero-width space and BOM), checked over every code point at both ends of a cell."""
+    from fangpin.values import BLANK_CHARS, cell_text
+
+    points = [chr(code) for code in range(0x110000) if not 0xD800 <= code <= 0xDFFF]
+    cells = pl.DataFrame({"cell": [f"{point}甲 {point}乙{point}" for point in points]})
+    regex = r"^[\s\u200b\ufeff]+|[\s\u200b\ufeff]+$"
+    trimmed = cells.select(
+        "cell", cell_text(pl.col("cell")).alias("now"),
+        pl.col("cell").str.replace_all(regex, "").alias("regex"),
+        pl.col("cell").str.slice(0, 1).str.contains(r"^[\s\u200b\ufeff]$").alias("blank"),
+    )
+    assert trimmed.filter(pl.col("now") != pl.col("regex")).is_empty()
+    assert set(BLANK_CHARS) == set(trimmed.filter("blank")["cell"].str.slice(0, 1).to_list())
+    assert cells.select(cell_text(pl.lit(" \u3000\u200b "))).item() is None
