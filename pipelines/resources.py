@@ -101,8 +101,9 @@ class FangpinData(dg.ConfigurableResource):
         steps = _run_steps(context)
         # great-expectations' import (~2.7 s of pure Python) overlaps the first steps instead of delaying
         # data_quality, but not the roster's parse: the two side by side fought for the GIL (the parse's Python
-        # between calamine calls waited on the import), which cost a 1M-person county ~1 s and ~2 CPU-s. So with a
+        # between calamine calls waited on the import; a 1M-person county's parse ended ~2 s later). So with a
         # roster to read it starts once the read is over, overlapping the roster's validation (Polars) instead.
+        # (The whole run's gain is within the machine's noise: bench/README.md, session 13.)
         warm_up = quality.start_loading_great_expectations if "data_quality" in steps else None
         month = _run_month(context.run)
         if month and "roster" in steps:
