@@ -74,12 +74,14 @@ def _whole_rejection(month: str | None, path: Path, error: WorkbookRejected, tow
 # ---------------------------------------------------------------------------------------------------------------
 # Opening the workbook: meta sheet, verification sheet, header.
 
-def open_workbook(source: Path | io.BytesIO) -> dict[str, pl.DataFrame]:
-    """The meta and verification sheets of a township workbook (a file, or an encrypted one's decrypted bytes) as
-    text cells (`reading.workbook_sheets`: calamine, columns named by Excel letter, row i = Excel row i + 1)."""
+def open_workbook(source: Path | io.BytesIO, roles: tuple[str, ...] = ("meta", "verification")
+                  ) -> dict[str, pl.DataFrame]:
+    """The sheets of these roles (by default meta and verification) of a township workbook (a file, or an encrypted
+    one's decrypted bytes) as text cells (`reading.workbook_sheets`: calamine, columns named by Excel letter, row
+    i = Excel row i + 1)."""
     try:
         data = source.getvalue() if isinstance(source, io.BytesIO) else Path(source).read_bytes()
-        return reading.workbook_sheets(data, frozenset({sheet_name("meta"), sheet_name("verification")}))
+        return reading.workbook_sheets(data, frozenset(sheet_name(role) for role in roles))
     except reading.UnreadableFile as error:
         raise WorkbookRejected("file_unreadable", detail=str(error)) from error
     except OSError as error:
@@ -99,6 +101,11 @@ def read_meta(sheets: dict[str, pl.DataFrame]) -> dict[str, str]:
             or fields["digest"] != meta_digest(fields)):
         raise WorkbookRejected("feedback_meta_altered", meta_sheet=name)
     return fields
+
+
+def workbook_meta(source: Path | io.BytesIO) -> dict[str, str]:
+    """The checked meta fields of a township workbook (month, township, ...), reading its meta sheet only."""
+    return read_meta(open_workbook(source, roles=("meta",)))
 
 
 def _normal_header(text: str | None) -> str:

@@ -66,9 +66,9 @@ def load_passwords(data_dir: Path | None = None) -> dict[str, str] | None:
 def workbook_township(path: Path | io.BytesIO) -> str:
     """The township a workbook (path or decrypted bytes) was written for, from its hidden meta sheet (the file name
     may be cleaned)."""
-    from fangpin.feedback import open_workbook, read_meta
+    from fangpin.feedback import workbook_meta
 
-    return read_meta(open_workbook(path))["township"]
+    return workbook_meta(path)["township"]
 
 
 def is_encrypted(path: Path) -> bool:
