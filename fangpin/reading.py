@@ -602,13 +602,14 @@ class _SheetXml:
         return [by_letter[letter] for letter in letters]
 
     def error_texts(self) -> pl.DataFrame:
-        """Error-value cells: reference and the text Excel shows (ref "F5", text "#N/A"). A second pass over the part,
-        made only when the scan found error cells (most sheets have none)."""
-        found = self._scan(self.letters or ())
-        if found is None or found.errors.len() == 0:
-            return pl.DataFrame(schema={"ref": pl.String, "text": pl.String})
-        cells = _concat([texts.str.extract_all(_ERROR_CELL_VALUE).explode().drop_nulls()
-                         for texts in _part_texts(self.archive, self.part)], pl.String)
+        """Error-value cells: reference and the text Excel shows (ref "F5", text "#N/A"), in one pass of its own over
+        the part (the notes' scan is not needed for this; only blocks holding t="e" are searched)."""
+        try:
+            cells = _concat([texts.str.extract_all(_ERROR_CELL_VALUE).explode().drop_nulls()
+                             for texts in _part_texts(self.archive, self.part)
+                             if texts.str.contains(_ERROR_MARK, literal=True).any()], pl.String)
+        except Exception:  # noqa: BLE001 - a damaged part: calamine reports it reading the sheet
+            cells = pl.Series([], dtype=pl.String)
         return pl.DataFrame({"ref": cells.str.extract(_CELL_REFERENCE, 1),
                              "text": cells.str.extract(_ERROR_CELL_VALUE, 1)}).drop_nulls()
 
