@@ -1,7 +1,10 @@
 """A Dagster logger that prints one short line per asset for the person watching `fangpin run`."""
 
+import functools
 import logging
+import os
 import sys
+from typing import TextIO
 
 import dagster as dg
 
@@ -16,6 +19,29 @@ def _root_cause(error) -> str:
     return error.message.strip() if error is not None else "unknown error"
 
 
+@functools.cache
+def console() -> TextIO:
+    """The process's stderr as it was before the run, for the progress lines.
+
+    Dagster's in-process executor redirects the run's stdout and stderr into its compute-log file and echoes that
+    file back through a `tail -F` subprocess, which it terminates when the run ends (dagster-io/dagster#23336): a
+    line written shortly before the end, a failing step's ✗ line, is lost whenever the tail had not read it yet (a
+    test saw it twice in ~13 suites, under load). Written to a copy of the original stderr, the lines arrive at
+    once, in order, and none is lost; the run's event log has every event they show. Taken at the first run's
+    logger set-up, before Dagster redirects anything; stderr as it is when it has no file descriptor (a test's).
+    """
+    try:
+        descriptor = os.dup(sys.stderr.fileno())
+    except (AttributeError, OSError, ValueError):
+        return sys.stderr
+    return os.fdopen(descriptor, "w", encoding=sys.stderr.encoding or "utf-8", errors="backslashreplace",
+                     buffering=1)
+
+
+def _say(line: str) -> None:
+    print(line, file=console(), flush=True)
+
+
 class _ProgressHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         meta = getattr(record, "dagster_meta", {}) or {}
@@ -24,26 +50,27 @@ class _ProgressHandler(logging.Handler):
         message = meta.get("orig_message") or record.getMessage()
         if event is None:
             if record.levelno >= logging.INFO:
-                print(f"  {step}: {message}", file=sys.stderr, flush=True)
+                _say(f"  {step}: {message}")
             return
         kind = event.event_type_value
         if kind == "STEP_START":
-            print(f"▶ {step}", file=sys.stderr, flush=True)
+            _say(f"▶ {step}")
         elif kind == "ASSET_CHECK_EVALUATION":
             evaluation = event.event_specific_data
             if not evaluation.passed:
                 asset = evaluation.asset_key.to_user_string()
-                print(f"  ✗ 检查未通过 check failed: {asset} · {evaluation.check_name}", file=sys.stderr, flush=True)
+                _say(f"  ✗ 检查未通过 check failed: {asset} · {evaluation.check_name}")
         elif kind == "STEP_FAILURE":
-            print(f"✗ {step}: {_root_cause(event.event_specific_data.error)}", file=sys.stderr, flush=True)
+            _say(f"✗ {step}: {_root_cause(event.event_specific_data.error)}")
         elif kind in _SHOWN_EVENTS:
-            print(f"✗ {step or 'run'}: {message}", file=sys.stderr, flush=True)
+            _say(f"✗ {step or 'run'}: {message}")
 
 
 @dg.logger(description="Short progress lines, one per asset (used by `fangpin run`).")
 def progress_logger(init_context: dg.InitLoggerContext) -> logging.Logger:
     log = logging.getLogger("fangpin.progress")
     log.setLevel(logging.DEBUG)
+    console()  # the terminal's stderr, taken before the run's log capture redirects it
     log.handlers = [_ProgressHandler()]
     log.propagate = False
     return log

@@ -1,0 +1,64 @@
+"""The progress lines of `fangpin run` (pipelines/progress.py) reach the person watching, whatever Dagster's log
+capture does.
+
+Dagster's in-process executor redirects the run's stdout and stderr into a compute-log file and echoes that file
+back through a `tail -F` subprocess, terminated when the run ends. A line written shortly before the end (a failing
+step's ✗ line, then the run is over) is lost whenever the tail had not read it yet: the crash-safety test of a locked
+warehouse failed that way, under load, about once in seven suites. A `tail` that never echoes anything is that race
+at its worst, made certain: the progress lines must still all be there.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from fangpin.config import PROJECT_ROOT
+
+JOB = """
+import dagster as dg
+from pipelines.progress import progress_logger
+
+@dg.op
+def reads():
+    return 1
+
+@dg.op
+def fails(value):
+    raise dg.Failure(description="数据仓库被占用 held by PID 42")
+
+@dg.job(logger_defs={"progress": progress_logger})
+def job():
+    fails(reads())
+
+with dg.DagsterInstance.local_temp() as instance:  # a compute-log manager that captures, as DAGSTER_HOME's does
+    result = job.execute_in_process(instance=instance, run_config={"loggers": {"progress": {}}}, raise_on_error=False)
+print("success" if result.success else "failed", flush=True)
+"""
+
+
+def _run_with_tail(tmp_path: Path, tail_script: str) -> subprocess.CompletedProcess:
+    """The job above in a child process whose `tail` is `tail_script` (first on PATH)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    tail = bin_dir / "tail"
+    tail.write_text(f"#!/bin/sh\n{tail_script}\n")
+    tail.chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "PYTHONPATH": str(PROJECT_ROOT)}
+    return subprocess.run([sys.executable, "-c", JOB], env=env, cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_progress_lines_do_not_depend_on_dagsters_tail_of_the_captured_stderr(tmp_path):
+    run = _run_with_tail(tmp_path, "exec sleep 600")  # echoes nothing, until Dagster terminates it
+    assert run.stdout.strip().endswith("failed"), run.stderr[-2000:]
+    assert "▶ reads" in run.stderr and "▶ fails" in run.stderr, run.stderr[-2000:]
+    failure = [line for line in run.stderr.splitlines() if line.startswith("✗ fails:")]
+    assert len(failure) == 1 and failure[0].endswith("数据仓库被占用 held by PID 42"), run.stderr[-2000:]
+
+
+def test_progress_lines_are_written_once_when_the_tail_does_echo(tmp_path):
+    """With the real tail the lines are not doubled: they go to the console, not through the capture as well."""
+    run = _run_with_tail(tmp_path, 'exec /usr/bin/env -i PATH=/usr/bin:/bin tail "$@"')
+    assert run.stderr.count("✗ fails:") == 1 and run.stderr.count("▶ reads") == 1, run.stderr[-2000:]
