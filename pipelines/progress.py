@@ -1,6 +1,5 @@
 """A Dagster logger that prints one short line per asset for the person watching `fangpin run`."""
 
-import functools
 import logging
 import os
 import sys
@@ -19,27 +18,36 @@ def _root_cause(error) -> str:
     return error.message.strip() if error is not None else "unknown error"
 
 
-@functools.cache
-def console() -> TextIO:
-    """The process's stderr as it was before the run, for the progress lines.
+_terminal: TextIO | None = None  # the copy of stderr the progress lines go to (see _take_terminal); None: stderr
+
+
+def _take_terminal() -> None:
+    """Point the progress lines at a copy of the process's stderr as it is now, before the run redirects it.
 
     Dagster's in-process executor redirects the run's stdout and stderr into its compute-log file and echoes that
     file back through a `tail -F` subprocess, which it terminates when the run ends (dagster-io/dagster#23336): a
     line written shortly before the end, a failing step's ✗ line, is lost whenever the tail had not read it yet (a
-    test saw it twice in ~13 suites, under load). Written to a copy of the original stderr, the lines arrive at
-    once, in order, and none is lost; the run's event log has every event they show. Taken at the first run's
-    logger set-up, before Dagster redirects anything; stderr as it is when it has no file descriptor (a test's).
+    test saw it twice in ~13 suites, under load). Written to a copy of stderr taken when the run sets up its
+    loggers, the lines arrive at once, in order, and none is lost; the run's event log has every event they show.
+
+    The copy is the module's, not the handler's: Dagster's log set-up closes every logging handler after the
+    loggers are made (`logging.config.dictConfig` on the instance's python_logs settings), so a handler owning its
+    stream would find it closed. Each run takes a new copy and closes the last run's (a process may run many: a
+    province's counties); stderr itself when it has no file descriptor (a test's).
     """
+    global _terminal
     try:
-        descriptor = os.dup(sys.stderr.fileno())
+        copy = os.fdopen(os.dup(sys.stderr.fileno()), "w", encoding=sys.stderr.encoding or "utf-8",
+                         errors="backslashreplace", buffering=1)
     except (AttributeError, OSError, ValueError):
-        return sys.stderr
-    return os.fdopen(descriptor, "w", encoding=sys.stderr.encoding or "utf-8", errors="backslashreplace",
-                     buffering=1)
+        copy = None
+    previous, _terminal = _terminal, copy
+    if previous is not None:
+        previous.close()
 
 
 def _say(line: str) -> None:
-    print(line, file=console(), flush=True)
+    print(line, file=_terminal or sys.stderr, flush=True)
 
 
 class _ProgressHandler(logging.Handler):
@@ -70,7 +78,7 @@ class _ProgressHandler(logging.Handler):
 def progress_logger(init_context: dg.InitLoggerContext) -> logging.Logger:
     log = logging.getLogger("fangpin.progress")
     log.setLevel(logging.DEBUG)
-    console()  # the terminal's stderr, taken before the run's log capture redirects it
+    _take_terminal()
     log.handlers = [_ProgressHandler()]
     log.propagate = False
     return log

@@ -32,10 +32,16 @@ def fails(value):
 def job():
     fails(reads())
 
-with dg.DagsterInstance.local_temp() as instance:  # a compute-log manager that captures, as DAGSTER_HOME's does
-    result = job.execute_in_process(instance=instance, run_config={"loggers": {"progress": {}}}, raise_on_error=False)
-print("success" if result.success else "failed", flush=True)
+from fangpin.instance import dagster_home
+
+dagster_home()  # the instance `fangpin run` uses: its compute logs are captured, its log set-up closes handlers
+with dg.DagsterInstance.get() as instance:
+    for run in range(RUNS):  # one process, many runs: `fangpin province` runs its counties so
+        result = job.execute_in_process(instance=instance, run_config={"loggers": {"progress": {}}},
+                                        raise_on_error=False)
+        print("success" if result.success else "failed", flush=True)
 """
+RUNS = 2
 
 
 def _run_with_tail(tmp_path: Path, tail_script: str) -> subprocess.CompletedProcess:
@@ -45,20 +51,22 @@ def _run_with_tail(tmp_path: Path, tail_script: str) -> subprocess.CompletedProc
     tail = bin_dir / "tail"
     tail.write_text(f"#!/bin/sh\n{tail_script}\n")
     tail.chmod(0o755)
-    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "PYTHONPATH": str(PROJECT_ROOT)}
-    return subprocess.run([sys.executable, "-c", JOB], env=env, cwd=tmp_path, capture_output=True, text=True,
-                          timeout=120)
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "PYTHONPATH": str(PROJECT_ROOT),
+           "DAGSTER_HOME": str(tmp_path / "home")}
+    return subprocess.run([sys.executable, "-c", f"RUNS = {RUNS}\n{JOB}"], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
 
 
 def test_progress_lines_do_not_depend_on_dagsters_tail_of_the_captured_stderr(tmp_path):
     run = _run_with_tail(tmp_path, "exec sleep 600")  # echoes nothing, until Dagster terminates it
-    assert run.stdout.strip().endswith("failed"), run.stderr[-2000:]
-    assert "▶ reads" in run.stderr and "▶ fails" in run.stderr, run.stderr[-2000:]
-    failure = [line for line in run.stderr.splitlines() if line.startswith("✗ fails:")]
-    assert len(failure) == 1 and failure[0].endswith("数据仓库被占用 held by PID 42"), run.stderr[-2000:]
+    assert run.stdout.split() == ["failed"] * RUNS, run.stderr[-2000:]
+    assert run.stderr.count("▶ reads") == RUNS and run.stderr.count("▶ fails") == RUNS, run.stderr[-2000:]
+    failures = [line for line in run.stderr.splitlines() if line.startswith("✗ fails:")]
+    assert len(failures) == RUNS, run.stderr[-2000:]
+    assert all(line.endswith("数据仓库被占用 held by PID 42") for line in failures), run.stderr[-2000:]
 
 
 def test_progress_lines_are_written_once_when_the_tail_does_echo(tmp_path):
     """With the real tail the lines are not doubled: they go to the console, not through the capture as well."""
     run = _run_with_tail(tmp_path, 'exec /usr/bin/env -i PATH=/usr/bin:/bin tail "$@"')
-    assert run.stderr.count("✗ fails:") == 1 and run.stderr.count("▶ reads") == 1, run.stderr[-2000:]
+    assert run.stderr.count("✗ fails:") == RUNS and run.stderr.count("▶ reads") == RUNS, run.stderr[-2000:]
