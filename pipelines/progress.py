@@ -2,20 +2,24 @@
 
 import logging
 import os
+import re
 import sys
 from typing import TextIO
 
 import dagster as dg
 
 _SHOWN_EVENTS = {"STEP_START", "STEP_FAILURE", "ASSET_CHECK_EVALUATION", "RUN_FAILURE"}
+# The class in front of a message written for the clerk (fangpin's own errors, dg.Failure's description): dropped.
+_CLERK_MESSAGE_CLASS = re.compile(r"^(?:fangpin\.[\w.]+|dagster\._core\.definitions\.events\.Failure): ")
 
 
 def _root_cause(error) -> str:
     """The first error below Dagster's wrappers: fangpin's own message ('warehouse held by PID 123 ...'),
-    not 'Error occurred while executing op' nor the library error fangpin wrapped."""
+    not 'Error occurred while executing op' nor the library error fangpin wrapped; without the Python class in
+    front of it when the message is fangpin's own (a library's error keeps its class: it says what broke)."""
     while error is not None and (error.cls_name or "").startswith("Dagster") and (error.cause or error.context):
         error = error.cause or error.context
-    return error.message.strip() if error is not None else "unknown error"
+    return _CLERK_MESSAGE_CLASS.sub("", error.message.strip()) if error is not None else "unknown error"
 
 
 _terminal: TextIO | None = None  # the copy of stderr the progress lines go to (see _take_terminal); None: stderr
