@@ -27,6 +27,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from pipelines.progress import clerk_message
 from pipelines.resources import FangpinData, county_dir
 
 DONE = "完成 done"  # what a county's line says when its month went through (the bench counts these lines)
@@ -152,7 +153,7 @@ def _message(error: Exception) -> str:
     """fangpin's own message for a clerk (dg.Failure's description), else the error's last line."""
     if isinstance(error, dg.Failure) and error.description:
         return error.description
-    return traceback.format_exception_only(error)[-1].strip()
+    return clerk_message(traceback.format_exception_only(error)[-1])
 
 
 def run_counties(province_dir: Path, month: str, sizes: dict[str, int], workers: int) -> list[CountyOutcome]:

@@ -15,11 +15,16 @@ _CLERK_MESSAGE_CLASS = re.compile(r"^(?:fangpin\.[\w.]+|dagster\._core\.definiti
 
 def _root_cause(error) -> str:
     """The first error below Dagster's wrappers: fangpin's own message ('warehouse held by PID 123 ...'),
-    not 'Error occurred while executing op' nor the library error fangpin wrapped; without the Python class in
-    front of it when the message is fangpin's own (a library's error keeps its class: it says what broke)."""
+    not 'Error occurred while executing op' nor the library error fangpin wrapped (as `clerk_message` words it)."""
     while error is not None and (error.cls_name or "").startswith("Dagster") and (error.cause or error.context):
         error = error.cause or error.context
-    return _CLERK_MESSAGE_CLASS.sub("", error.message.strip()) if error is not None else "unknown error"
+    return clerk_message(error.message) if error is not None else "unknown error"
+
+
+def clerk_message(text: str) -> str:
+    """An error's text ('fangpin.warehouse.WarehouseBusy: 数据仓库…') as the clerk reads it: fangpin's own message
+    without the Python class in front; a library's error keeps its class (it says what broke)."""
+    return _CLERK_MESSAGE_CLASS.sub("", text.strip())
 
 
 _terminal: TextIO | None = None  # the copy of stderr the progress lines go to (see _take_terminal); None: stderr

@@ -67,6 +67,7 @@ def test_a_failing_step_fails_as_in_a_county_run_and_the_rest_goes_on(two_copies
     assert set(outcome.failed) == two_copies["failed_steps"] == {"township_workbooks", "township_feedback"}
     assert not outcome.skipped and not outcome.ok  # township_risk and the dashboard do not need the workbooks
     assert "no-such-passwords.yaml" in outcome.failed["township_workbooks"]  # the clerk's message, not a traceback
+    assert outcome.failed["township_workbooks"].startswith("工作簿密码文件"), outcome.failed  # no Python class first
     assert f"{COUNTY}: 失败 failed — township_workbooks：" in outcome.line()
 
 
