@@ -17,6 +17,7 @@ import os
 import signal
 import subprocess
 import sys
+from contextlib import closing
 
 import dagster as dg
 
@@ -117,16 +118,20 @@ def run_province_in_one_run(context: dg.OpExecutionContext, config: OneRunConfig
     month, root = context.partition_key, fangpin.root
     counties = _counties_to_run(root, month)
     register_counties(context.instance, counties)  # each county's materialisations name its partition
-    outcomes = one_run.run_counties(root, month, province.month_bytes(root, month, counties),
-                                    config.workers or side_by_side_runs())
-    for outcome in outcomes:
-        (context.log.info if outcome.ok else context.log.error)(outcome.line())
-        for materialization in one_run.materializations(outcome, month):
-            context.log_event(materialization)
+    failed = []
+    workers = config.workers or side_by_side_runs()
+    # Each county as soon as it is done; closed on any error here, so the workers' queue is cancelled at once.
+    with closing(one_run.run_counties(root, month, province.month_bytes(root, month, counties), workers)) as outcomes:
+        for outcome in outcomes:
+            (context.log.info if outcome.ok else context.log.error)(outcome.line())
+            for materialization in one_run.materializations(outcome, month):
+                context.log_event(materialization)
+            if not outcome.ok:
+                failed.append(outcome.county)
     marts = one_run.build_province_marts(root, month)
     context.log_event(dg.AssetMaterialization(asset_key=province_risk.key, partition=month, metadata=marts.metadata))
-    failed = [outcome.county for outcome in outcomes if not outcome.ok]
     if failed:
+        failed.sort()
         raise dg.Failure(description=f"{_not_done(failed)}（原因见本次运行的日志）。"
                                      f" Failed: {', '.join(failed)}.")
 

@@ -114,5 +114,35 @@ def test_an_interrupted_one_run_starts_no_further_county(monkeypatch):
 
     monkeypatch.setattr(one_run, "ProcessPoolExecutor", Pool)
     with pytest.raises(KeyboardInterrupt):
-        one_run.run_counties(Path("/nowhere"), MONTH, {"360701": 2, "360702": 1, "360703": 1}, workers=2)
+        list(one_run.run_counties(Path("/nowhere"), MONTH, {"360701": 2, "360702": 1, "360703": 1}, workers=2))
     assert shutdowns == [True]
+
+
+def test_each_county_is_handed_over_when_it_is_done_not_when_the_last_is(monkeypatch):
+    """The run logs (and records in the UI) a county as soon as its worker is done: counties still running, or an
+    interrupt after it, do not hold back one already done."""
+    from concurrent.futures import Future
+
+    futures, shutdowns = {}, []
+
+    class Pool:
+        def __init__(self, **options):
+            pass
+
+        def submit(self, task, province_dir, month, county):
+            futures[county] = Future()
+            if county == "360702":  # the smallest county's worker is done first
+                futures[county].set_result(one_run.CountyOutcome(county))
+            return futures[county]
+
+        def shutdown(self, wait=True, cancel_futures=False):
+            shutdowns.append(cancel_futures)
+
+    monkeypatch.setattr(one_run, "ProcessPoolExecutor", Pool)
+    outcomes = one_run.run_counties(Path("/nowhere"), MONTH, {"360701": 2, "360702": 1, "360703": 1}, workers=2)
+    assert next(outcomes).county == "360702"  # while 360701 and 360703 are still running
+    assert not shutdowns
+    futures["360701"].set_exception(KeyboardInterrupt())
+    with pytest.raises(KeyboardInterrupt):
+        next(outcomes)
+    assert shutdowns == [True] and not futures["360703"].done()
