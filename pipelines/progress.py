@@ -52,7 +52,10 @@ def _take_terminal() -> None:
         copy = None
     previous, _terminal = _terminal, copy
     if previous is not None:
-        previous.close()
+        try:
+            previous.close()
+        except OSError:  # its terminal is gone (a closed pipe): lines it could not write are lost, nothing else
+            pass
 
 
 def _say(line: str) -> None:
@@ -61,6 +64,14 @@ def _say(line: str) -> None:
 
 class _ProgressHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
+        """The record's progress line, if it has one. A line that cannot be written (the terminal gone: a closed
+        pipe) is logging's usual handled error, never the run's: the event log has every event anyway."""
+        try:
+            self._show(record)
+        except Exception:  # noqa: BLE001 - logging's contract: a handler's failure must not reach the caller
+            self.handleError(record)
+
+    def _show(self, record: logging.LogRecord) -> None:
         meta = getattr(record, "dagster_meta", {}) or {}
         event = meta.get("dagster_event")
         step = meta.get("step_key") or ""

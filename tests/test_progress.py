@@ -26,7 +26,8 @@ def reads():
 
 @dg.op
 def fails(value):
-    raise dg.Failure(description="数据仓库被占用 held by PID 42")
+    if FAIL:
+        raise dg.Failure(description="数据仓库被占用 held by PID 42")
 
 @dg.job(logger_defs={"progress": progress_logger})
 def job():
@@ -44,17 +45,27 @@ with dg.DagsterInstance.get() as instance:
 RUNS = 2
 
 
+def _environment(tmp_path: Path, tail_script: str | None = None) -> dict[str, str]:
+    """The child's environment: the project importable, its own instance, and `tail_script` as its `tail`."""
+    env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT), "DAGSTER_HOME": str(tmp_path / "home")}
+    if tail_script:
+        bin_dir = tmp_path / "bin"
+        bin_dir.mkdir()
+        tail = bin_dir / "tail"
+        tail.write_text(f"#!/bin/sh\n{tail_script}\n")
+        tail.chmod(0o755)
+        env["PATH"] = f"{bin_dir}{os.pathsep}{os.environ['PATH']}"
+    return env
+
+
+def _job_code(fail: bool = True) -> list[str]:
+    return [sys.executable, "-c", f"RUNS = {RUNS}\nFAIL = {fail}\n{JOB}"]
+
+
 def _run_with_tail(tmp_path: Path, tail_script: str) -> subprocess.CompletedProcess:
     """The job above in a child process whose `tail` is `tail_script` (first on PATH)."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    tail = bin_dir / "tail"
-    tail.write_text(f"#!/bin/sh\n{tail_script}\n")
-    tail.chmod(0o755)
-    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "PYTHONPATH": str(PROJECT_ROOT),
-           "DAGSTER_HOME": str(tmp_path / "home")}
-    return subprocess.run([sys.executable, "-c", f"RUNS = {RUNS}\n{JOB}"], env=env, cwd=tmp_path,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(_job_code(), env=_environment(tmp_path, tail_script), cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120)
 
 
 def test_progress_lines_do_not_depend_on_dagsters_tail_of_the_captured_stderr(tmp_path):
@@ -85,3 +96,13 @@ def test_a_failure_line_shows_fangpins_own_message_without_its_class_and_a_libra
     assert _root_cause(wrapped) == "数据仓库正被占用"
     assert _root_cause(error("ValueError: could not convert string to float: 'x'", "ValueError")) == (
         "ValueError: could not convert string to float: 'x'")
+
+
+def test_a_terminal_gone_away_does_not_fail_the_run(tmp_path):
+    """Progress lines are a courtesy (the event log has every event): stderr closed under the run (a pipe whose
+    reader exited) must not fail its steps."""
+    child = subprocess.Popen(_job_code(fail=False), env=_environment(tmp_path), cwd=tmp_path, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    child.stderr.close()  # the reader is gone: every write to stderr now fails (EPIPE)
+    out, _ = child.communicate(timeout=120)
+    assert out.split() == ["success"] * RUNS
