@@ -5,7 +5,8 @@ Dagster's in-process executor redirects the run's stdout and stderr into a compu
 back through a `tail -F` subprocess, terminated when the run ends. A line written shortly before the end (a failing
 step's ✗ line, then the run is over) is lost whenever the tail had not read it yet: the crash-safety test of a locked
 warehouse failed that way, under load, about once in seven suites. A `tail` that never echoes anything is that race
-at its worst, made certain: the progress lines must still all be there.
+at its worst, made certain: the progress lines must still all be there. And the other way round: a terminal gone
+away (its pipe closed) loses the lines, never the run.
 """
 from __future__ import annotations
 
@@ -58,13 +59,14 @@ def _environment(tmp_path: Path, tail_script: str | None = None) -> dict[str, st
     return env
 
 
-def _job_code(fail: bool = True) -> list[str]:
+def _job_command(fail: bool = True) -> list[str]:
+    """The job above as a child's command line: RUNS runs, its second op failing or not."""
     return [sys.executable, "-c", f"RUNS = {RUNS}\nFAIL = {fail}\n{JOB}"]
 
 
 def _run_with_tail(tmp_path: Path, tail_script: str) -> subprocess.CompletedProcess:
     """The job above in a child process whose `tail` is `tail_script` (first on PATH)."""
-    return subprocess.run(_job_code(), env=_environment(tmp_path, tail_script), cwd=tmp_path, capture_output=True,
+    return subprocess.run(_job_command(), env=_environment(tmp_path, tail_script), cwd=tmp_path, capture_output=True,
                           text=True, timeout=120)
 
 
@@ -101,7 +103,7 @@ def test_a_failure_line_shows_fangpins_own_message_without_its_class_and_a_libra
 def test_a_terminal_gone_away_does_not_fail_the_run(tmp_path):
     """Progress lines are a courtesy (the event log has every event): stderr closed under the run (a pipe whose
     reader exited) must not fail its steps."""
-    child = subprocess.Popen(_job_code(fail=False), env=_environment(tmp_path), cwd=tmp_path, stdout=subprocess.PIPE,
+    child = subprocess.Popen(_job_command(fail=False), env=_environment(tmp_path), cwd=tmp_path, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
     child.stderr.close()  # the reader is gone: every write to stderr now fails (EPIPE)
     out, _ = child.communicate(timeout=120)
