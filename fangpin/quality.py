@@ -187,7 +187,7 @@ def _shared_batch_definition():
 def start_loading_great_expectations() -> threading.Thread:
     """Import great-expectations and build its context in a background thread, early in a run.
 
-    The import is ~3 s of Python for one core, paid in full inside data_quality. Started early, it overlaps earlier
+    The import is 2.2-2.7 s of pure Python on the bench machine, paid in full inside data_quality. Started early, it overlaps earlier
     steps instead; when in a run is the run resource's choice (`pipelines.resources.FangpinData`: once the roster's
     files are read, not beside their parse). A failure here is ignored: data_quality then builds the context itself
     and reports any error as usual.

@@ -99,10 +99,10 @@ class FangpinData(dg.ConfigurableResource):
         self._county = tags.get(COUNTY_TAG)
         self._run = warehouse.RunWarehouse(self.root)
         steps = _run_steps(context)
-        # great-expectations' import (~2.7 s of pure Python) overlaps the first steps instead of delaying
-        # data_quality, but not the roster's parse: the two side by side fought for the GIL (the parse's Python
-        # between calamine calls waited on the import; a 1M-person county's parse ended ~2 s later). So with a
-        # roster to read it starts once the read is over, overlapping the roster's validation (Polars) instead.
+        # great-expectations' import (quality.start_loading_great_expectations) overlaps the first steps instead
+        # of delaying data_quality, but not the roster's parse: the two side by side fought for the GIL (the
+        # parse's Python between calamine calls waited on the import; a 1M-person county's parse ended ~2 s
+        # later). So with a roster to read it starts once the read is over, overlapping the roster's validation.
         # (The whole run's gain is within the machine's noise: bench/README.md, session 13.)
         warm_up = quality.start_loading_great_expectations if "data_quality" in steps else None
         month = _run_month(context.run)
