@@ -830,13 +830,13 @@ def target_lines(result: BenchResult) -> list[str]:
 def _cpu_bound(result: BenchResult) -> str | None:
     """What the run's CPU allows on this machine: its CPU seconds spread over every core. A time target missed even
     at that wall time cannot be met by overlap (keeping every core busy), only by less CPU; one within it can."""
-    cores, cpu, s = result.machine.get("cores"), result.run.cpu, result.scenario
+    cores, cpu, scenario = result.machine.get("cores"), result.run.cpu, result.scenario
     if not cores or not cpu or not result.ok:
         return None
     bound = cpu / cores
     ratio = bound / result.floor["seconds"] if result.floor["seconds"] else float("inf")
-    out_of_reach = [name for name, limit, value in (("run/floor", s.target_ratio, ratio),
-                                                     ("wall time", s.target_seconds, bound)) if limit and value > limit]
+    limits = (("run/floor", scenario.target_ratio, ratio), ("wall time", scenario.target_seconds, bound))
+    out_of_reach = [name for name, limit, value in limits if limit and value > limit]
     verdict = (f"so {' and '.join(out_of_reach)} cannot meet the target by overlap alone: it needs less CPU"
                if out_of_reach else "so keeping every core busy would be enough")
     return (f"- the CPU bound: the run's {_secs(cpu)} CPU-s over {cores} cores is {_secs(bound)} s even with every core "
