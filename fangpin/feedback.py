@@ -22,6 +22,7 @@ import polars as pl
 
 from fangpin import reading
 from fangpin.validate import template_expr
+from fangpin.values import parse_date
 from fangpin.workbooks import (META_FORMAT, META_KEYS, META_VERSION, RESULTS, column_specs, meta_digest,
                                sheet_name)
 from schemas.lists import REJECTED_COLUMNS
@@ -151,22 +152,6 @@ def sheet_frame(cells: pl.DataFrame, header_row: int, columns: dict[str, str]) -
 # ---------------------------------------------------------------------------------------------------------------
 # Checks, as Polars expressions over the whole sheet.
 
-def parse_date(expr: pl.Expr) -> pl.Expr:
-    """A date typed by a clerk: 2026-11-05, 2026/11/5, 2026.11.05, 2026年11月5日, 20261105, or an Excel serial."""
-    text = expr.str.strip_chars()
-    parts = text.str.extract_groups(
-        r"^(\d{4})\s*[-/.年]\s*(\d{1,2})\s*[-/.月]\s*(\d{1,2})\s*日?(?:[ T]\d{1,2}:\d{2}(?::\d{2})?)?$")
-    compact = text.str.extract_groups(r"^(\d{4})(\d{2})(\d{2})$")
-    year = pl.coalesce(parts.struct.field("1"), compact.struct.field("1"))
-    month = pl.coalesce(parts.struct.field("2"), compact.struct.field("2")).str.zfill(2)
-    day = pl.coalesce(parts.struct.field("3"), compact.struct.field("3")).str.zfill(2)
-    written = pl.concat_str([year, month, day], separator="-").str.to_date("%Y-%m-%d", strict=False)
-    serial = text.str.extract(r"^(\d{5})(?:\.0+)?$").cast(pl.Int64)
-    from_serial = pl.when(serial.is_between(20000, 80000)).then(
-        pl.lit(date(1899, 12, 30)) + pl.duration(days=serial))
-    return pl.coalesce(written, from_serial.cast(pl.Date))
-
-
 def reason_expr(code: str, **fields: pl.Expr) -> pl.Expr:
     """The sentence of `code` (schemas/reasons.py) filled from columns, so wording stays in one place."""
     return template_expr(REJECT[code], **fields)
@@ -229,7 +214,7 @@ def check_rows(rows: pl.DataFrame, sent: pl.DataFrame, township: str) -> pl.Data
         .join(owners, on="head_id_number", how="left")
         .with_columns(
             pl.col("row_number").min().over("household_id").alias("first_row"),
-            parse_date(pl.col("verified_on")).alias("verified_date"),
+            parse_date(pl.col("verified_on"), day_required=True).alias("verified_date"),
         )
     )
     problems = _problems(township)
@@ -327,4 +312,4 @@ def read_feedback_dir(folder: Path, expected: pl.DataFrame) -> tuple[pl.DataFram
     return pl.concat(verifications), pl.concat(rejections)
 
 
-__all__ = ["RESULTS", "read_feedback", "read_feedback_dir", "parse_date", "source_name"]
+__all__ = ["RESULTS", "read_feedback", "read_feedback_dir", "source_name"]

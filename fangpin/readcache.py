@@ -6,7 +6,7 @@
 rest) and loaded instead of parsing the same bytes again. The fingerprint covers everything else that changes the
 result: the file's path relative to the data dir (lineage columns carry it), the reader configuration (header maps,
 required columns, total-row words, intake limits) and the reader code (the source of fangpin/reading.py, this
-module and schemas/reasons.py, and the Polars and fastexcel versions), so editing any of them reads everything anew.
+module, fangpin/values.py (what a blank cell is) and schemas/reasons.py, and the Polars and fastexcel versions), so editing any of them reads everything anew.
 
 Trust: an entry is written into a temporary directory and renamed into place only when complete, and each parquet's
 sha256 is checked on load; an entry that is missing a part, corrupt or of another layout is deleted and the file
@@ -48,7 +48,7 @@ META = "meta.json"
 TEMP_PREFIX = ".tmp-"
 GITIGNORE = b"# personal data (fangpin.readcache): never commit\n*\n"
 STALE_TEMP_SECONDS = 3600  # a temporary entry older than this is a crashed writer's: pruned
-_CODE_FILES = ("fangpin/reading.py", "fangpin/readcache.py", "schemas/reasons.py")
+_CODE_FILES = ("fangpin/reading.py", "fangpin/readcache.py", "fangpin/values.py", "schemas/reasons.py")
 _LIBRARIES = ("polars", "fastexcel")
 # A parquet roster (a province's export) is read as fast as its entry would be, so caching it is pure cost: ~0.3
 # CPU-s and a second copy of the personal data for each 300,000-person county.

@@ -36,6 +36,7 @@ from openpyxl.utils import get_column_letter
 from fangpin import config, readcache
 from fangpin.config import ListSpec, Registry
 from fangpin.files import sha256_of
+from fangpin.values import cell_text
 from schemas.reasons import ignored, reject
 
 # .et is the WPS Office spreadsheet (common in county offices); calamine reads it like .xls.
@@ -329,10 +330,8 @@ def _column_letter(index: int) -> str:
 
 
 def _clean_cells(cells: pl.DataFrame) -> pl.DataFrame:
-    """Strip each cell; whitespace-only cells become null (they are blank to a clerk)."""
-    return cells.with_columns(
-        pl.col(c).cast(pl.String).str.strip_chars().replace("", None) for c in cells.columns
-    )
+    """Strip each cell; blank cells become null (they are blank to a clerk: `values.cell_text`)."""
+    return cells.with_columns(cell_text(pl.col(c)) for c in cells.columns)
 
 
 def _dates_at_midnight(cells: pl.DataFrame) -> pl.DataFrame:

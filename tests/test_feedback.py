@@ -8,7 +8,8 @@ import openpyxl
 import polars as pl
 import pytest
 
-from fangpin.feedback import parse_date, read_feedback, read_feedback_dir, source_name
+from fangpin.feedback import read_feedback, read_feedback_dir, source_name
+from fangpin.values import parse_date
 from fangpin.workbooks import sheet_name, write_township_workbooks
 from schemas.lists import REJECTED_COLUMNS
 
@@ -244,11 +245,12 @@ def test_feedback_folder(sent, queue):
         {"source_file": f"raw/{MONTH}/feedback/乙乡.csv", "reason_code": "file_unreadable"}]
 
 
-def test_parse_date_variants():
-    texts = ["2026-11-05", "2026/11/5", "2026.11.05", "2026年11月5日", "20261105", "46331", "2026-11-05 08:30",
-             "2026-02-30", "下周", None]
-    parsed = pl.DataFrame({"t": texts}).select(parse_date(pl.col("t"))).to_series().to_list()
-    assert parsed == [date(2026, 11, 5)] * 7 + [None, None, None]
+def test_a_verification_date_is_read_in_every_form_a_clerk_types_but_must_name_the_day():
+    """The township's date goes through the lists' date rule (fangpin.values), with the day required."""
+    texts = ["2026-11-05", "2026/11/5", "2026.11.05", "2026年11月5日", "2026 年 11 月 5 日", "20261105", "46331",
+             "2026-11-05 08:30", "2026-02-30", "下周", "2026年11月", "202611", None]
+    parsed = pl.DataFrame({"t": texts}).select(parse_date(pl.col("t"), day_required=True)).to_series().to_list()
+    assert parsed == [date(2026, 11, 5)] * 8 + [None] * 5
 
 
 def test_source_name_relative_to_data_dir(tmp_path):

@@ -89,6 +89,25 @@ def test_title_rows_header_variants_total_and_blank_rows(tmp_path):
     assert set(frame["source_file"]) == {"低保.xlsx"} and set(frame["sheet"]) == {"Sheet1"}
 
 
+def test_zero_width_spaces_and_byte_order_marks_are_blank_to_the_reader_as_to_validation(tmp_path):
+    """One rule of what is blank (values.cell_text): a cell holding only U+200B or a BOM is empty, as a clerk sees
+    it, and a row of such cells is a blank row, not a person with no name."""
+    path = tmp_path / "低保.xlsx"
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append(["姓名", "身份证号码", "乡镇", "村"])
+    sheet.append(["\u200b张三\u3000", ID_A, "\ufeff", "东村"])
+    sheet.append(["\u200b", "\ufeff", " ", None])
+    sheet.append(["李四", ID_B, "河口镇", "西村"])
+    book.save(path)
+
+    [table], problems, _ = _read(path, tmp_path)
+
+    assert problems == [] and table.blank_rows == 1
+    frame = table.with_raw()
+    assert frame.select("row_number", "name", "township").rows() == [(2, "张三", None), (4, "李四", "河口镇")]
+
+
 def test_table_starting_mid_sheet_keeps_excel_row_numbers_and_unlabelled_columns(tmp_path):
     path = tmp_path / "低保.xlsx"
     book = openpyxl.Workbook()
