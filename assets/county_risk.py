@@ -18,12 +18,14 @@ from pipelines.resources import FangpinData
 QUALITY = "quality"
 
 
-@partitioned_asset(group_name="county", kinds={"duckdb"}, deps=["warehouse_month"])
+# Last among the steps ready beside it: its suites were started by warehouse_month (FangpinData.start_quality_suites)
+# and run while linkage, the queue and the workbooks do; this step collects them.
+@partitioned_asset(group_name="county", kinds={"duckdb"}, deps=["warehouse_month"], op_tags={"dagster/priority": "-1"})
 def data_quality(context: dg.AssetExecutionContext, fangpin: FangpinData) -> dg.MaterializeResult:
     """Expectation suites per department list and the roster, run on the month; results in quality.results."""
     month = month_of(context)
     with fangpin.writer() as con, transaction(con):
-        results = quality.run_list_suites(con, month)
+        results = fangpin.quality_results(con, month)
         quality.write_results(con, month, results)
     failed = results.filter(~pl.col("success")) if results.height else results
     context.log.info(f"质量检查 {results.height} 项，未通过 {failed.height} 项")

@@ -174,6 +174,7 @@ def warehouse_month(context: dg.AssetExecutionContext, fangpin: FangpinData, dro
     now = datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0)
     with fangpin.writer() as con, transaction(con):
         written = ingest.write_month(con, month, drop_zone, roster, results, now)
+    fangpin.start_quality_suites(month)
     context.log.info("写入数据仓库：" + "，".join(f"{table} {rows}" for table, rows in written.items()))
     return dg.MaterializeResult(metadata={**{table: rows for table, rows in written.items()},
                                           "warehouse": str(fangpin.warehouse_path)})

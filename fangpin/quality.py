@@ -87,6 +87,12 @@ def _row_ref_sql(file_col: str = "source_file", sheet_col: str = "sheet", row_co
             f"|| coalesce(CAST({row_col} AS VARCHAR), '?') || '行'")
 
 
+# Touches every table the suites read, so that a transaction begun before it reads them as they are now (DuckDB takes
+# a transaction's snapshot at its first read of a table, not at BEGIN).
+SNAPSHOT_QUERY = """SELECT (SELECT count(*) FROM staging.list_rows WHERE false), (SELECT count(*) FROM quarantine.rejected_rows
+    WHERE false), (SELECT count(*) FROM roster.persons WHERE false), (SELECT count(*) FROM roster.households WHERE false)"""
+
+
 def list_frames(con: duckdb.DuckDBPyConnection, month: str) -> pl.DataFrame:
     """Every row read this month for every registered list, in the shape the list suites judge.
 

@@ -2,13 +2,14 @@
 
 import os
 import threading
-from concurrent.futures import Future
+from concurrent.futures import Future, wait
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, TypeVar
 
 import dagster as dg
 import duckdb
+import polars as pl
 from pydantic import PrivateAttr
 
 from assets.partitions import COUNTY_TAG, MONTH_TAG, PARTITION_TAG
@@ -16,6 +17,7 @@ from fangpin import quality, reading, warehouse
 from fangpin.config import PROJECT_ROOT
 
 COUNTIES_FOLDER = "counties"
+T = TypeVar("T")
 
 
 def county_dir(province_dir: Path, county: str) -> Path:
@@ -40,28 +42,34 @@ def _run_month(run: dg.DagsterRun | None) -> str | None:
     return tags.get(MONTH_TAG) or tags.get(PARTITION_TAG)
 
 
+def _in_background(name: str, work: Callable[[], T], then: Callable[[], object] | None = None) -> Future:
+    """`work()` in a daemon thread named `name`; its result, or its error, in the returned future (raised again in
+    the step that asks for it, where the run reports it); `then` is called in that thread once `work` is over
+    (succeeded or failed). A daemon, so a run that fails before the step that needs it does not wait at exit."""
+    future: Future = Future()
+
+    def run() -> None:
+        try:
+            future.set_result(work())
+        except BaseException as error:  # noqa: BLE001 - handed to the step through the future
+            future.set_exception(error)
+        finally:
+            if then is not None:
+                then()
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    return future
+
+
 def _start_reading_roster(root: Path, month: str, then: Callable[[], object] | None = None) -> Future:
     """`reading.read_roster` in a background thread, from the run's setup on; `then` is called in that thread
     once the read is over (succeeded or failed).
 
     calamine parses the roster outside the GIL (two files at once), so started with the run it overlaps the
     drop_zone step instead of following it; the roster step then waits for the result. Same function, same files:
-    the same tables as reading them in the step. The thread is a daemon, so a run that fails before its roster step
-    does not wait for the read at exit.
+    the same tables as reading them in the step.
     """
-    future: Future = Future()
-
-    def read() -> None:
-        try:
-            future.set_result(reading.read_roster(root, month))
-        except BaseException as error:  # noqa: BLE001 - raised again in the roster step, where the run reports it
-            future.set_exception(error)
-        finally:
-            if then is not None:
-                then()
-
-    threading.Thread(target=read, name="fangpin-roster-read", daemon=True).start()
-    return future
+    return _in_background("fangpin-roster-read", lambda: reading.read_roster(root, month), then)
 
 
 def default_data_dir() -> str:
@@ -81,6 +89,8 @@ class FangpinData(dg.ConfigurableResource):
     _run: warehouse.RunWarehouse | None = PrivateAttr(default=None)
     _county: str | None = PrivateAttr(default=None)
     _roster_read: tuple[str, Future] | None = PrivateAttr(default=None)  # (month, read_roster's result to come)
+    _suites_run: tuple[str, Future] | None = PrivateAttr(default=None)  # (month, the quality suites' results to come)
+    _steps: frozenset[str] = PrivateAttr(default=frozenset())
 
     @property
     def root(self) -> Path:
@@ -98,7 +108,7 @@ class FangpinData(dg.ConfigurableResource):
         tags = context.run.tags if context.run else {}
         self._county = tags.get(COUNTY_TAG)
         self._run = warehouse.RunWarehouse(self.root)
-        steps = _run_steps(context)
+        self._steps = steps = frozenset(_run_steps(context))
         # great-expectations' import (quality.start_loading_great_expectations) overlaps the first steps instead
         # of delaying data_quality, but not the roster's parse: the two side by side fought for the GIL (the
         # parse's Python between calamine calls waited on the import; a 1M-person county's parse ended ~2 s
@@ -119,9 +129,47 @@ class FangpinData(dg.ConfigurableResource):
             return started[1].result()
         return reading.read_roster(self.root, month)
 
+    def start_quality_suites(self, month: str) -> None:
+        """Start the month's expectation suites (`quality.run_list_suites`) in a background thread, when this run has
+        a data_quality step; warehouse_month calls it once the month is committed.
+
+        Why: great-expectations is ~1.5 s of mostly single-threaded Python for a 1M-person county, while the steps
+        after warehouse_month (linkage, the queue, the workbooks: DuckDB and Polars) keep ~1.3 of two cores busy.
+        data_quality runs last among them (its `dagster/priority` is -1) and only collects the results. The suites
+        read a snapshot taken here, in the calling step: exactly what warehouse_month committed, whatever the later
+        steps write meanwhile, so the results are those of running them in their own step.
+        """
+        if self._run is None or "data_quality" not in self._steps:
+            return
+        with self._run.writer() as con:
+            snapshot = con.cursor()
+        snapshot.execute("BEGIN TRANSACTION")
+        snapshot.execute(quality.SNAPSHOT_QUERY).fetchall()  # a read starts the transaction: its snapshot is now
+
+        def suites() -> pl.DataFrame:
+            try:
+                return quality.run_list_suites(snapshot, month)
+            finally:
+                snapshot.close()
+
+        self._suites_run = (month, _in_background("fangpin-quality-suites", suites))
+
+    def quality_results(self, con: duckdb.DuckDBPyConnection, month: str) -> pl.DataFrame:
+        """The month's suite results: those the run started after warehouse_month (waited for), else run now."""
+        started, self._suites_run = self._suites_run, None
+        if started is not None and started[0] == month:
+            return started[1].result()
+        return quality.run_list_suites(con, month)
+
+    def _wait_for_suites(self) -> None:
+        """Let suites still running finish before the run's connection closes (closing it closes their cursor)."""
+        if self._suites_run is not None:
+            wait([self._suites_run[1]])
+
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         """The run is over (succeeded or failed): what its steps committed becomes live, all at once. A step that
         failed rolled its own transaction back, so a failed run publishes only whole steps."""
+        self._wait_for_suites()
         if self._run is not None:
             self._run.publish()  # the copy was made owner-only; the rename keeps its mode
 
@@ -134,4 +182,8 @@ class FangpinData(dg.ConfigurableResource):
                 yield con
             return
         with self._run.writer() as con:
-            yield con
+            try:
+                yield con
+            except BaseException:  # the run's connection is about to close: first let the suites' reads end
+                self._wait_for_suites()
+                raise

@@ -137,6 +137,34 @@ def test_rerunning_a_month_gives_identical_tables_and_leaves_other_months(county
     assert after == before
 
 
+def test_the_quality_results_are_those_of_the_suites_run_on_the_published_month(county):
+    """The suites run in a background thread beside the steps after warehouse_month, on a snapshot of what it
+    committed (FangpinData.start_quality_suites): their results are exactly those of running them afterwards."""
+    from fangpin import quality
+
+    data_dir, _, _ = county
+    columns = [c for c in quality.RESULT_SCHEMA if c != "checked_at"]
+    with _con(data_dir) as con:
+        for month in MONTHS:
+            stored = con.sql("SELECT * EXCLUDE (checked_at) FROM quality.results WHERE month = ?", params=[month]).pl()
+            again = quality.run_list_suites(con, month).select(columns)
+            assert stored.height > 50 and stored["success"].any()
+            assert stored.sort(["suite", "check_name"]).rows() == again.sort(["suite", "check_name"]).rows()
+
+
+def test_data_quality_runs_after_the_steps_its_suites_overlap(county):
+    """`dagster/priority` -1: the in-process executor runs data_quality once linkage, the queue and the workbooks are
+    done, so the suites started after warehouse_month have run beside them."""
+    _, home, _ = county
+    import dagster as dg
+
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        run = next(r for r in instance.get_runs() if r.tags.get("dagster/partition") == MONTHS[-1])
+        started = [r.step_key for r in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_START)]
+    after = started[started.index("warehouse_month") + 1:]
+    assert {"person_links", "warning_queue", "township_workbooks"} < set(after[:after.index("data_quality")])
+
+
 def test_workbooks_are_written_per_township(county):
     data_dir, _, _ = county
     month = MONTHS[-1]

@@ -362,3 +362,62 @@ def test_each_expectation_builds_its_configuration_once_per_validation_with_ge_s
     assert len(builds) > 5 * built_once  # 1,382 against 165 here
     assert once.equals(every_time)
     assert not once["success"].all() and once["examples"].is_not_null().any()
+
+
+# --- the suites beside the later steps (pipelines.resources.FangpinData.start_quality_suites) -------------------------
+
+@pytest.fixture
+def run_resource(tmp_path, monkeypatch):
+    """A run's resource whose plan has a data_quality step, and a gate the suites' thread waits at before reading."""
+    import threading
+
+    from fangpin import warehouse
+    from pipelines.resources import FangpinData
+
+    resource = FangpinData(data_dir=str(tmp_path))
+    resource._run = warehouse.RunWarehouse(tmp_path)
+    resource._steps = frozenset({"data_quality"})
+    gate, threads, real = threading.Event(), [], quality.run_list_suites
+
+    def gated(con, month):
+        threads.append(threading.current_thread().name)
+        if threading.current_thread().name == "fangpin-quality-suites":
+            assert gate.wait(30)
+        return real(con, month)
+
+    monkeypatch.setattr(quality, "run_list_suites", gated)
+    yield resource, gate, threads
+    resource._run.publish()
+
+
+def test_the_suites_judge_the_month_warehouse_month_committed_not_what_later_steps_write(run_resource):
+    resource, gate, threads = run_resource
+    with resource.writer() as con:
+        accepted(con, "medical_insurance.high_cost", 30)
+        roster(con, 40)
+        committed = quality.run_list_suites(con, MONTH)
+    resource.start_quality_suites(MONTH)
+    with resource.writer() as con:  # a later step writes while the suites wait to read
+        accepted(con, "civil_affairs.dibao", 20, first=200)
+        gate.set()
+        background = resource.quality_results(con, MONTH)
+        now = resource.quality_results(con, MONTH)  # nothing started any more: run in the step
+    assert threads == ["MainThread", "fangpin-quality-suites", "MainThread"]
+    assert set(committed["suite"]) == {"medical_insurance.high_cost", "roster"}
+    assert background.rows() == committed.rows()
+    assert set(now["suite"]) == {"medical_insurance.high_cost", "civil_affairs.dibao", "roster"}
+
+
+def test_a_step_failing_while_the_suites_run_waits_for_them_before_the_connection_closes(run_resource):
+    import threading
+
+    resource, gate, _ = run_resource
+    with resource.writer() as con:
+        accepted(con, "medical_insurance.high_cost", 30)
+        committed = quality.run_list_suites(con, MONTH)
+    resource.start_quality_suites(MONTH)
+    threading.Timer(0.3, gate.set).start()
+    with pytest.raises(RuntimeError, match="步骤失败"), resource.writer():
+        raise RuntimeError("步骤失败")  # the run's connection closes (fangpin.warehouse.RunWarehouse.writer)
+    with resource.writer() as con:
+        assert resource.quality_results(con, MONTH).rows() == committed.rows()
