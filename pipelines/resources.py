@@ -143,8 +143,12 @@ class FangpinData(dg.ConfigurableResource):
             return
         with self._run.writer() as con:
             snapshot = con.cursor()
-        snapshot.execute("BEGIN TRANSACTION")
-        snapshot.execute(quality.SNAPSHOT_QUERY).fetchall()  # a read starts the transaction: its snapshot is now
+        try:
+            snapshot.execute("BEGIN TRANSACTION")
+            snapshot.execute(quality.SNAPSHOT_QUERY).fetchall()  # a read starts the transaction: its snapshot is now
+        except duckdb.Error:  # not warehouse_month's failure (its month is committed): data_quality's step runs the
+            snapshot.close()  # suites itself and reports what fails there
+            return
 
         def suites() -> pl.DataFrame:
             try:

@@ -421,3 +421,15 @@ def test_a_step_failing_while_the_suites_run_waits_for_them_before_the_connectio
         raise RuntimeError("步骤失败")  # the run's connection closes (fangpin.warehouse.RunWarehouse.writer)
     with resource.writer() as con:
         assert resource.quality_results(con, MONTH).rows() == committed.rows()
+
+
+def test_suites_that_cannot_start_leave_warehouse_month_alone_and_run_in_data_quality_s_step(run_resource, monkeypatch):
+    resource, gate, threads = run_resource
+    gate.set()
+    with resource.writer() as con:
+        accepted(con, "medical_insurance.high_cost", 30)
+    monkeypatch.setattr(quality, "SNAPSHOT_QUERY", "SELECT * FROM no_such_table")
+    resource.start_quality_suites(MONTH)  # does not raise: warehouse_month has committed its month
+    with resource.writer() as con:
+        assert set(resource.quality_results(con, MONTH)["suite"]) == {"medical_insurance.high_cost"}
+    assert threads == ["MainThread"]
