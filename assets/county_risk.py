@@ -25,12 +25,14 @@ def data_quality(context: dg.AssetExecutionContext, fangpin: FangpinData) -> dg.
     """Expectation suites per department list and the roster, run on the month; results in quality.results."""
     month = month_of(context)
     with fangpin.writer() as con, transaction(con):
-        results = fangpin.quality_results(con, month)
+        results, seconds, in_background = fangpin.quality_results(con, month)
         quality.write_results(con, month, results)
     failed = results.filter(~pl.col("success")) if results.height else results
-    context.log.info(f"质量检查 {results.height} 项，未通过 {failed.height} 项")
+    where = "在后续步骤旁运行 beside the later steps" if in_background else "在本步骤中运行 in this step"
+    context.log.info(f"质量检查 {results.height} 项，未通过 {failed.height} 项（{where}，{seconds:.1f} 秒）")
     return dg.MaterializeResult(metadata={"expectations": results.height, "failed": failed.height,
-                                          "failed_suites": dg.MetadataValue.json(sorted(set(failed["suite"].to_list())) if failed.height else [])})
+                                          "failed_suites": dg.MetadataValue.json(sorted(set(failed["suite"].to_list())) if failed.height else []),
+                                          "suites_seconds": round(seconds, 2), "suites_in_background": in_background})
 
 
 def _quality_specs(partitions: dg.PartitionsDefinition) -> list[dg.AssetCheckSpec]:

@@ -161,8 +161,12 @@ def test_data_quality_runs_after_the_steps_its_suites_overlap(county):
     with dg.DagsterInstance.from_config(str(home)) as instance:
         run = next(r for r in instance.get_runs() if r.tags.get("dagster/partition") == MONTHS[-1])
         started = [r.step_key for r in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_START)]
+        [quality] = [r.asset_materialization.metadata for r in
+                     instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
+                     if r.asset_materialization.asset_key == dg.AssetKey("data_quality")]
     after = started[started.index("warehouse_month") + 1:]
     assert {"person_links", "warning_queue", "township_workbooks"} < set(after[:after.index("data_quality")])
+    assert quality["suites_in_background"].value is True and quality["suites_seconds"].value > 0  # shown in the UI
 
 
 def test_workbooks_are_written_per_township(county):

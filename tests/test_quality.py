@@ -404,8 +404,9 @@ def test_the_suites_judge_the_month_warehouse_month_committed_not_what_later_ste
         now = resource.quality_results(con, MONTH)  # nothing started any more: run in the step
     assert threads == ["MainThread", "fangpin-quality-suites", "MainThread"]
     assert set(committed["suite"]) == {"medical_insurance.high_cost", "roster"}
-    assert background.rows() == committed.rows()
-    assert set(now["suite"]) == {"medical_insurance.high_cost", "civil_affairs.dibao", "roster"}
+    assert background.in_background and background.results.rows() == committed.rows()
+    assert not now.in_background
+    assert set(now.results["suite"]) == {"medical_insurance.high_cost", "civil_affairs.dibao", "roster"}
 
 
 def test_a_step_failing_while_the_suites_run_waits_for_them_before_the_connection_closes(run_resource):
@@ -420,7 +421,7 @@ def test_a_step_failing_while_the_suites_run_waits_for_them_before_the_connectio
     with pytest.raises(RuntimeError, match="步骤失败"), resource.writer():
         raise RuntimeError("步骤失败")  # the run's connection closes (fangpin.warehouse.RunWarehouse.writer)
     with resource.writer() as con:
-        assert resource.quality_results(con, MONTH).rows() == committed.rows()
+        assert resource.quality_results(con, MONTH).results.rows() == committed.rows()
 
 
 def test_suites_that_cannot_start_leave_warehouse_month_alone_and_run_in_data_quality_s_step(run_resource, monkeypatch):
@@ -431,5 +432,5 @@ def test_suites_that_cannot_start_leave_warehouse_month_alone_and_run_in_data_qu
     monkeypatch.setattr(quality, "SNAPSHOT_QUERY", "SELECT * FROM no_such_table")
     resource.start_quality_suites(MONTH)  # does not raise: warehouse_month has committed its month
     with resource.writer() as con:
-        assert set(resource.quality_results(con, MONTH)["suite"]) == {"medical_insurance.high_cost"}
+        assert set(resource.quality_results(con, MONTH).results["suite"]) == {"medical_insurance.high_cost"}
     assert threads == ["MainThread"]
