@@ -161,9 +161,9 @@ class FangpinData(dg.ConfigurableResource):
             return
 
         def suites() -> SuiteResults:
-            started = time.perf_counter()
+            began = time.perf_counter()
             try:
-                return SuiteResults(quality.run_list_suites(snapshot, month), time.perf_counter() - started, True)
+                return SuiteResults(quality.run_list_suites(snapshot, month), time.perf_counter() - began, True)
             finally:
                 snapshot.close()
 
