@@ -56,10 +56,29 @@ def normalise_id(expr: pl.Expr) -> pl.Expr:
     that `id_problem` can say what is wrong with it: "11010519491231002+" stays a bad character (the code once marked
     legacy IDs with a "+" and so completed such a cell with a computed check character, and read "1234+" as missing).
     """
-    cleaned = clean_text(expr)
+    return complete_legacy(clean_text(expr))
+
+
+def complete_legacy(cleaned: pl.Expr) -> pl.Expr:
+    """The second half of `normalise_id`, given its first (`clean_text`): a legacy 15-digit ID made 18.
+
+    The check character, its dearest part, is computed on the legacy IDs only (null elsewhere): Polars computes
+    every branch of a when/then for every row.
+    """
     legacy = cleaned.str.contains(r"^[0-9]{15}(\.0*)?$")
-    first17 = pl.concat_str(cleaned.str.slice(0, 6), pl.lit("19"), cleaned.str.slice(6, 9))
-    return pl.when(legacy).then(pl.concat_str(first17, check_char(first17))).otherwise(cleaned)
+    first17 = pl.when(legacy).then(pl.concat_str(cleaned.str.slice(0, 6), pl.lit("19"), cleaned.str.slice(6, 9)))
+    return pl.coalesce(pl.concat_str(first17, check_char(first17)), cleaned)
+
+
+def with_normalised_id(frame: pl.LazyFrame, column: str = "id_number") -> pl.LazyFrame:
+    """`normalise_id` of a frame's column, as two steps of the query: cleaned, then completed.
+
+    Why not the one expression: a sub-expression used several times is evaluated once per use, so `normalise_id`
+    cleans each cell four times. 1,000,000 roster IDs: 0.31 s wall, 0.59 CPU-s as one expression; 0.11 s, 0.20
+    CPU-s in two steps (bench/README.md, session 16).
+    """
+    cleaned = frame.with_columns(clean_text(pl.col(column)).alias(column))
+    return cleaned.with_columns(complete_legacy(pl.col(column)).alias(column))
 
 
 def birth_date_from_id(id18: pl.Expr) -> pl.Expr:
@@ -98,7 +117,8 @@ def _checksum_ok(id18: pl.Expr) -> pl.Expr:
 def _looks_float_mangled(text: pl.Expr) -> pl.Expr:
     """Excel showed the ID as a number: scientific notation, a float's ".0", or 18 digits ending 000 that fail the
     check (Excel keeps 15 significant digits, so the last three of an 18-digit number become 000)."""
-    trailing_zeros = text.str.contains(r"^[0-9]{15}000$") & ~_checksum_ok(text)
+    ends_000 = pl.when(text.str.contains(r"^[0-9]{15}000$")).then(text)  # null elsewhere: no checksum computed there
+    trailing_zeros = ~_checksum_ok(ends_000).fill_null(True)
     return text.str.contains(_FLOAT_TEXT) | trailing_zeros
 
 

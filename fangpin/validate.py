@@ -126,11 +126,10 @@ def _prepare(table: pl.DataFrame, canonical: list[str], within: tuple[str, ...] 
 def _mark_problems(frame: pl.DataFrame, extra: list[pl.Expr], within: tuple[str, ...] = ()) -> pl.DataFrame:
     """`_code`: the first problem of each row (total row, ID, then `extra` checks), duplicates (within each
     `within` group: a person may be on several lists, once per list) after that."""
-    frame = frame.lazy().with_columns(
-        pl.col("id_number").alias("_id_raw"),
-        cell_text(pl.col("id_number")).alias("_id_text"),
-        ids.normalise_id(pl.col("id_number")).alias("id_number"),
-    ).with_columns(ids.problem_of_normalised(pl.col("id_number")).alias("_id_code")).collect()
+    raw = frame.lazy().with_columns(pl.col("id_number").alias("_id_raw"),
+                                    cell_text(pl.col("id_number")).alias("_id_text"))
+    judged = ids.with_normalised_id(raw).with_columns(ids.problem_of_normalised(pl.col("id_number")).alias("_id_code"))
+    frame = judged.collect()
     first = pl.coalesce(pl.when(pl.col("is_total_row")).then(pl.lit("total_row")), pl.col("_id_code"), *extra)
     return _mark_duplicates(frame.with_columns(first.alias("_code")), within)
 
