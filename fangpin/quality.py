@@ -88,7 +88,8 @@ def _row_ref_sql(file_col: str = "source_file", sheet_col: str = "sheet", row_co
 
 
 # Touches every table the suites read, so that a transaction begun before it reads them as they are now (DuckDB takes
-# a transaction's snapshot at its first read of a table, not at BEGIN).
+# a transaction's snapshot at its first read of a table, not at BEGIN). tests/test_quality.py records the tables
+# `run_list_suites` reads and fails when one is missing here.
 SNAPSHOT_QUERY = """SELECT (SELECT count(*) FROM staging.list_rows WHERE false), (SELECT count(*) FROM quarantine.rejected_rows
     WHERE false), (SELECT count(*) FROM roster.persons WHERE false), (SELECT count(*) FROM roster.households WHERE false)"""
 

@@ -1,6 +1,7 @@
 """The great-expectations suites catch planted faults, write only their month, and render offline."""
 from __future__ import annotations
 
+import re
 import socket
 from datetime import date
 
@@ -434,3 +435,32 @@ def test_suites_that_cannot_start_leave_warehouse_month_alone_and_run_in_data_qu
     with resource.writer() as con:
         assert set(resource.quality_results(con, MONTH).results["suite"]) == {"medical_insurance.high_cost"}
     assert threads == ["MainThread"]
+
+
+class _RecordingConnection:
+    """A DuckDB connection that keeps every query it is given (the suites only read through `sql`)."""
+
+    def __init__(self, con):
+        self.con, self.queries = con, []
+
+    def sql(self, query, *args, **kwargs):
+        self.queries.append(query)
+        return self.con.sql(query, *args, **kwargs)
+
+
+def _tables(query: str) -> set[str]:
+    """The tables a query names (its $parameters blanked: DuckDB will not name the tables of a prepared query)."""
+    unprepared = re.sub(r"\$\w+", "NULL", query)
+    return {name.split(" AS ")[0] for name in duckdb.get_table_names(unprepared, qualified=True)}
+
+
+def test_the_snapshot_query_reads_every_table_the_suites_read(con):
+    """The suites read a snapshot that SNAPSHOT_QUERY took: a table they read and it does not name would be read as
+    a later step left it."""
+    accepted(con, "medical_insurance.high_cost", 3)
+    roster(con, 3)
+    recording = _RecordingConnection(con)
+    quality.run_list_suites(recording, MONTH)
+    read = set().union(*(_tables(query) for query in recording.queries))
+    assert {"staging.list_rows", "roster.persons"} <= read
+    assert read <= _tables(quality.SNAPSHOT_QUERY)
