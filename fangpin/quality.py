@@ -23,6 +23,7 @@ import duckdb
 import polars as pl
 import yaml
 
+from fangpin import deferred
 from fangpin.config import PROJECT_ROOT, check_month, registry
 from fangpin.warehouse import replace_month
 
@@ -161,12 +162,19 @@ def roster_frames(con: duckdb.DuckDBPyConnection, month: str) -> tuple[pl.DataFr
 
 # --- great-expectations ----------------------------------------------------------------------------------------------
 
+# Imported by great-expectations' KL-divergence expectation, which its import loads with every other core expectation
+# and which no suite here uses: 2.23-2.36 -> 1.48-1.64 s for the import (bench/README.md, session 16).
+GE_UNUSED_IMPORTS = ("scipy.stats", "altair")
+
+
 @lru_cache(maxsize=1)
 def _batch_definition():
     """One ephemeral GE context for the process (building one per suite would cost more than validating).
 
-    Imported lazily: great-expectations takes seconds to import and Dagster loads this module's callers at startup.
+    Imported lazily: great-expectations takes seconds to import and Dagster loads this module's callers at startup;
+    and without the modules only an unused expectation needs (`GE_UNUSED_IMPORTS`, imported if anything uses them).
     """
+    deferred.import_on_use(GE_UNUSED_IMPORTS)
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
     from great_expectations.execution_engine import pandas_execution_engine
