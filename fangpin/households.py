@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import polars as pl
 
+from fangpin.ordering import ROSTER_ORDER, in_order
+
 HEAD = "户主"  # 户主, head of household, in the 与户主关系 (relation to head) column
 
 # Household-level columns of a person row, as parsed by fangpin.validate.validate_roster.
@@ -35,17 +37,16 @@ def is_head(relation: pl.Expr) -> pl.Expr:
     return (relation.cast(pl.String).str.replace_all(r"\s", "") == HEAD).fill_null(False)
 
 
-def _member_order() -> list[pl.Expr]:
-    """Head first, then members in the order the roster lists them."""
-    return [pl.col("is_head").not_(), pl.col("source_file"), pl.col("sheet"), pl.col("row_number")]
-
-
 def in_member_order(persons: pl.DataFrame) -> pl.DataFrame:
     """Person rows sorted head first, then in roster order: the order `household_value` reads a household in.
 
-    One sort of the frame instead of one per household and column (which cost seconds at a million persons).
+    One sort of the frame instead of one per household and column (which cost seconds at a million persons); rows
+    already in roster order (validation's output) only have their heads moved first.
     """
-    return persons.sort(_member_order(), maintain_order=True)
+    heads_first = pl.col("is_head").not_()
+    if in_order(persons, ROSTER_ORDER):
+        return persons.sort(heads_first, maintain_order=True)
+    return persons.sort(heads_first, *ROSTER_ORDER, maintain_order=True)
 
 
 def household_value(column: str) -> pl.Expr:

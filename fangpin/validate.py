@@ -18,6 +18,7 @@ import polars as pl
 
 from fangpin import households, ids
 from fangpin.config import ListSpec, check_month, registry
+from fangpin.ordering import ROSTER_ORDER, in_order
 from fangpin.values import cell_text, parse_amount, parse_date, resolve_places
 from schemas.lists import ListRowsModel, RejectedRowsModel, RowNotesModel
 from schemas.reasons import NOTE, REJECT
@@ -119,7 +120,8 @@ def _prepare(table: pl.DataFrame, canonical: list[str], within: tuple[str, ...] 
         *[pl.col(c).cast(t) for c, t in LINEAGE.items()],
     )
     frame = frame.with_columns(pl.col("sheet").fill_null(""), pl.col("is_total_row").fill_null(False))
-    ordered = frame.sort(*within, "source_file", "sheet", "row_number", maintain_order=True, nulls_last=True)
+    keys = (*within, *ROSTER_ORDER)
+    ordered = frame if in_order(frame, keys) else frame.sort(*keys, maintain_order=True, nulls_last=True)
     return ordered.with_row_index("_order")  # the row's position: kept until duplicates are marked
 
 
