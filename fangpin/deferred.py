@@ -58,4 +58,3 @@ def import_on_use(names: tuple[str, ...]) -> list[str]:
             sys.modules[name] = stand_in
             deferred.append(name)
     return deferred
-
