@@ -1,0 +1,26 @@
+"""bench/ab.py's arithmetic: what a core left idle, and the summary of alternating rounds."""
+from __future__ import annotations
+
+from bench.ab import Sample, idle_core_seconds, summary
+
+
+def test_idle_core_seconds_counts_what_the_cores_did_not_use():
+    # 2 cores: the first second one core busy (1 idle core-second), the next both (none), then none (2)
+    samples = [(0.0, 0.0), (1.0, 1.0), (2.0, 3.0), (3.0, 3.0)]
+    assert idle_core_seconds(samples, cores=2) == 3.0
+    assert idle_core_seconds(samples[:1], cores=2) == 0.0
+
+
+def test_summary_gives_medians_and_how_often_b_was_faster():
+    a = [Sample(22.0, 36.0, 7.0, 0), Sample(21.0, 35.0, 7.5, 0), Sample(23.0, 37.0, 6.0, 0)]
+    b = [Sample(21.0, 34.0, 6.5, 0), Sample(21.5, 34.5, 7.0, 0), Sample(20.0, 33.0, 6.0, 0)]
+    lines = summary(a, b, ("before", "after"))
+    assert lines[0] == "round 1: before 22.0 s (36.0 CPU-s, idle 7.0) | after 21.0 s (34.0 CPU-s, idle 6.5)"
+    assert "before: median 22.00 s, CPU 36.00 s, idle 7.00 core-s" in lines
+    assert "after: median 21.00 s, CPU 34.00 s, idle 6.50 core-s" in lines
+    assert lines[-1] == "after faster than before in 2 of 3 rounds"
+
+
+def test_a_failed_run_is_named_in_the_summary():
+    lines = summary([Sample(5.0, 6.0, 1.0, 1)], [Sample(20.0, 30.0, 5.0, 0)], ("A", "B"))
+    assert lines[-1].startswith("runs that failed (exit code not 0): A")
