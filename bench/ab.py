@@ -2,10 +2,10 @@
 
 Why: this machine's speed drifts within an hour by more than most changes move a county run (bench/README.md,
 sessions 13-16), so two `make bench` an hour apart cannot tell a change worth one CPU-second; rounds that alternate
-can. Each revision is checked out in a temporary git worktree that uses this project's virtualenv; every run starts
-with a fresh DAGSTER_HOME and no warehouse, exports or read cache, on the county that `make bench county` generated
-and cached. The run's CPU time is sampled every 0.1 s from /proc, which also gives the core-seconds a core stood
-idle; its exact CPU time comes from `os.wait4`.
+can. Each revision is checked out in a temporary git worktree and run with this project's virtualenv, the way the
+bench runs fangpin (`bench.run.run_fangpin`: a fresh DAGSTER_HOME, no warehouse, exports or read cache) on the
+county that `make bench county` generated and cached. The run's CPU time, sampled every 0.1 s from /proc, gives the
+core-seconds a core stood idle; its exact CPU time comes from `os.wait4`.
 
     .venv/bin/python -m bench.ab REV_A REV_B [--rounds 4]      e.g. bench.ab main~1 main
 """
@@ -14,20 +14,16 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from bench.run import CACHE_DIR, SCENARIOS, scenario_dir
+from bench.run import CACHE_DIR, PROJECT_ROOT, SCENARIOS, run_fangpin, scenario_dir
 
-PROJECT = Path(__file__).resolve().parent.parent
-SAMPLE_SECONDS = 0.1
 
 
 @dataclass(frozen=True)
@@ -42,24 +38,14 @@ class Sample:
 
 @contextlib.contextmanager
 def checked_out(revision: str, parent: Path) -> Iterator[Path]:
-    """`revision` in a git worktree under `parent`, with this project's .venv; removed afterwards."""
+    """`revision` in a git worktree under `parent` (run with this project's virtualenv); removed afterwards."""
     tree = Path(tempfile.mkdtemp(prefix="rev-", dir=parent)) / "tree"
-    subprocess.run(["git", "-C", str(PROJECT), "worktree", "add", "--detach", "--quiet", str(tree), revision],
+    subprocess.run(["git", "-C", str(PROJECT_ROOT), "worktree", "add", "--detach", "--quiet", str(tree), revision],
                    check=True)
     try:
-        (tree / ".venv").symlink_to(PROJECT / ".venv")
         yield tree
     finally:
-        subprocess.run(["git", "-C", str(PROJECT), "worktree", "remove", "--force", str(tree)], check=False)
-
-
-def _cpu_seconds(pid: int) -> float | None:
-    """User + system seconds of a running process (every thread), from /proc/<pid>/stat."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        subprocess.run(["git", "-C", str(PROJECT_ROOT), "worktree", "remove", "--force", str(tree)], check=False)
 
 
 def idle_core_seconds(samples: list[tuple[float, float]], cores: int) -> float:
@@ -67,30 +53,13 @@ def idle_core_seconds(samples: list[tuple[float, float]], cores: int) -> float:
     return sum(max(0.0, cores * (t2 - t1) - (c2 - c1)) for (t1, c1), (t2, c2) in zip(samples, samples[1:]))
 
 
-def run_once(code: Path, data_dir: Path, month: str, work: Path) -> Sample:
-    """`fangpin run` of `code` (a worktree) on `data_dir`, with nothing left from an earlier run."""
-    home = work / "dagster_home"
-    for stale in (home, data_dir / "warehouse", data_dir / "exports", data_dir / "cache"):
-        shutil.rmtree(stale, ignore_errors=True)
-    home.mkdir(parents=True)
-    env = dict(os.environ, DAGSTER_HOME=str(home))
-    started = time.perf_counter()
-    child = subprocess.Popen([str(code / ".venv" / "bin" / "python"), "-m", "fangpin.cli", "run", "--month", month,
-                              "--data-dir", str(data_dir)], cwd=code, env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    samples = []
-    while True:
-        pid, status, usage = os.wait4(child.pid, os.WNOHANG)  # the exact CPU time of the run once it ends
-        if pid:
-            break
-        cpu = _cpu_seconds(child.pid)
-        if cpu is not None:
-            samples.append((time.perf_counter() - started, cpu))
-        time.sleep(SAMPLE_SECONDS)
-    wall = time.perf_counter() - started
-    child.returncode = os.waitstatus_to_exitcode(status)
-    cpu = usage.ru_utime + usage.ru_stime
-    return Sample(wall, cpu, idle_core_seconds(samples, os.cpu_count() or 1), child.returncode)
+def run_once(code: Path, data_dir: Path, work: Path) -> Sample:
+    """`fangpin run` of `code` (a worktree) on the bench county, as `make bench` runs it (`bench.run.run_fangpin`:
+    a fresh instance, no warehouse, exports or read cache; the run's log under `work`)."""
+    scenario = SCENARIOS["county"]
+    outcome = run_fangpin(data_dir, scenario.month, work, scenario.cap_seconds, scenario.memory_cap_gb, code=code)
+    return Sample(outcome.wall, outcome.cpu, idle_core_seconds(outcome.cpu_samples, os.cpu_count() or 1),
+                  outcome.returncode)
 
 
 def summary(a: list[Sample], b: list[Sample], names: tuple[str, str]) -> list[str]:
@@ -123,12 +92,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     with tempfile.TemporaryDirectory(prefix="fangpin-ab-") as temp, \
             checked_out(args.a, Path(temp)) as code_a, checked_out(args.b, Path(temp)) as code_b:
-        runs: dict[str, list[Sample]] = {args.a: [], args.b: []}
+        runs_a: list[Sample] = []
+        runs_b: list[Sample] = []  # apart from runs_a even when both name one revision (an A/A check of the noise)
         for round_number in range(1, args.rounds + 1):
-            for name, code in ((args.a, code_a), (args.b, code_b)):
-                runs[name].append(run_once(code, data_dir, scenario.month, Path(temp)))
-                print(f"round {round_number} {name}: {runs[name][-1].wall:.1f} s", file=sys.stderr, flush=True)
-    for line in summary(runs[args.a], runs[args.b], (args.a, args.b)):
+            for name, code, runs in ((args.a, code_a, runs_a), (args.b, code_b, runs_b)):
+                runs.append(run_once(code, data_dir, Path(temp) / "run"))
+                print(f"round {round_number} {name}: {runs[-1].wall:.1f} s", file=sys.stderr, flush=True)
+    names = (args.a, args.b) if args.a != args.b else (f"{args.a} (A)", f"{args.b} (B)")
+    for line in summary(runs_a, runs_b, names):
         print(line)
     return 0
 

@@ -484,6 +484,7 @@ class RunOutcome:
     step_peak_rss: dict[str, int] = field(default_factory=dict)  # step -> highest sampled RSS while it ran
     stdout: Path | None = None
     stderr: Path | None = None
+    cpu_samples: list[tuple[float, float]] = field(default_factory=list)  # (seconds, CPU seconds) of the child, 0.1 s apart
 
 
 PROFILE_SNIPPET = (
@@ -498,14 +499,18 @@ PROFILE_SNIPPET = (
 
 
 def fangpin_command(month: str, data_dir: Path, profile_to: Path | None = None, command: str = "run",
-                    workers: int = 1, one_run: bool = False) -> list[str]:
+                    workers: int = 1, one_run: bool = False, code: Path = PROJECT_ROOT) -> list[str]:
     """The clerk's command (the console script of this virtualenv), or the same under cProfile; `command` is `run`
-    (a county's month) or `province` (every county's month, then the provincial marts)."""
+    (a county's month) or `province` (every county's month, then the provincial marts). `code`: another checkout
+    of fangpin (bench/ab.py's worktrees), run as `python -m fangpin.cli` from its folder, since the console script
+    imports this checkout's."""
     args = [command, "--month", month, "--data-dir", str(data_dir)]
     args += ["--workers", str(workers)] if command == "province" else []
     args += ["--one-run"] if one_run else []
     if profile_to is not None:
         return [sys.executable, "-c", PROFILE_SNIPPET, str(profile_to), *args]
+    if Path(code) != PROJECT_ROOT:
+        return [sys.executable, "-m", "fangpin.cli", *args]
     script = Path(sys.executable).with_name("fangpin")
     return [str(script), *args] if script.exists() else [sys.executable, "-m", "fangpin.cli", *args]
 
@@ -567,11 +572,21 @@ class _StepWatcher:
         return f"{self.run} {self.step}".strip() if self.runs > 1 else self.step
 
 
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system seconds of a running process (every thread), from /proc/<pid>/stat."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run_fangpin(data_dir: Path, month: str, work: Path, cap_seconds: float, memory_cap_gb: float,
                 profile_to: Path | None = None, command: str = "run", workers: int = 1,
-                one_run: bool = False) -> RunOutcome:
+                one_run: bool = False, code: Path = PROJECT_ROOT) -> RunOutcome:
     """Run one month in a child with a fresh Dagster instance under `work`, from an empty warehouse (and read
-    cache) in the data dir and in every county dir of a province; stop it past the caps."""
+    cache) in the data dir and in every county dir of a province; stop it past the caps. `code`: the checkout of
+    fangpin to run (`fangpin_command`)."""
     home = work / "dagster_home"
     data_dirs = {Path(data_dir), *county_dirs(data_dir)}
     for stale in (home, *(d / name for d in data_dirs for name in ("warehouse", "exports", "cache"))):
@@ -582,9 +597,9 @@ def run_fangpin(data_dir: Path, month: str, work: Path, cap_seconds: float, memo
     out_path, err_path = work / "run.stdout.log", work / "run.stderr.log"
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
         spawned, started, load_before = time.time(), time.perf_counter(), os.getloadavg()[0]
-        child = subprocess.Popen(fangpin_command(month, data_dir, profile_to, command, workers, one_run), stdout=out, stderr=err, env=env,
-                                 cwd=PROJECT_ROOT, start_new_session=True)
-        watcher, peaks, stopped = _StepWatcher(err_path, month), {}, None
+        child = subprocess.Popen(fangpin_command(month, data_dir, profile_to, command, workers, one_run, code),
+                                 stdout=out, stderr=err, env=env, cwd=code, start_new_session=True)
+        watcher, peaks, stopped, cpu_samples = _StepWatcher(err_path, month), {}, None, []
         while True:
             pid, status, usage = os.wait4(child.pid, os.WNOHANG)
             if pid:
@@ -592,6 +607,9 @@ def run_fangpin(data_dir: Path, month: str, work: Path, cap_seconds: float, memo
             step, rss = watcher.current(), _group_rss(child.pid)
             peaks[step] = max(peaks.get(step, 0), rss)
             elapsed = time.perf_counter() - started
+            cpu = _cpu_seconds(child.pid)
+            if cpu is not None:
+                cpu_samples.append((elapsed, cpu))
             if stopped is None and (elapsed > cap_seconds or rss > memory_cap_gb * GB):
                 stopped = "time cap" if elapsed > cap_seconds else "memory cap"
                 _say(f"  stopping the run ({stopped}) during {watcher.where() or 'startup'} after {elapsed:.0f} s, RSS {rss / GB:.1f} GB")
@@ -603,7 +621,7 @@ def run_fangpin(data_dir: Path, month: str, work: Path, cap_seconds: float, memo
     return RunOutcome(child.returncode, wall, max(usage.ru_maxrss * 1024, sampled), spawned, usage.ru_utime + usage.ru_stime,
                       (load_before, os.getloadavg()[0]), stopped, watcher.current(),
                       watcher.run if watcher.runs > 1 else "",
-                      {(k or STARTUP): v for k, v in peaks.items()}, out_path, err_path)
+                      {(k or STARTUP): v for k, v in peaks.items()}, out_path, err_path, cpu_samples)
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -24,3 +24,12 @@ def test_summary_gives_medians_and_how_often_b_was_faster():
 def test_a_failed_run_is_named_in_the_summary():
     lines = summary([Sample(5.0, 6.0, 1.0, 1)], [Sample(20.0, 30.0, 5.0, 0)], ("A", "B"))
     assert lines[-1].startswith("runs that failed (exit code not 0): A")
+
+
+def test_another_checkout_runs_its_own_code_not_this_checkout_s_console_script(tmp_path):
+    import sys
+
+    from bench.run import fangpin_command
+
+    theirs = fangpin_command("2026-10", tmp_path, code=tmp_path / "tree")
+    assert theirs == [sys.executable, "-m", "fangpin.cli", "run", "--month", "2026-10", "--data-dir", str(tmp_path)]
