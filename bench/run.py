@@ -484,7 +484,7 @@ class RunOutcome:
     step_peak_rss: dict[str, int] = field(default_factory=dict)  # step -> highest sampled RSS while it ran
     stdout: Path | None = None
     stderr: Path | None = None
-    cpu_samples: list[tuple[float, float]] = field(default_factory=list)  # (seconds, CPU seconds) of the child, 0.1 s apart
+    cpu_samples: list[tuple[float, float]] = field(default_factory=list)  # (seconds, CPU seconds), 0.1 s apart
 
 
 PROFILE_SNIPPET = (
