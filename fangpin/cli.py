@@ -41,14 +41,18 @@ def _execute(location: str, job_name: str, partition_key, data_dir: Path, assets
     os.environ["FANGPIN_DATA_DIR"] = str(data_dir)
     import importlib
 
-    import dagster as dg
+    from fangpin.collector import loading_modules
 
-    if instance is None:
+    with loading_modules():  # Dagster, the code location and the instance's storage: no full collections
+        import dagster as dg
+
+        defs = importlib.import_module(location).defs
+        opened = dg.DagsterInstance.get() if instance is None else None
+    if opened is not None:
         # Disposed of when the run ends: closes the event log's kept connections (pipelines.event_log), so SQLite
         # folds its write-ahead log into the run's history file before the CLI exits without interpreter teardown.
-        with dg.DagsterInstance.get() as instance:
-            return _execute(location, job_name, partition_key, data_dir, assets, instance, ops)
-    defs = importlib.import_module(location).defs
+        with opened:
+            return _execute(location, job_name, partition_key, data_dir, assets, opened, ops)
     print(f"fangpin: {job_name} {partition_key} ← {data_dir}", file=sys.stderr)
     return defs.resolve_job_def(job_name).execute_in_process(
         partition_key=partition_key,

@@ -24,6 +24,7 @@ import polars as pl
 import yaml
 
 from fangpin import deferred
+from fangpin.collector import loading_modules
 from fangpin.config import PROJECT_ROOT, check_month, registry
 from fangpin.warehouse import replace_month
 
@@ -175,20 +176,21 @@ def _batch_definition():
     and without the modules only an unused expectation needs (`GE_UNUSED_IMPORTS`, imported if anything uses them).
     """
     deferred.import_on_use(GE_UNUSED_IMPORTS)
-    import great_expectations as gx
-    from great_expectations.data_context.types.base import ProgressBarsConfig
-    from great_expectations.execution_engine import pandas_execution_engine
+    with loading_modules():  # its import and the context's: no full collections
+        import great_expectations as gx
+        from great_expectations.data_context.types.base import ProgressBarsConfig
+        from great_expectations.execution_engine import pandas_execution_engine
 
-    # GE fingerprints every in-memory frame below HASH_THRESHOLD bytes (a hash of every cell, twice per validation)
-    # only to label the batch in its stores, which this ephemeral context does not keep. For a 300,000-person
-    # county the roster's fingerprints took 0.7-0.9 s of the 2.0-2.3 s of all suites; with a threshold of 0 no
-    # frame is fingerprinted, and the results are the same (tests/test_quality.py).
-    pandas_execution_engine.HASH_THRESHOLD = 0
-    context = gx.get_context(mode="ephemeral")
-    context.enable_analytics(False)
-    context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
-    source = context.data_sources.add_pandas("fangpin_quality")
-    return source.add_dataframe_asset("month_frame").add_batch_definition_whole_dataframe("whole")
+        # GE fingerprints every in-memory frame below HASH_THRESHOLD bytes (a hash of every cell, twice per
+        # validation) only to label the batch in its stores, which this ephemeral context does not keep. For a
+        # 300,000-person county the roster's fingerprints took 0.7-0.9 s of the 2.0-2.3 s of all suites; with a
+        # threshold of 0 no frame is fingerprinted, and the results are the same (tests/test_quality.py).
+        pandas_execution_engine.HASH_THRESHOLD = 0
+        context = gx.get_context(mode="ephemeral")
+        context.enable_analytics(False)
+        context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+        source = context.data_sources.add_pandas("fangpin_quality")
+        return source.add_dataframe_asset("month_frame").add_batch_definition_whole_dataframe("whole")
 
 
 _CONTEXT_LOCK = threading.Lock()  # the warm-up thread and data_quality must not build two contexts at once

@@ -28,6 +28,7 @@ from typing import Iterator
 
 import dagster as dg
 
+from fangpin.collector import loading_modules
 from pipelines.progress import clerk_message
 from pipelines.resources import FangpinData, county_dir
 
@@ -181,7 +182,8 @@ def run_counties(province_dir: Path, month: str, sizes: dict[str, int], workers:
 
 def run_county_of_the_province(province_dir: Path, month: str, county: str) -> CountyOutcome:
     """One county with the province's county assets (a worker's task: imported once per worker process)."""
-    from pipelines.province import COUNTY_ASSETS
+    with loading_modules():  # a worker's first county imports the code location: no full collections
+        from pipelines.province import COUNTY_ASSETS
 
     print(f"▶ {county}", file=sys.stderr, flush=True)  # the assets' own lines follow (Dagster's console)
     return run_county(COUNTY_ASSETS, province_dir, month, county)
