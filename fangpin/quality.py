@@ -249,37 +249,50 @@ def _as_pandas(frame: pl.DataFrame) -> pd.DataFrame:
                               .cast(pl.Int64)).to_pandas()
 
 
-_VALIDATION_LOCK = threading.Lock()  # one validation at a time: it patches two GE classes (below)
+_VALIDATION_LOCK = threading.Lock()  # one validation at a time: it patches three GE classes (below)
 
 
 @contextmanager
 def _configurations_built_once() -> Iterator[None]:
-    """Within one validation, each GE expectation builds its `configuration` once instead of every time it is asked.
+    """Within one validation, each GE expectation builds its `configuration` once instead of every time it is asked,
+    and each configuration its expectation object (`to_domain_obj`) once.
 
     GE 1.x rebuilds an expectation's configuration (a pydantic dump, a class-name conversion, a new object) on every
     read of the property, ~130 reads per expectation while it plans the metrics: 13,082 builds for a province
-    county's 103 expectations, a third of the suites' time. Inside a validation the expectations never change, so the
-    first build is kept, per expectation object, until the validation ends; the objects are held so that no new one
-    can take a freed one's id. The property is GE's own (pinned version); tests/test_quality.py checks that the
-    results equal those of GE's unpatched property. Patches a GE class: enter under `_VALIDATION_LOCK`, as
-    `_validate` does.
+    county's 103 expectations, a third of the suites' time. And for each metric it plans (~12 per expectation) it
+    turns a configuration back into a new expectation object, whose configuration is then built again: keeping the
+    configurations per expectation object alone still left 1,545 builds (0.38 s of a province county's 1.8 s of
+    suites, profiled; bench/README.md, session 17). Inside a validation neither ever changes, so the first build of
+    each is kept, per object, until the validation ends; the objects are held so that no new one can take a freed
+    one's id. Both methods are GE's own (pinned version); tests/test_quality.py checks that the results equal those
+    of GE's unpatched methods. Patches two GE classes: enter under `_VALIDATION_LOCK`, as `_validate` does.
     """
     from great_expectations.expectations.expectation import Expectation
+    from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
 
-    built: dict[int, tuple[Any, Any]] = {}
-    unpatched = Expectation.configuration
+    unpatched_configuration, unpatched_to_domain_obj = Expectation.configuration, ExpectationConfiguration.to_domain_obj
+    configurations: dict[int, tuple[Any, Any]] = {}  # id(expectation) -> (expectation, its configuration)
+    expectations: dict[int, tuple[Any, Any]] = {}  # id(configuration) -> (configuration, its expectation)
 
     def configuration(expectation):
-        kept = built.get(id(expectation))
+        kept = configurations.get(id(expectation))
         if kept is None:
-            kept = built[id(expectation)] = (expectation, unpatched.fget(expectation))
+            kept = configurations[id(expectation)] = (expectation, unpatched_configuration.fget(expectation))
+        return kept[1]
+
+    def to_domain_obj(config):
+        kept = expectations.get(id(config))
+        if kept is None:
+            kept = expectations[id(config)] = (config, unpatched_to_domain_obj(config))
         return kept[1]
 
     Expectation.configuration = property(configuration)
+    ExpectationConfiguration.to_domain_obj = to_domain_obj
     try:
         yield
     finally:
-        Expectation.configuration = unpatched
+        Expectation.configuration = unpatched_configuration
+        ExpectationConfiguration.to_domain_obj = unpatched_to_domain_obj
 
 
 @contextmanager

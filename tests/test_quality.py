@@ -337,12 +337,14 @@ def test_ranges_are_judged_in_one_vectorised_step_with_the_results_of_ge_s_per_r
 
 
 def test_each_expectation_builds_its_configuration_once_per_validation_with_ge_s_own_results(con, monkeypatch):
-    """GE rebuilds an expectation's configuration every time it reads it (~130 times per expectation). During a
-    validation fangpin keeps the first build; the results must be those of GE's own property, failed checks and
-    their example rows included, and the property must be GE's again afterwards."""
+    """GE rebuilds an expectation's configuration every time it reads it (~130 times per expectation), and a new
+    expectation object from a configuration for each metric it plans. During a validation fangpin keeps the first
+    build of each; the results must be those of GE's own methods, failed checks and their example rows included, and
+    the methods must be GE's again afterwards."""
     from contextlib import nullcontext
 
     from great_expectations.expectations.expectation import Expectation
+    from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
 
     ids = [valid_id(8100 + i) for i in range(12)]
     ids[11] = ids[0]
@@ -353,14 +355,17 @@ def test_each_expectation_builds_its_configuration_once_per_validation_with_ge_s
     builds: list[int] = []
     monkeypatch.setattr(Expectation, "configuration",
                         property(lambda expectation: builds.append(id(expectation)) or gx_property.fget(expectation)))
-    counting = Expectation.configuration
+    counting, gx_to_domain_obj = Expectation.configuration, ExpectationConfiguration.to_domain_obj
     once = quality.run_list_suites(con, MONTH)
     built_once = len(builds)
-    assert Expectation.configuration is counting
+    assert Expectation.configuration is counting and ExpectationConfiguration.to_domain_obj is gx_to_domain_obj
     builds.clear()
     monkeypatch.setattr(quality, "_configurations_built_once", nullcontext)
     every_time = quality.run_list_suites(con, MONTH)
-    assert len(builds) > 5 * built_once  # 1,382 against 165 here
+    assert len(builds) > 5 * built_once  # 1,382 against 33 here
+    # Per expectation: the suite's, the copy GE plans with, and the one it makes again for each metric. Without
+    # keeping each configuration's expectation object, 165 here.
+    assert built_once <= 3 * once.height
     assert once.equals(every_time)
     assert not once["success"].all() and once["examples"].is_not_null().any()
 
