@@ -23,7 +23,13 @@ def _data_dir(arg: str | None) -> Path:
 
 
 def run_month(month: str, data_dir: Path, assets: list[str] | None = None) -> bool:
-    """Materialise every asset of `month` (or only `assets`) through Dagster; print progress and the summary."""
+    """Materialise every asset of `month` (or only `assets`) through Dagster; print progress and the summary.
+
+    The roster's files are being parsed while Dagster loads (fangpin.background): the run takes that read over."""
+    if assets is None or "roster" in assets:
+        from fangpin import background
+
+        background.read_roster_ahead(data_dir, month)
     result = _execute("pipelines.definitions", "monthly_run", month, data_dir, assets)
     from fangpin.summary import print_summary
 

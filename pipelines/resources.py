@@ -1,12 +1,11 @@
 """Resources, configured once in `Definitions`: where the data lives and the one warehouse writer."""
 
 import os
-import threading
 import time
 from concurrent.futures import Future, wait
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator, NamedTuple, TypeVar
+from typing import Iterator, NamedTuple
 
 import dagster as dg
 import duckdb
@@ -14,11 +13,10 @@ import polars as pl
 from pydantic import PrivateAttr
 
 from assets.partitions import COUNTY_TAG, MONTH_TAG, PARTITION_TAG
-from fangpin import quality, reading, warehouse
+from fangpin import background, quality, reading, warehouse
 from fangpin.config import PROJECT_ROOT
 
 COUNTIES_FOLDER = "counties"
-T = TypeVar("T")
 
 
 def county_dir(province_dir: Path, county: str) -> Path:
@@ -50,36 +48,6 @@ class SuiteResults(NamedTuple):
     results: pl.DataFrame
     seconds: float
     in_background: bool
-
-
-def _in_background(name: str, work: Callable[[], T], then: Callable[[], object] | None = None) -> Future:
-    """`work()` in a daemon thread named `name`; its result, or its error, in the returned future (raised again in
-    the step that asks for it, where the run reports it); `then` is called in that thread once `work` is over
-    (succeeded or failed). A daemon, so a run that fails before the step that needs it does not wait at exit."""
-    future: Future = Future()
-
-    def run() -> None:
-        try:
-            future.set_result(work())
-        except BaseException as error:  # noqa: BLE001 - handed to the step through the future
-            future.set_exception(error)
-        finally:
-            if then is not None:
-                then()
-
-    threading.Thread(target=run, name=name, daemon=True).start()
-    return future
-
-
-def _start_reading_roster(root: Path, month: str, then: Callable[[], object] | None = None) -> Future:
-    """`reading.read_roster` in a background thread, from the run's setup on; `then` is called in that thread
-    once the read is over (succeeded or failed).
-
-    calamine parses the roster outside the GIL (two files at once), so started with the run it overlaps the
-    drop_zone step instead of following it; the roster step then waits for the result. Same function, same files:
-    the same tables as reading them in the step.
-    """
-    return _in_background("fangpin-roster-read", lambda: reading.read_roster(root, month), then)
 
 
 def default_data_dir() -> str:
@@ -127,13 +95,14 @@ class FangpinData(dg.ConfigurableResource):
         warm_up = quality.start_loading_great_expectations if "data_quality" in steps else None
         month = _run_month(context.run)
         if month and "roster" in steps:
-            self._roster_read = (month, _start_reading_roster(self.root, month, then=warm_up))
+            self._roster_read = (month, background.roster_read(self.root, month, then=warm_up))
         elif warm_up is not None:
             warm_up()
 
     def roster_files(self, month: str) -> reading.RosterFiles:
-        """The month's roster files as `reading.read_roster` returns them: the read the run started at its setup
-        (waited for; its error, if any, raised here), else a read now (outside a run, or for another month)."""
+        """The month's roster files as `reading.read_roster` returns them: the read the run started at its setup, or
+        the CLI before it (fangpin.background; waited for, its error, if any, raised here), else a read now (outside
+        a run, or for another month)."""
         started, self._roster_read = self._roster_read, None
         if started is not None and started[0] == month:
             return started[1].result()
@@ -167,7 +136,7 @@ class FangpinData(dg.ConfigurableResource):
             finally:
                 snapshot.close()
 
-        self._suites_run = (month, _in_background("fangpin-quality-suites", suites))
+        self._suites_run = (month, background.in_background("fangpin-quality-suites", suites))
 
     def quality_results(self, con: duckdb.DuckDBPyConnection, month: str) -> SuiteResults:
         """The month's suite results: those the run started after warehouse_month (waited for), else run now."""
