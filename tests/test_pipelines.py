@@ -11,6 +11,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import dagster as dg
+import pytest
 import yaml
 
 from fangpin.config import PROJECT_ROOT, registry
@@ -139,6 +140,39 @@ def test_a_run_reads_its_roster_from_its_setup_on_and_the_roster_step_uses_that_
     assert threads == ["fangpin-roster-read"]
     failure = result.get_step_failure_events()[0]
     assert failure.step_key == "roster" and "花名册.xlsx" in failure.step_failure_data.user_failure_data.description
+
+
+def test_a_roster_read_started_before_the_run_is_the_one_the_run_uses(tmp_path, monkeypatch):
+    """The CLI starts the roster's read before Dagster loads (fangpin.background.read_roster_ahead): the run's
+    resource takes it over instead of reading again, and the roster step judges what it read."""
+    from fangpin import background
+
+    threads = _recording_roster_reads(monkeypatch)
+    (tmp_path / "raw" / "2026-10" / "roster").mkdir(parents=True)
+    (tmp_path / "raw" / "2026-10" / "roster" / "花名册.xlsx").write_bytes(b"not a workbook")
+
+    background.read_roster_ahead(tmp_path, "2026-10")
+    result = _materialize(["drop_zone", "roster"], tmp_path)
+
+    assert threads == ["fangpin-roster-read"]  # one read: the one started ahead
+    failure = result.get_step_failure_events()[0]
+    assert failure.step_key == "roster" and "花名册.xlsx" in failure.step_failure_data.user_failure_data.description
+    assert background.roster_read(tmp_path, "2026-10") is not None and threads == ["fangpin-roster-read"] * 2
+
+
+def test_the_cli_reads_the_roster_ahead_only_for_runs_that_have_the_roster_step(tmp_path, monkeypatch):
+    from fangpin import background, cli
+
+    def no_run(*args, **kwargs):
+        raise RuntimeError("no run in this test")
+
+    ahead: list[tuple] = []
+    monkeypatch.setattr(background, "read_roster_ahead", lambda data_dir, month: ahead.append((data_dir, month)))
+    monkeypatch.setattr(cli, "_execute", no_run)
+    for assets in (None, ["drop_zone", "roster"], ["warning_queue"]):
+        with pytest.raises(RuntimeError):
+            cli.run_month("2026-10", tmp_path, assets)
+    assert ahead == [(tmp_path, "2026-10")] * 2
 
 
 def test_an_error_reading_the_roster_early_fails_the_roster_step_not_the_run_setup(tmp_path, monkeypatch):
