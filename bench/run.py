@@ -994,7 +994,10 @@ def stage_rows(result: BenchResult) -> list[tuple[str, float, int, float, float]
     first = runs[0].first_event if runs else run.wall
     setup = "Dagster run setup (planned events), every run" if several else \
         "startup: Dagster run setup (planned events)"
-    rows = [("startup: Python and Dagster imports", first, 0, 0.0, 0),
+    imports = "startup: Python and Dagster imports"
+    if result.scenario.layout == "county":  # `fangpin run` parses the roster from its start on (fangpin.background)
+        imports += " (the roster's parse beside them)"
+    rows = [(imports, first, 0, 0.0, 0),
             (setup, sum(r.start - r.first_event for r in runs), 0, 0.0, run.step_peak_rss.get(STARTUP, 0))]
     extra = [n for n in ("province marts", "other") if any(s.stage == n for s in steps)]
     for stage in [*STAGES, *extra]:
@@ -1078,8 +1081,9 @@ def section(result: BenchResult) -> str:
     lines += [f"| **run (wall)** | **{_secs(run.wall)}** | 100% | {len(result.steps)} | "
               f"{_secs(sum(x.load + x.store for x in result.steps))} | **{run.peak_rss / GB:.2f}** |", ""]
     lines += ["Stages: read = drop_zone + roster (the roster asset also validates the roster and builds households; in a "
-              "Dagster run its files are parsed from the run's setup on, in a background thread, so the parse "
-              "overlaps drop_zone and shows in both steps); "
+              "Dagster run its files are parsed in a background thread, from the run's setup on, or from the CLI's "
+              "start for a county run (fangpin.background), so the parse overlaps the startup and drop_zone and "
+              "shows in them too); "
               "validate = department_lists (every list, one step), warehouse_month, data_quality, expectation_suites "
               "(in a Dagster run data_quality's suites run in a background thread from warehouse_month's end, beside "
               "the link, queue and workbook steps, whose seconds include them; the data_quality step collects "
