@@ -157,7 +157,8 @@ def test_a_roster_read_started_before_the_run_is_the_one_the_run_uses(tmp_path, 
     assert threads == ["fangpin-roster-read"]  # one read: the one started ahead
     failure = result.get_step_failure_events()[0]
     assert failure.step_key == "roster" and "花名册.xlsx" in failure.step_failure_data.user_failure_data.description
-    assert background.roster_read(tmp_path, "2026-10") is not None and threads == ["fangpin-roster-read"] * 2
+    background.roster_read(tmp_path, "2026-10").result(30)  # taken: the next read is a new one
+    assert threads == ["fangpin-roster-read"] * 2
 
 
 def test_the_cli_reads_the_roster_ahead_only_for_runs_that_have_the_roster_step(tmp_path, monkeypatch):
