@@ -115,7 +115,7 @@ def township_feedback(context: dg.AssetExecutionContext, fangpin: FangpinData) -
     month = month_of(context)
     folder = fangpin.root / "raw" / month / "feedback"
     files = sorted(p for p in folder.glob("*.xlsx") if not p.name.startswith("~$")) if folder.is_dir() else []
-    queue, _, _ = _month_frames(fangpin, month)
+    queue = _month_frames(fangpin, month)[0] if files else None  # what a returned workbook is checked against
     passwords = protect.load_passwords(fangpin.root)
     results = [feedback.read_feedback(path, queue, protect.open_returned(path, passwords)) for path in files]
     verifications = pl.concat([r[0] for r in results], how="diagonal_relaxed") if results else pl.DataFrame()
