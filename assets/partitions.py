@@ -26,8 +26,22 @@ def register_counties(instance: dg.DagsterInstance, counties: list[str]) -> None
 
 def month_of(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> str:
     """The month of the run's partition, whether partitioned by month or by month x county."""
-    key = context.partition_key
+    return month_of_key(context.partition_key)
+
+
+def month_of_key(key: str | dg.MultiPartitionKey) -> str:
+    """The month of a partition key: the key itself, or its month of a month x county key."""
     return key.keys_by_dimension["month"] if isinstance(key, dg.MultiPartitionKey) else key
+
+
+def check_runnable_month(month: str) -> str:
+    """`month` when it is a month partition; else a ValueError a clerk understands, naming the months that can run:
+    from the first partition to the last month that has ended (its lists arrive the month after)."""
+    if MONTHLY.has_partition_key(month):
+        return month
+    first, last = MONTHLY.get_first_partition_key(), MONTHLY.get_last_partition_key()
+    raise ValueError(f"不能运行 {month}：可以运行的月份是 {first} 至 {last}（只能运行已经结束的月份，各部门在次月报送名单）。"
+                     f" Month {month} cannot be run: months go from {first} to {last}, the last month that has ended.")
 
 
 def partitioned_asset(**options) -> Callable:

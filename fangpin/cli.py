@@ -53,6 +53,9 @@ def _execute(location: str, job_name: str, partition_key, data_dir: Path, assets
         import dagster as dg
 
         defs = importlib.import_module(location).defs
+        from assets.partitions import check_runnable_month, month_of_key
+
+        check_runnable_month(month_of_key(partition_key))  # a month not yet over: a message, not Dagster's traceback
         opened = dg.DagsterInstance.get() if instance is None else None
     if opened is not None:
         # Disposed of when the run ends: closes the event log's kept connections (pipelines.event_log), so SQLite
@@ -79,9 +82,11 @@ def run_province(month: str, province_dir: Path, workers: int = 1, only: list[st
     counties may run side by side); `only` and `marts=False` are how a parent hands a child its share."""
     import dagster as dg
 
+    from assets.partitions import check_runnable_month
     from fangpin import province
     from fangpin.instance import dagster_home
 
+    check_runnable_month(month)  # before any county's run starts (each would refuse it)
     dagster_home()
     counties = [c for c in province.counties_found(province_dir) if only is None or c in only]
     if not counties:
@@ -113,8 +118,10 @@ def run_province(month: str, province_dir: Path, workers: int = 1, only: list[st
 def run_province_in_one_run(month: str, province_dir: Path, workers: int) -> bool:
     """Every county's month and the provincial marts in ONE Dagster run (`province_one_run`, pipelines.one_run):
     no run per county (so no per-county checks and step logs in the UI), and the province done sooner."""
+    from assets.partitions import check_runnable_month
     from fangpin import province
 
+    check_runnable_month(month)
     if not province.counties_found(province_dir):
         raise ValueError(province.no_counties_message(province_dir, month))
     result = _execute("pipelines.province", "province_one_run", month, province_dir,

@@ -176,6 +176,25 @@ def test_the_cli_reads_the_roster_ahead_only_for_runs_that_have_the_roster_step(
     assert ahead == [(tmp_path, "2026-10")] * 2
 
 
+@pytest.mark.parametrize("command", ["run", "province", "province --one-run"])
+def test_a_month_that_cannot_run_is_refused_with_a_message_naming_the_months_that_can(tmp_path, monkeypatch, capsys,
+                                                                                        command):
+    """Before 2024-01, or not yet over (its lists arrive the month after): the CLI says which months can run, in
+    Chinese and English, instead of Dagster's traceback about an unknown partition."""
+    from assets.partitions import MONTHLY
+    from fangpin import cli
+
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    last = MONTHLY.get_last_partition_key()
+    not_over = f"{int(last[:4]) + (last[5:] == '12')}-{int(last[5:]) % 12 + 1:02d}"
+    for month in ("2023-12", not_over):
+        assert cli.main([*command.split(), "--month", month, "--data-dir", str(tmp_path)]) == 2
+        message = capsys.readouterr().err
+        assert f"不能运行 {month}" in message and f"2024-01 至 {last}" in message and "cannot be run" in message
+        assert "Traceback" not in message
+    assert not (tmp_path / "warehouse").exists()
+
+
 def test_an_error_reading_the_roster_early_fails_the_roster_step_not_the_run_setup(tmp_path, monkeypatch):
     _recording_roster_reads(monkeypatch, fail=OSError("磁盘读取失败"))
 
