@@ -9,6 +9,10 @@ from typing import TextIO
 import dagster as dg
 
 _SHOWN_EVENTS = {"STEP_START", "STEP_FAILURE", "ASSET_CHECK_EVALUATION", "RUN_FAILURE"}
+# Dagster's line for a step it skips: "Dependencies for step X failed: ['a'] were not executed: ['b', 'b']. Not
+# executing." (either part may be missing), the names repeated once per input (22 for the department lists).
+_SKIPPED_STEP = re.compile(r"^Dependencies for step \S+ (?:failed: \[(?P<failed>[^\]]*)\])?\s*"
+                           r"(?:were not executed: \[(?P<skipped>[^\]]*)\])?\. Not executing\.$")
 # The class in front of a message written for the clerk (fangpin's own errors, dg.Failure's description): dropped.
 _CLERK_MESSAGE_CLASS = re.compile(r"^(?:fangpin\.[\w.]+|dagster\._core\.definitions\.events\.Failure): ")
 
@@ -19,6 +23,17 @@ def _root_cause(error) -> str:
     while error is not None and (error.cls_name or "").startswith("Dagster") and (error.cause or error.context):
         error = error.cause or error.context
     return clerk_message(error.message) if error is not None else "unknown error"
+
+
+def skipped_step_message(text: str) -> str:
+    """Dagster's line for a step it skips as the clerk reads it: each upstream step named once, the failed ones
+    first; any other text as it is."""
+    found = _SKIPPED_STEP.match(text.strip())
+    if found is None:
+        return text
+    upstream = [name.strip().strip("'\"") for part in ("failed", "skipped") for name in (found[part] or "").split(",")]
+    named = "、".join(dict.fromkeys(name for name in upstream if name))
+    return f"未运行 not run（上游步骤未完成 upstream steps not done: {named}）"
 
 
 def clerk_message(text: str) -> str:
@@ -78,7 +93,7 @@ class _ProgressHandler(logging.Handler):
         message = meta.get("orig_message") or record.getMessage()
         if event is None:
             if record.levelno >= logging.INFO:
-                _say(f"  {step}: {message}")
+                _say(f"  {step}: {skipped_step_message(message)}")
             return
         kind = event.event_type_value
         if kind == "STEP_START":

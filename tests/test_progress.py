@@ -100,6 +100,20 @@ def test_a_failure_line_shows_fangpins_own_message_without_its_class_and_a_libra
         "ValueError: could not convert string to float: 'x'")
 
 
+def test_a_skipped_step_names_each_upstream_step_once_in_words_a_clerk_reads():
+    from pipelines.progress import skipped_step_message
+
+    lists = ", ".join(["'department_lists'"] * 22)
+    assert skipped_step_message(f"Dependencies for step warehouse_month failed: ['roster'] were not executed: "
+                                f"[{lists}]. Not executing.") == (
+        "未运行 not run（上游步骤未完成 upstream steps not done: roster、department_lists）")
+    assert skipped_step_message("Dependencies for step person_links were not executed: ['warehouse_month']. "
+                                "Not executing.") == "未运行 not run（上游步骤未完成 upstream steps not done: warehouse_month）"
+    assert skipped_step_message("Dependencies for step roster_places failed: ['roster']. Not executing.") == (
+        "未运行 not run（上游步骤未完成 upstream steps not done: roster）")
+    assert skipped_step_message("22 个文件，22 张表，0 个文件问题") == "22 个文件，22 张表，0 个文件问题"
+
+
 def test_a_terminal_gone_away_does_not_fail_the_run(tmp_path):
     """Progress lines are a courtesy (the event log has every event): stderr closed under the run (a pipe whose
     reader exited) must not fail its steps."""
