@@ -186,5 +186,5 @@ MONTH_PATTERN = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 def check_month(month: str) -> str:
     """`month` if it reads YYYY-MM, else a ValueError a user understands."""
     if not MONTH_PATTERN.match(month):
-        raise ValueError(f"month must look like 2026-10, got {month!r}")
+        raise ValueError(f"月份应写成 2026-10 这样的年-月，收到的是 {month!r}。 The month must look like 2026-10, got {month!r}.")
     return month

@@ -195,6 +195,14 @@ def test_a_month_that_cannot_run_is_refused_with_a_message_naming_the_months_tha
     assert not (tmp_path / "warehouse").exists()
 
 
+def test_a_month_written_another_way_is_refused_in_chinese_and_english(tmp_path, capsys):
+    from fangpin import cli
+
+    assert cli.main(["run", "--month", "2026-1", "--data-dir", str(tmp_path)]) == 2
+    message = capsys.readouterr().err
+    assert "月份应写成 2026-10" in message and "'2026-1'" in message and "must look like 2026-10" in message
+
+
 def test_an_error_reading_the_roster_early_fails_the_roster_step_not_the_run_setup(tmp_path, monkeypatch):
     _recording_roster_reads(monkeypatch, fail=OSError("磁盘读取失败"))
 
