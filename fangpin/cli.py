@@ -88,7 +88,11 @@ def run_province(month: str, province_dir: Path, workers: int = 1, only: list[st
 
     check_runnable_month(month)  # before any county's run starts (each would refuse it)
     dagster_home()
-    counties = [c for c in province.counties_found(province_dir) if only is None or c in only]
+    found = province.counties_found(province_dir)
+    unknown = [c for c in only or [] if c not in found]
+    if unknown:
+        raise ValueError(province.unknown_counties_message(province_dir, unknown))
+    counties = [c for c in found if only is None or c in only]
     if not counties:
         raise ValueError(province.no_counties_message(province_dir, month))
     # Disposed of at once, like each run's (see _execute): dynamic partitions live in the event log's index file.

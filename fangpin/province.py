@@ -39,6 +39,12 @@ def no_counties_message(province_dir: Path, month: str) -> str:
             " No county folders: nothing to run.")
 
 
+def unknown_counties_message(province_dir: Path, unknown: list[str]) -> str:
+    """What a clerk is told when `--counties` names counties that have no folder: which ones, and where they belong."""
+    return (f"{Path(province_dir) / COUNTIES_FOLDER}/ 下没有这些县的文件夹：{'、'.join(unknown)}，请核对县代码。"
+            f" No folder for these counties: {', '.join(unknown)}.")
+
+
 def ensure_province_schema(con: duckdb.DuckDBPyConnection) -> None:
     """Provincial tables are the county marts with a `county` column in front (the county DDL stays the one truth)."""
     con.execute("CREATE SCHEMA IF NOT EXISTS province")

@@ -203,6 +203,16 @@ def test_a_month_written_another_way_is_refused_in_chinese_and_english(tmp_path,
     assert "月份应写成 2026-10" in message and "'2026-1'" in message and "must look like 2026-10" in message
 
 
+def test_counties_asked_for_without_a_folder_are_named(tmp_path, monkeypatch, capsys):
+    from fangpin import cli
+
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    (tmp_path / "counties" / "360101" / "raw" / "2026-10").mkdir(parents=True)
+    assert cli.main(["province", "--month", "2026-10", "--data-dir", str(tmp_path), "--counties", "360101,999999"]) == 2
+    message = capsys.readouterr().err
+    assert "没有这些县的文件夹：999999" in message and "360101" not in message.split("：", 1)[1]
+
+
 def test_an_error_reading_the_roster_early_fails_the_roster_step_not_the_run_setup(tmp_path, monkeypatch):
     _recording_roster_reads(monkeypatch, fail=OSError("磁盘读取失败"))
 
