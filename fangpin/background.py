@@ -21,10 +21,10 @@ _ahead: dict[tuple[str, str], Future] = {}  # (data dir, month) -> a roster read
 _AHEAD_LOCK = threading.Lock()
 
 
-def in_background(name: str, work: Callable[[], T], then: Callable[[], object] | None = None) -> Future:
+def in_background(name: str, work: Callable[[], T]) -> Future:
     """`work()` in a daemon thread named `name`; its result, or its error, in the returned future (raised again in
-    the step that asks for it, where the run reports it); `then` is called in that thread once `work` is over
-    (succeeded or failed). A daemon, so a run that fails before the step that needs it does not wait at exit."""
+    the step that asks for it, where the run reports it). A daemon, so a run that fails before the step that needs
+    it does not wait at exit."""
     future: Future = Future()
 
     def run() -> None:
@@ -32,18 +32,15 @@ def in_background(name: str, work: Callable[[], T], then: Callable[[], object] |
             future.set_result(work())
         except BaseException as error:  # noqa: BLE001 - handed to the step through the future
             future.set_exception(error)
-        finally:
-            if then is not None:
-                then()
 
     threading.Thread(target=run, name=name, daemon=True).start()
     return future
 
 
-def _read(data_dir: Path, month: str, then: Callable[[], object] | None = None) -> Future:
+def _read(data_dir: Path, month: str) -> Future:
     from fangpin import reading
 
-    return in_background(ROSTER_READ_THREAD, lambda: reading.read_roster(data_dir, month), then)
+    return in_background(ROSTER_READ_THREAD, lambda: reading.read_roster(data_dir, month))
 
 
 def read_roster_ahead(data_dir: Path, month: str) -> None:
@@ -63,7 +60,7 @@ def roster_read(data_dir: Path, month: str, then: Callable[[], object] | None = 
     with _AHEAD_LOCK:
         future = _ahead.pop((str(data_dir), month), None)
     if future is None:
-        return _read(data_dir, month, then)
+        future = _read(data_dir, month)
     if then is not None:
         future.add_done_callback(lambda _: then())
     return future

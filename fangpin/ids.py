@@ -74,8 +74,8 @@ def with_normalised_id(frame: pl.LazyFrame, column: str = "id_number") -> pl.Laz
     """`normalise_id` of a frame's column, as two steps of the query: cleaned, then completed.
 
     Why not the one expression: a sub-expression used several times is evaluated once per use, so `normalise_id`
-    cleans each cell once for every use of the cleaned text. 1,000,000 roster IDs: 0.31 s wall, 0.59 CPU-s as one expression; 0.11 s, 0.20
-    CPU-s in two steps (bench/README.md, session 16).
+    cleans each cell once for every use of the cleaned text. 1,000,000 roster IDs: 0.31 s wall, 0.59 CPU-s as one
+    expression; 0.11 s, 0.20 CPU-s in two steps (bench/README.md, session 16).
     """
     cleaned = frame.with_columns(clean_text(pl.col(column)).alias(column))
     return cleaned.with_columns(complete_legacy(pl.col(column)).alias(column))

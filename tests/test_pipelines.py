@@ -245,8 +245,10 @@ def test_great_expectations_is_warmed_up_only_for_runs_that_execute_data_quality
 
 def test_with_a_roster_to_read_great_expectations_is_warmed_up_once_the_read_is_over(tmp_path, monkeypatch):
     """great-expectations' import (pure Python) does not run beside the roster's parse, where the two fought for the
-    GIL: the read's thread starts it when the read is over (also when the read failed)."""
+    GIL: it starts when the read is over (also when the read failed), here a read made slow enough that a warm-up
+    started with the run would come first."""
     import threading
+    import time
 
     from fangpin import quality, reading
 
@@ -255,6 +257,7 @@ def test_with_a_roster_to_read_great_expectations_is_warmed_up_once_the_read_is_
 
     def read_roster(*args, **kwargs):
         try:
+            time.sleep(0.3)
             return real(*args, **kwargs)
         finally:
             events.append(("read over", threading.current_thread().name))
@@ -265,4 +268,4 @@ def test_with_a_roster_to_read_great_expectations_is_warmed_up_once_the_read_is_
 
     _materialize(["drop_zone", "roster", "data_quality"], tmp_path)  # no roster: the steps fail, set-up came first
 
-    assert events == [("read over", "fangpin-roster-read"), ("warm-up", "fangpin-roster-read")]
+    assert [event for event, _ in events] == ["read over", "warm-up"] and events[0][1] == "fangpin-roster-read"
