@@ -8,6 +8,7 @@ each replaces only its own month.
 import getpass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 
 import dagster as dg
 import polars as pl
@@ -30,8 +31,10 @@ def person_links(context: dg.AssetExecutionContext, fangpin: FangpinData) -> dg.
 @partitioned_asset(group_name="warnings", kinds={"duckdb"}, deps=["person_links"])
 def warning_queue(context: dg.AssetExecutionContext, fangpin: FangpinData) -> dg.MaterializeResult:
     """marts.warning_queue: one row per warned household, with category, priority, reasons and due date."""
+    month = month_of(context)
     with fangpin.writer() as con, transaction(con):
-        counts = warnings.build_warning_queue(con, month_of(context))
+        counts = warnings.build_warning_queue(con, month)
+    fangpin.start_ahead("township_workbooks", month, lambda: _workbooks_writer(fangpin, month))
     context.log.info("预警：" + "，".join(f"{k} {v}" for k, v in counts.items()))
     return dg.MaterializeResult(metadata={str(k): v for k, v in counts.items()})
 
@@ -44,16 +47,32 @@ def _month_frames(fangpin: FangpinData, month: str) -> tuple[pl.DataFrame, pl.Da
     return frames
 
 
-@partitioned_asset(group_name="exports", kinds={"excel"}, deps=["warning_queue"])
+def _workbooks_writer(fangpin: FangpinData, month: str) -> Callable[[], tuple[pl.DataFrame, dict[str, Path]]]:
+    """What writing the month's township workbooks needs, read now: the passwords file checked (a bad one writes
+    nothing), the month's queue, unmatched persons and earlier cases, the owner-only exports folder. Returns the
+    writing itself (no warehouse access), which gives the queue and {township: workbook written}."""
+    protect.load_passwords(fangpin.root)
+    queue, unmatched, case_status = _month_frames(fangpin, month)
+    out_dir = fangpin.exports_dir(month)
+    protect.restrict_exports(out_dir, fangpin.root / "exports")
+
+    def write() -> tuple[pl.DataFrame, dict[str, Path]]:
+        return queue, workbooks.write_workbooks_by_township(queue, unmatched, month, out_dir, case_status=case_status)
+
+    return write
+
+
+# Last among the steps ready beside it (priority -2, after data_quality's -1): warning_queue started the writing
+# (FangpinData.start_ahead) in a thread, which runs beside the risk marts, the suites and the dashboard; this step
+# collects it, then encrypts and audits. The tables it reads are not written by the steps between.
+@partitioned_asset(group_name="exports", kinds={"excel"}, deps=["warning_queue"], op_tags={"dagster/priority": "-2"})
 def township_workbooks(context: dg.AssetExecutionContext, fangpin: FangpinData) -> dg.MaterializeResult:
     """exports/<month>/<township>.xlsx: each township's own households only, encrypted with the township's password
     when passwords are configured (fangpin.protect), owner-only files, and an audit row per file."""
     month = month_of(context)
-    queue, unmatched, case_status = _month_frames(fangpin, month)
     out_dir = fangpin.exports_dir(month)
-    passwords = protect.load_passwords(fangpin.root)  # before writing: a bad passwords file writes nothing
-    protect.restrict_exports(out_dir, fangpin.root / "exports")
-    by_township = workbooks.write_workbooks_by_township(queue, unmatched, month, out_dir, case_status=case_status)
+    (queue, by_township), beside = fangpin.collect("township_workbooks", month, lambda: _workbooks_writer(fangpin, month)())
+    passwords = protect.load_passwords(fangpin.root)
     protect.restrict_exports(out_dir, fangpin.root / "exports")
     paths = sorted(by_township.values())
     townships = {path: township for township, path in by_township.items()}
@@ -80,9 +99,10 @@ def township_workbooks(context: dg.AssetExecutionContext, fangpin: FangpinData) 
             con.unregister("_audit")
     if missing is not None:
         raise dg.Failure(description=str(missing))
-    context.log.info(f"{len(written)} 个乡镇工作簿（加密 {sum(encrypted.values())} 个）→ {out_dir}")
+    where = "在前面步骤旁写出 written beside the steps before" if beside else "在本步骤中写出 written in this step"
+    context.log.info(f"{len(written)} 个乡镇工作簿（加密 {sum(encrypted.values())} 个，{where}）→ {out_dir}")
     return dg.MaterializeResult(metadata={"workbooks": len(written), "encrypted": sum(encrypted.values()),
-                                          "households": queue.height,
+                                          "households": queue.height, "written_in_background": beside,
                                           "exports_dir": dg.MetadataValue.path(str(out_dir))})
 
 

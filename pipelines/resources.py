@@ -5,7 +5,7 @@ import time
 from concurrent.futures import Future, wait
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, NamedTuple
+from typing import Callable, Iterator, NamedTuple, TypeVar
 
 import dagster as dg
 import duckdb
@@ -17,6 +17,7 @@ from fangpin import background, quality, reading, warehouse
 from fangpin.config import PROJECT_ROOT
 
 COUNTIES_FOLDER = "counties"
+T = TypeVar("T")
 
 
 def county_dir(province_dir: Path, county: str) -> Path:
@@ -67,7 +68,7 @@ class FangpinData(dg.ConfigurableResource):
     _run: warehouse.RunWarehouse | None = PrivateAttr(default=None)
     _county: str | None = PrivateAttr(default=None)
     _roster_read: tuple[str, Future] | None = PrivateAttr(default=None)  # (month, read_roster's result to come)
-    _suites_run: tuple[str, Future] | None = PrivateAttr(default=None)  # (month, the quality suites' results to come)
+    _ahead: dict[str, tuple[str, Future]] = PrivateAttr(default_factory=dict)  # step -> (month, its work started early)
     _steps: frozenset[str] = PrivateAttr(default=frozenset())
 
     @property
@@ -108,6 +109,31 @@ class FangpinData(dg.ConfigurableResource):
             return started[1].result()
         return reading.read_roster(self.root, month)
 
+    def start_ahead(self, step: str, month: str, prepare: Callable[[], Callable[[], T]]) -> None:
+        """Start the work of `step` (an asset's step name) for `month` in a background thread now, when this run has
+        that step; the step collects its result (`collect`). Called by an earlier step once what the work reads is
+        committed.
+
+        `prepare()` runs here, in the calling step (e.g. reading what the work needs through the run's connection,
+        which one thread uses at a time), and returns the work itself. If it fails, nothing is started: the step
+        does all of it itself and reports what fails there, in its own step, not in the one that called this.
+        """
+        if step not in self._steps:
+            return
+        try:
+            work = prepare()
+        except Exception:  # noqa: BLE001 - the step does the work itself and reports the error there
+            return
+        self._ahead[step] = (month, background.in_background(f"fangpin-{step}", work))
+
+    def collect(self, step: str, month: str, work: Callable[[], T]) -> tuple[T, bool]:
+        """The result of `step`'s work for `month` started early (`start_ahead`; waited for, its error raised here),
+        and True; else `work()` now, and False."""
+        started = self._ahead.pop(step, None)
+        if started is not None and started[0] == month:
+            return started[1].result(), True
+        return work(), False
+
     def start_quality_suites(self, month: str) -> None:
         """Start the month's expectation suites (`quality.run_list_suites`) in a background thread, when this run has
         a data_quality step; warehouse_month calls it once the month is committed.
@@ -118,43 +144,23 @@ class FangpinData(dg.ConfigurableResource):
         read a snapshot taken here, in the calling step: exactly what warehouse_month committed, whatever the later
         steps write meanwhile, so the results are those of running them in their own step.
         """
-        if self._run is None or "data_quality" not in self._steps:
-            return
-        with self._run.writer() as con:
-            snapshot = con.cursor()
-        try:
-            snapshot.execute("BEGIN TRANSACTION")
-            snapshot.execute(quality.SNAPSHOT_QUERY).fetchall()  # a read starts the transaction: its snapshot is now
-        except duckdb.Error:  # not warehouse_month's failure (its month is committed): data_quality's step runs the
-            snapshot.close()  # suites itself and reports what fails there
-            return
-
-        def suites() -> SuiteResults:
-            began = time.perf_counter()
-            try:
-                return SuiteResults(quality.run_list_suites(snapshot, month), time.perf_counter() - began, True)
-            finally:
-                snapshot.close()
-
-        self._suites_run = (month, background.in_background("fangpin-quality-suites", suites))
+        if self._run is not None:
+            self.start_ahead("data_quality", month, lambda: _suites_on_snapshot(self._run, month))
 
     def quality_results(self, con: duckdb.DuckDBPyConnection, month: str) -> SuiteResults:
         """The month's suite results: those the run started after warehouse_month (waited for), else run now."""
-        started, self._suites_run = self._suites_run, None
-        if started is not None and started[0] == month:
-            return started[1].result()
         began = time.perf_counter()
-        return SuiteResults(quality.run_list_suites(con, month), time.perf_counter() - began, False)
+        results, started = self.collect("data_quality", month, lambda: quality.run_list_suites(con, month))
+        return results if started else SuiteResults(results, time.perf_counter() - began, False)
 
-    def _wait_for_suites(self) -> None:
-        """Let suites still running finish before the run's connection closes (closing it closes their cursor)."""
-        if self._suites_run is not None:
-            wait([self._suites_run[1]])
+    def _wait_for_background(self) -> None:
+        """Let work started early finish before the run's connection closes (closing it closes the suites' cursor)."""
+        wait([future for _, future in self._ahead.values()])
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         """The run is over (succeeded or failed): what its steps committed becomes live, all at once. A step that
         failed rolled its own transaction back, so a failed run publishes only whole steps."""
-        self._wait_for_suites()
+        self._wait_for_background()
         if self._run is not None:
             self._run.publish()  # the copy was made owner-only; the rename keeps its mode
 
@@ -170,5 +176,27 @@ class FangpinData(dg.ConfigurableResource):
             try:
                 yield con
             except BaseException:  # the run's connection is about to close: first let the suites' reads end
-                self._wait_for_suites()
+                self._wait_for_background()
                 raise
+
+
+def _suites_on_snapshot(run: warehouse.RunWarehouse, month: str) -> Callable[[], SuiteResults]:
+    """The quality suites of `month` on a snapshot of the run's warehouse taken now (a cursor in a transaction that
+    has read): what they judge is what is committed at this moment, whatever later steps write."""
+    with run.writer() as con:
+        snapshot = con.cursor()
+    try:
+        snapshot.execute("BEGIN TRANSACTION")
+        snapshot.execute(quality.SNAPSHOT_QUERY).fetchall()  # a read starts the transaction: its snapshot is now
+    except BaseException:
+        snapshot.close()
+        raise
+
+    def suites() -> SuiteResults:
+        began = time.perf_counter()
+        try:
+            return SuiteResults(quality.run_list_suites(snapshot, month), time.perf_counter() - began, True)
+        finally:
+            snapshot.close()
+
+    return suites

@@ -152,21 +152,25 @@ def test_the_quality_results_are_those_of_the_suites_run_on_the_published_month(
             assert stored.sort(["suite", "check_name"]).rows() == again.sort(["suite", "check_name"]).rows()
 
 
-def test_data_quality_runs_after_the_steps_its_suites_overlap(county):
-    """`dagster/priority` -1: the in-process executor runs data_quality once linkage, the queue and the workbooks are
-    done, so the suites started after warehouse_month have run beside them."""
+def test_the_steps_that_collect_background_work_run_after_the_steps_it_overlaps(county):
+    """`dagster/priority` -1 and -2: the in-process executor runs data_quality once linkage and the queue are done,
+    and township_workbooks last of all, so the suites started after warehouse_month and the workbooks started after
+    the queue have run beside the steps in between (FangpinData.start_ahead)."""
     _, home, _ = county
     import dagster as dg
 
     with dg.DagsterInstance.from_config(str(home)) as instance:
         run = next(r for r in instance.get_runs() if r.tags.get("dagster/partition") == MONTHS[-1])
         started = [r.step_key for r in instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_START)]
-        [quality] = [r.asset_materialization.metadata for r in
-                     instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
-                     if r.asset_materialization.asset_key == dg.AssetKey("data_quality")]
+        metadata = {r.asset_materialization.asset_key.path[-1]: r.asset_materialization.metadata for r in
+                    instance.all_logs(run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)}
     after = started[started.index("warehouse_month") + 1:]
-    assert {"person_links", "warning_queue", "township_workbooks"} < set(after[:after.index("data_quality")])
+    assert {"person_links", "warning_queue"} < set(after[:after.index("data_quality")])
+    assert {"township_risk", "data_quality", "county_dashboard"} < set(after[after.index("warning_queue"):
+                                                                            after.index("township_workbooks")])
+    quality, written = metadata["data_quality"], metadata["township_workbooks"]
     assert quality["suites_in_background"].value is True and quality["suites_seconds"].value > 0  # shown in the UI
+    assert written["written_in_background"].value is True and written["workbooks"].value > 0
 
 
 def test_workbooks_are_written_per_township(county):

@@ -71,6 +71,13 @@ def test_a_failing_step_fails_as_in_a_county_run_and_the_rest_goes_on(two_copies
     assert f"{COUNTY}: 失败 failed — township_workbooks：" in outcome.line()
 
 
+def test_a_passwords_file_that_fails_writes_no_workbook_even_with_the_writing_started_after_the_queue(two_copies):
+    """warning_queue starts the workbooks' writing (FangpinData.start_ahead) only once the passwords file is read."""
+    for name in ("direct", "run"):
+        exports = two_copies["root"] / name / "counties" / COUNTY / "exports" / MONTH
+        assert (exports / "dashboard.html").exists() and not list(exports.glob("*.xlsx"))
+
+
 def test_what_a_failed_county_wrote_is_what_its_county_run_wrote(two_copies):
     """The warehouse is published at the end either way, as the run resource's teardown does."""
     warehouses = [two_copies["root"] / name / "counties" / COUNTY / "warehouse" / "fangpin.duckdb"

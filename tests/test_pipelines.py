@@ -269,3 +269,56 @@ def test_with_a_roster_to_read_great_expectations_is_warmed_up_once_the_read_is_
     _materialize(["drop_zone", "roster", "data_quality"], tmp_path)  # no roster: the steps fail, set-up came first
 
     assert [event for event, _ in events] == ["read over", "warm-up"] and events[0][1] == "fangpin-roster-read"
+
+
+# --- work started early by one step, collected by another (FangpinData.start_ahead / collect) ------------------------
+
+def _resource_with_steps(tmp_path, *steps: str):
+    from pipelines.resources import FangpinData
+
+    resource = FangpinData(data_dir=str(tmp_path))
+    resource._steps = frozenset(steps)
+    return resource
+
+
+def test_work_started_early_is_collected_once_by_its_step_for_its_month(tmp_path):
+    import threading
+
+    resource = _resource_with_steps(tmp_path, "township_workbooks")
+    where: list[str] = []
+
+    def prepare():
+        where.append("prepare in " + threading.current_thread().name)
+        return lambda: where.append("work in " + threading.current_thread().name) or "early"
+
+    resource.start_ahead("township_workbooks", "2026-10", prepare)
+    assert resource.collect("township_workbooks", "2026-10", lambda: "now") == ("early", True)
+    assert resource.collect("township_workbooks", "2026-10", lambda: "now") == ("now", False)  # taken once
+    assert where == ["prepare in MainThread", "work in fangpin-township_workbooks"]
+    resource.start_ahead("township_workbooks", "2026-10", prepare)
+    assert resource.collect("township_workbooks", "2026-09", lambda: "now") == ("now", False)  # another month's
+
+
+def test_no_work_is_started_for_a_step_the_run_does_not_have_or_when_preparing_it_fails(tmp_path):
+    resource = _resource_with_steps(tmp_path, "township_workbooks")
+    prepared: list[str] = []
+    resource.start_ahead("county_dashboard", "2026-10", lambda: prepared.append("dashboard") or (lambda: "early"))
+
+    def failing():
+        raise ValueError("工作簿密码文件不存在")
+
+    resource.start_ahead("township_workbooks", "2026-10", failing)
+    assert prepared == []
+    assert resource.collect("county_dashboard", "2026-10", lambda: "now") == ("now", False)
+    assert resource.collect("township_workbooks", "2026-10", lambda: "now") == ("now", False)  # the step reports it
+
+
+def test_an_error_of_work_started_early_is_raised_in_the_step_that_collects_it(tmp_path):
+    resource = _resource_with_steps(tmp_path, "township_workbooks")
+
+    def work():
+        raise OSError("磁盘已满 disk full")
+
+    resource.start_ahead("township_workbooks", "2026-10", lambda: work)
+    with pytest.raises(OSError, match="磁盘已满"):
+        resource.collect("township_workbooks", "2026-10", lambda: "now")

@@ -387,7 +387,7 @@ def run_resource(tmp_path, monkeypatch):
 
     def gated(con, month):
         threads.append(threading.current_thread().name)
-        if threading.current_thread().name == "fangpin-quality-suites":
+        if threading.current_thread().name == "fangpin-data_quality":
             assert gate.wait(30)
         return real(con, month)
 
@@ -408,7 +408,7 @@ def test_the_suites_judge_the_month_warehouse_month_committed_not_what_later_ste
         gate.set()
         background = resource.quality_results(con, MONTH)
         now = resource.quality_results(con, MONTH)  # nothing started any more: run in the step
-    assert threads == ["MainThread", "fangpin-quality-suites", "MainThread"]
+    assert threads == ["MainThread", "fangpin-data_quality", "MainThread"]
     assert set(committed["suite"]) == {"medical_insurance.high_cost", "roster"}
     assert background.in_background and background.results.rows() == committed.rows()
     assert not now.in_background
