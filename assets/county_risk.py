@@ -18,8 +18,8 @@ from pipelines.resources import FangpinData
 QUALITY = "quality"
 
 
-# Last among the steps ready beside it: its suites were started by warehouse_month (FangpinData.start_quality_suites)
-# and run while linkage, the queue and the workbooks do; this step collects them.
+# After the steps ready beside it (but before township_workbooks, -2): its suites were started by warehouse_month
+# (FangpinData.start_quality_suites) and run while linkage, the queue and the marts do; this step collects them.
 @partitioned_asset(group_name="county", kinds={"duckdb"}, deps=["warehouse_month"], op_tags={"dagster/priority": "-1"})
 def data_quality(context: dg.AssetExecutionContext, fangpin: FangpinData) -> dg.MaterializeResult:
     """Expectation suites per department list and the roster, run on the month; results in quality.results."""

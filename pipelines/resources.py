@@ -139,8 +139,8 @@ class FangpinData(dg.ConfigurableResource):
         a data_quality step; warehouse_month calls it once the month is committed.
 
         Why: great-expectations is ~1.5 s of mostly single-threaded Python for a 1M-person county, while the steps
-        after warehouse_month (linkage, the queue, the workbooks: DuckDB and Polars) keep ~1.3 of two cores busy.
-        data_quality runs last among them (its `dagster/priority` is -1) and only collects the results. The suites
+        after warehouse_month (linkage, the queue, the marts: DuckDB and Polars) keep ~1.3 of two cores busy.
+        data_quality runs after them (its `dagster/priority` is -1) and only collects the results. The suites
         read a snapshot taken here, in the calling step: exactly what warehouse_month committed, whatever the later
         steps write meanwhile, so the results are those of running them in their own step.
         """
