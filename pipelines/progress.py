@@ -1,5 +1,7 @@
 """A Dagster logger that prints one short line per asset for the person watching `fangpin run`."""
 
+import builtins
+import errno
 import logging
 import os
 import re
@@ -15,6 +17,23 @@ _SKIPPED_STEP = re.compile(r"^Dependencies for step \S+ (?:failed: \[(?P<failed>
                            r"(?:were not executed: \[(?P<skipped>[^\]]*)\])?\. Not executing\.$")
 # The class in front of a message written for the clerk (fangpin's own errors, dg.Failure's description): dropped.
 _CLERK_MESSAGE_CLASS = re.compile(r"^(?:fangpin\.[\w.]+|dagster\._core\.definitions\.events\.Failure): ")
+# An operating-system error as Python words it: "PermissionError: [Errno 13] Permission denied: '/d/x.xlsx'"
+# (a rename adds " -> 'target'").
+_OS_ERROR = re.compile(r"^(?:" + "|".join(name for name, value in vars(builtins).items()
+                                          if isinstance(value, type) and issubclass(value, OSError))
+                       + r"): \[Errno (?P<code>\d+)\] [^:]+(?:: '(?P<path>[^']*)')?(?: -> '[^']*')?$")
+# What the clerk is told for the operating-system errors a run meets on its own folders, by errno name.
+_OS_ERROR_WORDS = {
+    "EACCES": "没有读写权限，请检查该文件或文件夹的权限",
+    "EPERM": "没有读写权限，请检查该文件或文件夹的权限",
+    "ENOSPC": "磁盘已满，请清理磁盘空间后重新运行",
+    "EDQUOT": "磁盘配额已满，请清理空间后重新运行",
+    "EROFS": "磁盘是只读的，无法写入",
+    "EEXIST": "已有同名的文件或文件夹，无法在此创建，请移走或改名后重新运行",
+    "ENOTDIR": "路径中应为文件夹的一段是一个文件，请移走或改名后重新运行",
+    "EISDIR": "应为文件的地方是一个文件夹",
+    "ENOENT": "找不到该文件或文件夹",
+}
 
 
 def _root_cause(error) -> str:
@@ -38,8 +57,15 @@ def skipped_step_message(text: str) -> str:
 
 def clerk_message(text: str) -> str:
     """An error's text ('fangpin.warehouse.WarehouseBusy: 数据仓库…') as the clerk reads it: fangpin's own message
-    without the Python class in front; a library's error keeps its class (it says what broke)."""
-    return _CLERK_MESSAGE_CLASS.sub("", text.strip())
+    without the Python class in front; an operating-system error (no permission, disk full, a file where a folder
+    should be) as its path, what to do in Chinese, then Python's words; any other library error keeps its class
+    (it says what broke)."""
+    text = text.strip()
+    found = _OS_ERROR.match(text)
+    words = _OS_ERROR_WORDS.get(errno.errorcode.get(int(found["code"]), "")) if found else None
+    if words is not None:
+        return f"{found['path']}：{words}（{text}）" if found["path"] else f"{words}（{text}）"
+    return _CLERK_MESSAGE_CLASS.sub("", text)
 
 
 _terminal: TextIO | None = None  # the copy of stderr the progress lines go to (see _take_terminal); None: stderr

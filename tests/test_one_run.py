@@ -78,6 +78,21 @@ def test_a_passwords_file_that_fails_writes_no_workbook_even_with_the_writing_st
         assert (exports / "dashboard.html").exists() and not list(exports.glob("*.xlsx"))
 
 
+def test_a_file_where_the_exports_folder_should_be_fails_its_steps_with_the_path_and_what_to_do(tmp_path):
+    """The two steps that write exports fail with a message the clerk reads (pipelines.progress.clerk_message); the
+    rest of the county goes on."""
+    from fangpin import demo
+
+    demo.generate(tmp_path / "counties" / COUNTY, months=[MONTH], persons=300, seed=73)
+    blocker = tmp_path / "counties" / COUNTY / "exports" / MONTH
+    blocker.parent.mkdir(parents=True)
+    blocker.write_text("not a folder")
+    outcome = one_run.run_county_of_the_province(tmp_path, MONTH, COUNTY)
+    assert set(outcome.failed) == {"township_workbooks", "county_dashboard"} and "warning_queue" in outcome.steps
+    for message in outcome.failed.values():
+        assert message.startswith(f"{blocker}：已有同名的文件或文件夹"), message
+
+
 def test_what_a_failed_county_wrote_is_what_its_county_run_wrote(two_copies):
     """The warehouse is published at the end either way, as the run resource's teardown does."""
     warehouses = [two_copies["root"] / name / "counties" / COUNTY / "warehouse" / "fangpin.duckdb"

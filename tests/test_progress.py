@@ -122,3 +122,26 @@ def test_a_terminal_gone_away_does_not_fail_the_run(tmp_path):
     child.stderr.close()  # the reader is gone: every write to stderr now fails (EPIPE)
     out, _ = child.communicate(timeout=120)
     assert out.split() == ["success"] * RUNS
+
+
+def test_an_operating_system_error_names_its_path_and_what_to_do_in_chinese_then_pythons_words(tmp_path):
+    import traceback
+
+    from pipelines.progress import clerk_message
+
+    blocker = tmp_path / "exports" / "2026-10"  # a file where the month's exports folder should be
+    blocker.parent.mkdir()
+    blocker.touch()
+    try:
+        blocker.mkdir(parents=True, exist_ok=True)
+    except FileExistsError as error:
+        text = traceback.format_exception_only(error)[-1].strip()  # Python's own words, as a step failure has them
+    assert clerk_message(text) == f"{blocker}：已有同名的文件或文件夹，无法在此创建，请移走或改名后重新运行（{text}）"
+    assert clerk_message("PermissionError: [Errno 13] Permission denied: '/d/x.xlsx'").startswith(
+        "/d/x.xlsx：没有读写权限")
+    assert clerk_message("OSError: [Errno 28] No space left on device") == (
+        "磁盘已满，请清理磁盘空间后重新运行（OSError: [Errno 28] No space left on device）")
+    unworded = "OSError: [Errno 18] Invalid cross-device link: '/a' -> '/b'"  # no words for it: as Python said it
+    assert clerk_message(unworded) == unworded
+    assert clerk_message("ValueError: [Errno 13] is not how this error looks") == (
+        "ValueError: [Errno 13] is not how this error looks")
