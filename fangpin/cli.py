@@ -221,7 +221,7 @@ def return_demo_feedback(month: str, data_dir: Path) -> bool:
 def cmd_snapshot(args: argparse.Namespace) -> int:
     """Write the analysts' pseudonymised snapshot (fangpin.snapshot); --new-key first creates the county key."""
     from fangpin import snapshot
-    from fangpin.warehouse import WarehouseBusy
+    from fangpin.warehouse import WarehouseUnavailable
 
     data_dir = _data_dir(args.data_dir)
     if args.new_key:
@@ -232,7 +232,7 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
             print(f"fangpin: 注意 {snapshot.KEY_ENV} 已设置，本次仍使用环境变量中的密钥", file=sys.stderr)
     try:
         result = snapshot.build_snapshot(data_dir, out=Path(args.out) if args.out else None)
-    except WarehouseBusy as error:
+    except WarehouseUnavailable as error:
         print(f"fangpin: {error}", file=sys.stderr)
         return 1
     print(f"analyst snapshot: {result.path}")

@@ -315,6 +315,7 @@ def _attach_warehouse(con: duckdb.DuckDBPyConnection, path: Path, wait_seconds: 
             con.execute(f"ATTACH {_literal(str(path))} AS wh (READ_ONLY)")
             return
         except duckdb.IOException as error:
+            warehouse.raise_if_damaged(path, error)
             if "lock" not in str(error).lower():
                 raise
             waited = time.monotonic() - started

@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 from fangpin.config import registry
-from fangpin.warehouse import WarehouseBusy, reader, warehouse_path
+from fangpin.warehouse import WarehouseUnavailable, reader, warehouse_path
 
 
 def _fetch(con, query: str, month: str) -> list[tuple]:
@@ -47,7 +47,7 @@ def print_summary(data_dir: Path, month: str, run_id: str, success: bool, only: 
             with reader(data_dir, wait_seconds=10) as con:
                 for line in summary_lines(con, month):
                     print(line, file=out)
-        except WarehouseBusy as error:
+        except WarehouseUnavailable as error:  # held by another process, or damaged: say so, not a traceback
             print(error, file=out)
     print(f"warehouse: {path}", file=out)
     print(f"exports:   {Path(data_dir) / 'exports' / month}", file=out)

@@ -30,8 +30,16 @@ from fangpin.files import fsync
 SCHEMA_FILES = ("schemas/warehouse.sql", "schemas/marts.sql", "schemas/risk.sql", "schemas/quality.sql")
 
 
-class WarehouseBusy(RuntimeError):
+class WarehouseUnavailable(RuntimeError):
+    """The warehouse cannot be opened now; the message (Chinese, then English) says why and what to do."""
+
+
+class WarehouseBusy(WarehouseUnavailable):
     """Another process holds the warehouse; the message says which and what to do."""
+
+
+class WarehouseDamaged(WarehouseUnavailable):
+    """The warehouse file is not a DuckDB database any more (damaged, overwritten); fangpin never writes over it."""
 
 
 def warehouse_path(data_dir: Path) -> Path:
@@ -60,6 +68,21 @@ def busy_message(path: Path, holder: str, waited: float) -> str:
     )
 
 
+def damaged_message(path: Path, error: Exception) -> str:
+    return (
+        f"数据仓库文件 {path} 已损坏或不是 DuckDB 数据库文件，fangpin 没有改动它。请从备份恢复该文件；或把它移到别处，"
+        f"再逐月重新运行（各月收到的文件仍在 raw/ 中）。 The warehouse file is damaged or not a DuckDB database "
+        f"({error}); fangpin left it as it is. Restore it from a backup, or move it away and run each month again "
+        f"(the files received stay in raw/)."
+    )
+
+
+def raise_if_damaged(path: Path, error: duckdb.Error) -> None:
+    """DuckDB's error opening the warehouse, when it says the file is no database, as fangpin's WarehouseDamaged."""
+    if "not a valid duckdb database file" in str(error).lower():
+        raise WarehouseDamaged(damaged_message(path, error)) from error
+
+
 def _connect_with_wait(path: Path, read_only: bool, wait_seconds: float) -> duckdb.DuckDBPyConnection:
     deadline = time.monotonic() + wait_seconds
     started = time.monotonic()
@@ -67,6 +90,7 @@ def _connect_with_wait(path: Path, read_only: bool, wait_seconds: float) -> duck
         try:
             return duckdb.connect(str(path), read_only=read_only)
         except duckdb.IOException as error:
+            raise_if_damaged(path, error)
             if "lock" not in str(error).lower():
                 raise
             if time.monotonic() >= deadline:

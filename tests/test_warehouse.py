@@ -110,3 +110,24 @@ def test_a_warehouse_from_before_the_quarantined_id_column_gets_it_and_keeps_its
         warehouse.replace_month(con, "quarantine.rejected_rows", "2026-10", rejected)
         rows = con.execute("SELECT month, id_raw, id_number FROM quarantine.rejected_rows ORDER BY month").fetchall()
     assert rows == [("2026-09", "11010519491231002x", None), ("2026-10", "110105491231002", "11010519491231002X")]
+
+
+def test_a_damaged_warehouse_file_is_named_with_what_to_do_and_left_as_it_is(tmp_path, capsys):
+    """A warehouse overwritten with something that is no DuckDB database: every way in (a run's writer, the analysts'
+    reader and snapshot, the run's summary) says so in fangpin's words, and nothing writes over the file."""
+    from fangpin import snapshot, summary
+
+    path = warehouse.warehouse_path(tmp_path)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"\x89PNG not a database" * 5000)
+    ways_in = [lambda: warehouse.writer(tmp_path, wait_seconds=0).__enter__(),
+               lambda: warehouse.reader(tmp_path, wait_seconds=0).__enter__(),
+               lambda: warehouse.RunWarehouse(tmp_path, wait_seconds=0).writer().__enter__(),
+               lambda: snapshot.build_snapshot(tmp_path, key=b"k" * 32, wait_seconds=0)]
+    for way_in in ways_in:
+        with pytest.raises(warehouse.WarehouseDamaged, match="已损坏或不是 DuckDB 数据库文件") as caught:
+            way_in()
+        assert str(path) in str(caught.value) and "Restore it from a backup" in str(caught.value)
+    summary.print_summary(tmp_path, "2026-10", run_id="r", success=False)  # a message, not a traceback
+    assert "已损坏或不是 DuckDB 数据库文件" in capsys.readouterr().out
+    assert path.read_bytes() == b"\x89PNG not a database" * 5000
