@@ -22,6 +22,16 @@ def _data_dir(arg: str | None) -> Path:
     return Path(arg or os.environ.get("FANGPIN_DATA_DIR") or PROJECT_ROOT / "data").resolve()
 
 
+def _existing_data_dir(arg: str | None) -> Path:
+    """`_data_dir`, refused (exit 2) when it is not a folder: a mistyped --data-dir would otherwise run every step
+    and end in 'no roster'."""
+    path = _data_dir(arg)
+    if not path.is_dir():
+        raise ValueError(f"数据目录 {path} 不存在或不是文件夹（--data-dir 或 FANGPIN_DATA_DIR）。"
+                         f" The data directory does not exist.")
+    return path
+
+
 def run_month(month: str, data_dir: Path, assets: list[str] | None = None) -> bool:
     """Materialise every asset of `month` (or only `assets`) through Dagster; print progress and the summary.
 
@@ -176,7 +186,7 @@ def county_month_succeeded(instance, month: str, county: str) -> bool:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    return 0 if run_month(check_month(args.month), _data_dir(args.data_dir)) else 1
+    return 0 if run_month(check_month(args.month), _existing_data_dir(args.data_dir)) else 1
 
 
 def cmd_province(args: argparse.Namespace) -> int:
@@ -187,9 +197,9 @@ def cmd_province(args: argparse.Namespace) -> int:
     if args.one_run:
         if only or args.no_marts:
             raise ValueError("--one-run runs every county and the provincial marts: no --counties or --no-marts")
-        ok = run_province_in_one_run(check_month(args.month), _data_dir(args.data_dir), workers)
+        ok = run_province_in_one_run(check_month(args.month), _existing_data_dir(args.data_dir), workers)
     else:
-        ok = run_province(check_month(args.month), _data_dir(args.data_dir), workers=workers, only=only,
+        ok = run_province(check_month(args.month), _existing_data_dir(args.data_dir), workers=workers, only=only,
                           marts=not args.no_marts)
     return 0 if ok else 1
 
@@ -223,7 +233,7 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
     from fangpin import snapshot
     from fangpin.warehouse import WarehouseUnavailable
 
-    data_dir = _data_dir(args.data_dir)
+    data_dir = _existing_data_dir(args.data_dir)
     if args.new_key:
         path = snapshot.create_key(data_dir=data_dir)
         print(f"fangpin: 已生成化名密钥 new pseudonym key → {path}（仅本人可读；请离线备份，丢失后新快照的化名与旧快照"

@@ -203,6 +203,21 @@ def test_a_month_written_another_way_is_refused_in_chinese_and_english(tmp_path,
     assert "月份应写成 2026-10" in message and "'2026-1'" in message and "must look like 2026-10" in message
 
 
+def test_a_data_directory_that_does_not_exist_is_refused_before_anything_runs(tmp_path, monkeypatch, capsys):
+    """A mistyped --data-dir: exit 2 with the folder named, for each command that reads one, not a run of every step
+    ending in 'no roster'."""
+    from fangpin import cli
+
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    missing = tmp_path / "no-such-county"
+    for command in ("run", "province", "province --one-run", "snapshot"):
+        month = [] if command == "snapshot" else ["--month", "2026-10"]
+        assert cli.main([*command.split(), *month, "--data-dir", str(missing)]) == 2, command
+        message = capsys.readouterr().err
+        assert f"数据目录 {missing} 不存在" in message and "does not exist" in message, command
+    assert not missing.exists() and not (tmp_path / "home").exists()
+
+
 def test_counties_asked_for_without_a_folder_are_named(tmp_path, monkeypatch, capsys):
     from fangpin import cli
 
