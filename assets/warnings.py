@@ -71,7 +71,10 @@ def township_workbooks(context: dg.AssetExecutionContext, fangpin: FangpinData) 
     when passwords are configured (fangpin.protect), owner-only files, and an audit row per file."""
     month = month_of(context)
     out_dir = fangpin.exports_dir(month)
-    (queue, by_township), beside = fangpin.collect("township_workbooks", month, lambda: _workbooks_writer(fangpin, month)())
+    def write_now() -> tuple[pl.DataFrame, dict[str, Path]]:  # when warning_queue did not start the writing
+        return _workbooks_writer(fangpin, month)()
+
+    (queue, by_township), beside = fangpin.collect("township_workbooks", month, write_now)
     passwords = protect.load_passwords(fangpin.root)
     protect.restrict_exports(out_dir, fangpin.root / "exports")
     paths = sorted(by_township.values())
