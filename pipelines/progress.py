@@ -58,14 +58,27 @@ def skipped_step_message(text: str) -> str:
 def clerk_message(text: str) -> str:
     """An error's text ('fangpin.warehouse.WarehouseBusy: 数据仓库…') as the clerk reads it: fangpin's own message
     without the Python class in front; an operating-system error (no permission, disk full, a file where a folder
-    should be) as its path, what to do in Chinese, then Python's words; any other library error keeps its class
-    (it says what broke)."""
+    should be) as its path, what to do in Chinese, then Python's words, or, reported by another library (DuckDB),
+    what to do and then its words; any other library error keeps its class (it says what broke)."""
     text = text.strip()
+    if _CLERK_MESSAGE_CLASS.match(text):  # fangpin's own words: already what the clerk should read
+        return _CLERK_MESSAGE_CLASS.sub("", text)
     found = _OS_ERROR.match(text)
     words = _OS_ERROR_WORDS.get(errno.errorcode.get(int(found["code"]), "")) if found else None
     if words is not None:
         return f"{found['path']}：{words}（{text}）" if found["path"] else f"{words}（{text}）"
-    return _CLERK_MESSAGE_CLASS.sub("", text)
+    words = _library_os_error_words(text)
+    return f"{words}（{text}）" if words else text
+
+
+def _library_os_error_words(text: str) -> str | None:
+    """The Chinese words for an operating-system error another library reports in its own words with the system's
+    text in them (DuckDB: 'IO Error: Could not write all bytes to file "…": No space left on device'); None if none."""
+    for name, words in _OS_ERROR_WORDS.items():
+        code = getattr(errno, name, None)  # EDQUOT is not on every system
+        if code is not None and os.strerror(code) in text:
+            return words
+    return None
 
 
 _terminal: TextIO | None = None  # the copy of stderr the progress lines go to (see _take_terminal); None: stderr

@@ -145,3 +145,17 @@ def test_an_operating_system_error_names_its_path_and_what_to_do_in_chinese_then
     assert clerk_message(unworded) == unworded
     assert clerk_message("ValueError: [Errno 13] is not how this error looks") == (
         "ValueError: [Errno 13] is not how this error looks")
+
+
+
+def test_an_operating_system_error_another_library_reports_gets_the_same_words_and_fangpins_own_stay_as_they_are():
+    import errno
+    import os
+
+    from pipelines.progress import clerk_message
+
+    full = ('_duckdb.IOException: IO Error: Could not write all bytes to file "/d/fangpin.duckdb.run": '
+            + os.strerror(errno.ENOSPC))  # DuckDB's words, with the system's text at the end
+    assert clerk_message(full) == f"磁盘已满，请清理磁盘空间后重新运行（{full}）"
+    own = "fangpin.protect.SecretError: 工作簿密码文件 /s/p.yaml 不存在。 " + os.strerror(errno.ENOENT)
+    assert clerk_message(own) == "工作簿密码文件 /s/p.yaml 不存在。 " + os.strerror(errno.ENOENT)
