@@ -94,13 +94,33 @@ class Registry:
         return self.default_risk_type
 
 
+class ConfigError(ValueError):
+    """A configuration file fangpin cannot read; the message names the file (and line and column) and what to do,
+    in Chinese, then English."""
+
+
 def _load_yaml(name: str) -> dict:
-    return _read_yaml(config_dir() / name)
+    return read_yaml(config_dir() / name)
 
 
-def _read_yaml(path: Path) -> dict:
-    with open(path, encoding="utf-8") as handle:
-        return yaml.safe_load(handle)
+def read_yaml(path: Path):
+    """A YAML file's content (UTF-8). A missing file, another encoding or a YAML mistake is a ConfigError naming the
+    file, line and column, never quoting the line: the workbook passwords file is read this way too."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return yaml.safe_load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"配置文件 {path} 不存在。 The file does not exist.") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"配置文件 {path} 不是 UTF-8 编码（记事本“另存为”时选了 ANSI？），请另存为 UTF-8 后重新运行。"
+                          f" {path} is not UTF-8: save it as UTF-8.") from None
+    except yaml.YAMLError as error:  # its text would quote the line: a password, in the passwords file
+        mark = getattr(error, "problem_mark", None)
+        where = f"第 {mark.line + 1} 行第 {mark.column + 1} 列" if mark else ""
+        at = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or "not valid YAML"
+        raise ConfigError(f"配置文件 {path} {where}不是有效的 YAML（常见原因：冒号后少了空格、缩进不齐、引号没有配对），"
+                          f"请改正后重新运行。 {path}{at}: {problem}.") from None
 
 
 @lru_cache(maxsize=None)
@@ -160,7 +180,7 @@ def dashboard_settings() -> dict:
 @lru_cache(maxsize=8)
 def _parsed_yaml(path: Path, mtime_ns: int, size: int) -> dict:
     """One file's YAML, cached per (path, modification time, size): a changed file is a new key."""
-    return _read_yaml(path)
+    return read_yaml(path)
 
 
 def monitoring_line(year: int) -> float:

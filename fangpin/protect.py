@@ -18,9 +18,9 @@ import os
 from pathlib import Path
 
 import msoffcrypto
-import yaml
 from msoffcrypto.format.ooxml import OOXMLFile
 
+from fangpin.config import read_yaml
 from fangpin.snapshot import SecretError, check_outside, check_private
 
 PASSWORDS_ENV = "FANGPIN_WORKBOOK_PASSWORDS_FILE"
@@ -56,7 +56,7 @@ def load_passwords(data_dir: Path | None = None) -> dict[str, str] | None:
         raise SecretError(f"{what} {path}（{PASSWORDS_ENV}）不存在。 The passwords file does not exist.")
     check_outside(path, data_dir, what)
     check_private(path, what)
-    content = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    content = read_yaml(path) or {}
     if not isinstance(content, dict):
         raise SecretError(f"{what} {path} 应为“乡镇: 密码”的对应表（YAML 或 JSON）。 Expected {{township: password}}.")
     return {str(township).strip(): str(password) for township, password in content.items()

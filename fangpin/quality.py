@@ -21,11 +21,10 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 import duckdb
 import polars as pl
-import yaml
 
 from fangpin import deferred
 from fangpin.collector import loading_modules
-from fangpin.config import PROJECT_ROOT, check_month, registry
+from fangpin.config import PROJECT_ROOT, check_month, read_yaml, registry
 from fangpin.warehouse import replace_month
 
 if TYPE_CHECKING:
@@ -55,8 +54,7 @@ _OWN_KEYS = ("expectation", "label", "frame", "enabled")
 @lru_cache(maxsize=None)
 def suites_config() -> dict:
     """schemas/expectations.yaml, parsed once."""
-    with open(SUITES_FILE, encoding="utf-8") as handle:
-        return yaml.safe_load(handle)
+    return read_yaml(SUITES_FILE)
 
 
 def _merge(base: dict, layer: dict | None) -> dict:

@@ -30,7 +30,6 @@ from functools import lru_cache
 from pathlib import Path
 
 import polars as pl
-import yaml
 from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
@@ -38,7 +37,7 @@ from openpyxl.styles import Alignment, Border, Font, NamedStyle, PatternFill, Si
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.datavalidation import DataValidation
 
-from fangpin.config import PROJECT_ROOT, check_month, config_dir, county, registry
+from fangpin.config import PROJECT_ROOT, check_month, config_dir, county, read_yaml, registry
 from fangpin.ids import mask_id
 from fangpin.xlsxml import openpyxl_parts, stable_zip, xml_legal, xml_text
 
@@ -59,8 +58,7 @@ def workbook_config() -> dict:
     path = config_dir() / WORKBOOK_CONFIG
     if not path.exists():
         path = PROJECT_ROOT / "config" / WORKBOOK_CONFIG
-    with open(path, encoding="utf-8") as handle:
-        return yaml.safe_load(handle)
+    return read_yaml(path)
 
 
 RESULTS: tuple[str, ...] = tuple(item["value"] for item in workbook_config()["results"])
