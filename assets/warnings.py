@@ -137,12 +137,12 @@ def township_feedback(context: dg.AssetExecutionContext, fangpin: FangpinData) -
     """Verification results returned in raw/<month>/feedback/: recorded per case; altered workbooks rejected."""
     month = month_of(context)
     folder = fangpin.root / "raw" / month / "feedback"
-    files = sorted(p for p in folder.glob("*.xlsx") if not p.name.startswith("~$")) if folder.is_dir() else []
-    queue = _month_frames(fangpin, month)[0] if files else None  # what a returned workbook is checked against
+    files = feedback.returned_files(folder)
+    # What a returned workbook is checked against: read only when something came back
+    queue = _month_frames(fangpin, month)[0] if files else pl.DataFrame()
     passwords = protect.load_passwords(fangpin.root)
-    results = [feedback.read_feedback(path, queue, protect.open_returned(path, passwords)) for path in files]
-    verifications = pl.concat([r[0] for r in results], how="diagonal_relaxed") if results else pl.DataFrame()
-    rejections = pl.concat([r[1] for r in results], how="diagonal_relaxed") if results else pl.DataFrame()
+    verifications, rejections = feedback.read_feedback_dir(folder, queue, month,
+                                                           lambda path: protect.open_returned(path, passwords))
     with fangpin.writer() as con, transaction(con):
         replace_month(con, "cases.verifications", month, verifications)
         replace_month(con, "quarantine.rejected_rows", month, rejections, keep="list_key = 'feedback'")

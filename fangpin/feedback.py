@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 from datetime import date
 from pathlib import Path
+from typing import Callable
 
 import polars as pl
 
@@ -254,18 +255,19 @@ def _verifications(checked: pl.DataFrame, month: str, path: Path, township: str)
     ).cast(VERIFICATION_SCHEMA)
 
 
-def read_feedback(path: Path, expected: pl.DataFrame, content: io.BytesIO | None = None
+def read_feedback(path: Path, expected: pl.DataFrame, content: io.BytesIO | None = None, month: str | None = None
                   ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(verifications, rejections) from one returned township workbook.
 
     `expected` is `marts.warning_queue` of the month (all townships). Verifications: month, township,
     household_id, case_id, result, verified_on, verifier, remarks, source_file, row_number — only rows with a
     result. Rejections: quarantine.rejected_rows columns, list_key 'feedback'. `content` is the decrypted bytes of
-    an encrypted workbook (fangpin.protect), read instead of the file while `path` still names it.
+    an encrypted workbook (fangpin.protect), read instead of the file while `path` still names it. `month` (the
+    feedback folder's) dates a rejection when neither `expected` (a month nobody was warned) nor the file says it.
     """
     path = Path(path)
     months = sorted(expected.get_column("month").drop_nulls().unique().to_list()) if expected.height else []
-    month = months[0] if len(months) == 1 else None
+    month = months[0] if len(months) == 1 else month
     township = None
     name = sheet_name("verification")
     try:
@@ -290,26 +292,36 @@ def read_feedback(path: Path, expected: pl.DataFrame, content: io.BytesIO | None
             _rejections(checked, month, path, name, township))
 
 
-def read_feedback_dir(folder: Path, expected: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+def returned_files(folder: Path) -> list[Path]:
+    """Every file in a month's feedback folder, in name order, but Excel's lock files (~$...): each one is read or
+    rejected (`read_feedback_dir`), none silently left out."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("~$"))
+
+
+def read_feedback_dir(folder: Path, expected: pl.DataFrame, month: str | None = None,
+                      open_returned: Callable[[Path], io.BytesIO | None] | None = None
+                      ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Every returned workbook in `data/raw/<month>/feedback/`, stacked (files in name order).
 
-    Excel lock files (~$...) are skipped; other files are rejected as unreadable (townships must return xlsx).
+    Excel lock files (~$...) are skipped; other files than .xlsx/.xlsm (whatever the case of the suffix) are rejected
+    as unreadable (townships must return xlsx). `open_returned(path)` gives an encrypted workbook's plain bytes
+    (fangpin.protect.open_returned), or None to read the file itself. `month` is the folder's (see `read_feedback`).
     A household verified in two files appears twice: the case history keeps both, newest date first to apply.
     """
-    folder = Path(folder)
     verifications, rejections = [_empty_verifications()], [pl.DataFrame(schema=REJECTED_COLUMNS)]
-    if not folder.is_dir():
-        return verifications[0], rejections[0]
-    for path in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("~$")):
+    for path in returned_files(folder):
         if path.suffix.lower() not in WORKBOOK_SUFFIXES:
             error = WorkbookRejected("file_unreadable", detail="请用系统下发的xlsx工作簿填写后报回")
-            month = expected.get_column("month").drop_nulls().first() if expected.height else None
-            rejections.append(_whole_rejection(month, path, error))
+            queued = expected.get_column("month").drop_nulls().first() if expected.height else None
+            rejections.append(_whole_rejection(queued or month, path, error))
             continue
-        found, rejected = read_feedback(path, expected)
+        found, rejected = read_feedback(path, expected, open_returned(path) if open_returned else None, month)
         verifications.append(found)
         rejections.append(rejected)
-    return pl.concat(verifications), pl.concat(rejections)
+    return pl.concat(verifications, how="diagonal_relaxed"), pl.concat(rejections, how="diagonal_relaxed")
 
 
-__all__ = ["RESULTS", "read_feedback", "read_feedback_dir", "source_name"]
+__all__ = ["RESULTS", "read_feedback", "read_feedback_dir", "returned_files", "source_name"]

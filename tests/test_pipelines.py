@@ -337,3 +337,24 @@ def test_an_error_of_work_started_early_is_raised_in_the_step_that_collects_it(t
     resource.start_ahead("township_workbooks", "2026-10", lambda: work)
     with pytest.raises(OSError, match="磁盘已满"):
         resource.collect("township_workbooks", "2026-10", lambda: "now")
+
+
+def test_every_file_a_township_returns_is_read_or_rejected_whatever_its_suffix(tmp_path):
+    """township_feedback reads the folder through feedback.read_feedback_dir: a WPS or old-Excel file and a workbook
+    whose suffix is upper case each end up in quarantine with a reason, not silently left out of the month."""
+    import duckdb
+
+    folder = tmp_path / "raw" / "2026-10" / "feedback"
+    folder.mkdir(parents=True)
+    (folder / "甲镇.xls").write_bytes(b"old excel")
+    (folder / "乙乡.XLSX").write_bytes(b"not a zip")
+    (folder / "~$乙乡.XLSX").write_bytes(b"lock")  # Excel's lock file: not a return
+    result = _materialize(["township_feedback"], tmp_path)
+    assert result.success
+    [metadata] = [event.materialization.metadata for event in result.get_asset_materialization_events()]
+    assert metadata["files"].value == 2 and metadata["rejected"].value == 2
+    with duckdb.connect(str(tmp_path / "warehouse" / "fangpin.duckdb"), read_only=True) as con:
+        rejected = con.execute("SELECT source_file, reason_code FROM quarantine.rejected_rows WHERE list_key = 'feedback' "
+                               "ORDER BY source_file").fetchall()
+    assert rejected == [("raw/2026-10/feedback/乙乡.XLSX", "file_unreadable"),
+                        ("raw/2026-10/feedback/甲镇.xls", "file_unreadable")]
