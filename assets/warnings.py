@@ -8,7 +8,7 @@ each replaces only its own month.
 import getpass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import dagster as dg
 import polars as pl
@@ -47,17 +47,27 @@ def _month_frames(fangpin: FangpinData, month: str) -> tuple[pl.DataFrame, pl.Da
     return frames
 
 
-def _workbooks_writer(fangpin: FangpinData, month: str) -> Callable[[], tuple[pl.DataFrame, dict[str, Path]]]:
-    """What writing the month's township workbooks needs, read now: the passwords file checked (a bad one writes
-    nothing), the month's queue, unmatched persons and earlier cases, the owner-only exports folder. Returns the
-    writing itself (no warehouse access), which gives the queue and {township: workbook written}."""
-    protect.load_passwords(fangpin.root)
+class _WrittenWorkbooks(NamedTuple):
+    """What the workbooks' writing gives the step: the queue they show, {township: workbook written}, and the
+    passwords read before writing (None: encryption not configured), so the passwords file is read once."""
+
+    queue: pl.DataFrame
+    by_township: dict[str, Path]
+    passwords: dict[str, str] | None
+
+
+def _workbooks_writer(fangpin: FangpinData, month: str) -> Callable[[], _WrittenWorkbooks]:
+    """What writing the month's township workbooks needs, read now: the passwords file (a bad one writes nothing),
+    the month's queue, unmatched persons and earlier cases, the owner-only exports folder. Returns the writing
+    itself (no warehouse access)."""
+    passwords = protect.load_passwords(fangpin.root)
     queue, unmatched, case_status = _month_frames(fangpin, month)
     out_dir = fangpin.exports_dir(month)
     protect.restrict_exports(out_dir, fangpin.root / "exports")
 
-    def write() -> tuple[pl.DataFrame, dict[str, Path]]:
-        return queue, workbooks.write_workbooks_by_township(queue, unmatched, month, out_dir, case_status=case_status)
+    def write() -> _WrittenWorkbooks:
+        by_township = workbooks.write_workbooks_by_township(queue, unmatched, month, out_dir, case_status=case_status)
+        return _WrittenWorkbooks(queue, by_township, passwords)
 
     return write
 
@@ -71,11 +81,11 @@ def township_workbooks(context: dg.AssetExecutionContext, fangpin: FangpinData) 
     when passwords are configured (fangpin.protect), owner-only files, and an audit row per file."""
     month = month_of(context)
     out_dir = fangpin.exports_dir(month)
-    def write_now() -> tuple[pl.DataFrame, dict[str, Path]]:  # when warning_queue did not start the writing
+
+    def write_now() -> _WrittenWorkbooks:  # when warning_queue did not start the writing
         return _workbooks_writer(fangpin, month)()
 
-    (queue, by_township), beside = fangpin.collect("township_workbooks", month, write_now)
-    passwords = protect.load_passwords(fangpin.root)
+    (queue, by_township, passwords), beside = fangpin.collect("township_workbooks", month, write_now)
     protect.restrict_exports(out_dir, fangpin.root / "exports")
     paths = sorted(by_township.values())
     townships = {path: township for township, path in by_township.items()}
