@@ -151,8 +151,8 @@ def township_feedback(context: dg.AssetExecutionContext, fangpin: FangpinData) -
     # What a returned workbook is checked against: read only when something came back
     queue = _month_frames(fangpin, month)[0] if files else pl.DataFrame()
     passwords = protect.load_passwords(fangpin.root)
-    verifications, rejections = feedback.read_feedback_dir(folder, queue, month,
-                                                           lambda path: protect.open_returned(path, passwords))
+    verifications, rejections = feedback.read_feedback_files(files, queue, month,
+                                                             lambda path: protect.open_returned(path, passwords))
     with fangpin.writer() as con, transaction(con):
         replace_month(con, "cases.verifications", month, verifications)
         replace_month(con, "quarantine.rejected_rows", month, rejections, keep="list_key = 'feedback'")

@@ -267,7 +267,7 @@ def read_feedback(path: Path, expected: pl.DataFrame, content: io.BytesIO | None
     """
     path = Path(path)
     months = sorted(expected.get_column("month").drop_nulls().unique().to_list()) if expected.height else []
-    month = months[0] if len(months) == 1 else month
+    month = _rejection_month(expected, month)
     township = None
     name = sheet_name("verification")
     try:
@@ -301,22 +301,36 @@ def returned_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("~$"))
 
 
+def _rejection_month(expected: pl.DataFrame, month: str | None) -> str | None:
+    """The month a rejection is dated by before the file says its own: the queue's, when it holds one month, else
+    `month` (the feedback folder's; a month nobody was warned has an empty queue)."""
+    months = expected.get_column("month").drop_nulls().unique() if expected.height else []
+    return months[0] if len(months) == 1 else month
+
+
 def read_feedback_dir(folder: Path, expected: pl.DataFrame, month: str | None = None,
                       open_returned: Callable[[Path], io.BytesIO | None] | None = None
                       ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Every returned workbook in `data/raw/<month>/feedback/`, stacked (files in name order).
+    """Every returned workbook in `data/raw/<month>/feedback/` (`returned_files`), stacked (files in name order);
+    see `read_feedback_files`."""
+    return read_feedback_files(returned_files(folder), expected, month, open_returned)
 
-    Excel lock files (~$...) are skipped; other files than .xlsx/.xlsm (whatever the case of the suffix) are rejected
-    as unreadable (townships must return xlsx). `open_returned(path)` gives an encrypted workbook's plain bytes
-    (fangpin.protect.open_returned), or None to read the file itself. `month` is the folder's (see `read_feedback`).
-    A household verified in two files appears twice: the case history keeps both, newest date first to apply.
+
+def read_feedback_files(paths: list[Path], expected: pl.DataFrame, month: str | None = None,
+                        open_returned: Callable[[Path], io.BytesIO | None] | None = None
+                        ) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """These returned files (`returned_files`), stacked.
+
+    Other files than .xlsx/.xlsm (whatever the case of the suffix) are rejected as unreadable (townships must return
+    xlsx). `open_returned(path)` gives an encrypted workbook's plain bytes (fangpin.protect.open_returned), or None
+    to read the file itself. `month` is the folder's (see `read_feedback`). A household verified in two files
+    appears twice: the case history keeps both, newest date first to apply.
     """
     verifications, rejections = [_empty_verifications()], [pl.DataFrame(schema=REJECTED_COLUMNS)]
-    for path in returned_files(folder):
+    for path in paths:
         if path.suffix.lower() not in WORKBOOK_SUFFIXES:
             error = WorkbookRejected("file_unreadable", detail="请用系统下发的xlsx工作簿填写后报回")
-            queued = expected.get_column("month").drop_nulls().first() if expected.height else None
-            rejections.append(_whole_rejection(queued or month, path, error))
+            rejections.append(_whole_rejection(_rejection_month(expected, month), path, error))
             continue
         found, rejected = read_feedback(path, expected, open_returned(path) if open_returned else None, month)
         verifications.append(found)
@@ -324,4 +338,4 @@ def read_feedback_dir(folder: Path, expected: pl.DataFrame, month: str | None = 
     return pl.concat(verifications, how="diagonal_relaxed"), pl.concat(rejections, how="diagonal_relaxed")
 
 
-__all__ = ["RESULTS", "read_feedback", "read_feedback_dir", "returned_files", "source_name"]
+__all__ = ["RESULTS", "read_feedback", "read_feedback_dir", "read_feedback_files", "returned_files", "source_name"]
