@@ -35,7 +35,7 @@ from openpyxl.utils import get_column_letter
 
 from fangpin import config, readcache
 from fangpin.config import ListSpec, Registry
-from fangpin.files import sha256_of
+from fangpin.files import fs_text, os_error_words, sha256_of
 from fangpin.values import cell_text
 from schemas.reasons import ignored, reject
 
@@ -43,6 +43,9 @@ from schemas.reasons import ignored, reject
 SPREADSHEET_SUFFIXES = frozenset({".xlsx", ".xlsm", ".xlsb", ".xls", ".et", ".ods", ".csv"})
 ROSTER_SUFFIXES = SPREADSHEET_SUFFIXES | {".parquet"}
 NOT_DEPARTMENTS = frozenset({"roster", "feedback"})  # drop-zone folders that hold no department list
+# Read only to be refused as what they are: a list sent inside an archive is a list not yet received.
+ARCHIVE_SUFFIXES = frozenset({".zip", ".rar", ".7z", ".gz", ".tgz", ".tar", ".bz2", ".xz"})
+SYSTEM_FILES = frozenset({"thumbs.db", "ehthumbs.db", "desktop.ini"})  # left by Windows in any folder: ignored
 HEADER_SCAN_ROWS = 12  # the header is looked for among the first non-blank rows of a sheet
 # "身份证号码18位" (ID number, 18 digits) maps to 身份证号码; a longer tail ("…请填写18位") is a sentence, not a header.
 PREFIX_TAIL_MAX = 4
@@ -786,8 +789,38 @@ def _number_cell_loader(reader: fastexcel.ExcelReader, index: int, names: list[s
 # CSV text
 # ----------------------------------------------------------------------------------------------------------------
 def _split_lines(text: str) -> pl.Series:
-    """Text -> one String per physical line (a line number is a spreadsheet row), without the line break."""
-    return pl.Series("line", [text]).str.split("\n").explode().str.strip_suffix("\r")
+    """Text -> one String per physical line (a line number is a spreadsheet row), without the line break: CRLF,
+    LF, or CR alone (Excel for Mac's "CSV (Macintosh)", some old systems)."""
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return pl.Series("line", [text]).str.split("\n").explode()
+
+
+def _join_quoted_breaks(lines: pl.Series) -> tuple[pl.Series, list[str]]:
+    """Physical lines -> rows as Excel opens the CSV: a quoted cell holding a line break (Alt+Enter in a cell, then
+    saved as CSV) spans lines, which are joined into one row, numbered as Excel numbers it.
+
+    A line ends inside a quoted cell when the quotes before its end are odd in number (a quote inside a quoted cell
+    is doubled, so it never changes that). A file whose quotes never close is left line by line, with a note: a
+    stray quote must not swallow the rows after it.
+    """
+    odd = lines.str.count_matches('"', literal=True) % 2 == 1
+    if not odd.any():
+        return lines, []
+    open_after = odd.cast(pl.UInt32).cum_sum() % 2
+    if open_after[-1]:
+        first = int(odd.arg_true()[0]) + 1
+        return lines, [f"第{first}行起英文双引号不成对，已按每行一条记录读取，请核对该行"]
+    starts = open_after.shift(1, fill_value=0) == 0
+    frame = pl.DataFrame({"row": starts.cum_sum(), "line": lines, "line_number": pl.int_range(1, lines.len() + 1,
+                                                                                              eager=True)})
+    rows = frame.group_by("row", maintain_order=True).agg(pl.col("line").str.join("\n"), pl.col("line_number").first(),
+                                                          pl.len().alias("lines"))
+    spanning = rows.filter(pl.col("lines") > 1)
+    named = "、".join(str(n) for n in spanning["row"].head(5).to_list())
+    more = f"等{spanning.height:,}行" if spanning.height > 5 else ""
+    note = f"第{named}行{more}的单元格内有换行，已按Excel打开时的样子合为一行（行号按Excel计）"
+    return rows["line"], [note]
 
 
 def _decode_lines(data: bytes) -> tuple[pl.Series, list[str]]:
@@ -805,8 +838,16 @@ def _decode_lines(data: bytes) -> tuple[pl.Series, list[str]]:
         except UnicodeDecodeError as exc:
             raise UnreadableFile("文字编码（UTF-16）有误，文件可能已损坏") from exc
     if b"\x00" in data[:4096]:
-        raise UnreadableFile(_sniff_binary(data))
+        encoding = _utf16_without_bom(data)
+        if encoding is None:
+            raise UnreadableFile(_sniff_binary(data))
+        try:
+            return _split_lines(data.decode(encoding)), ["文件是UTF-16编码（没有BOM标记），已按UTF-16读取"]
+        except UnicodeDecodeError as exc:
+            raise UnreadableFile("文字编码（UTF-16）有误，文件可能已损坏") from exc
     data = data.removeprefix(b"\xef\xbb\xbf")
+    if b"\r" in data:  # line breaks as LF before the bytes are split by line below (no GBK byte is a CR)
+        data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
     try:
         return _split_lines(data.decode("utf-8")), []
     except UnicodeDecodeError:
@@ -836,6 +877,16 @@ def _decode_lines(data: bytes) -> tuple[pl.Series, list[str]]:
     return lines, notes
 
 
+def _utf16_without_bom(data: bytes) -> str | None:
+    """"utf-16-le"/"utf-16-be" for text saved as UTF-16 without its BOM, else None: the zero bytes of the
+    ASCII characters (digits, commas, line breaks) all fall on odd (little-endian) or all on even positions."""
+    head = data[:4096]
+    odd, even = head[1::2].count(0), head[0::2].count(0)
+    if len(data) % 2 or not (odd or even) or (odd and even):
+        return None
+    return "utf-16-le" if odd else "utf-16-be"
+
+
 def _sniff_separator(lines: pl.Series) -> str:
     """Comma unless the first lines clearly use tab, semicolon or bar."""
     head = [line[:20000] for line in lines.head(30).to_list() if line]
@@ -849,9 +900,11 @@ def _csv_grid(data: bytes, limits: IntakeLimits) -> _Grid:
 
     Polars' CSV reader sizes columns from the first line (a one-cell title row) and skips blank lines, which
     would drop fields and shift line numbers; so each line is split with a quote-aware regex instead, still
-    vectorised. A quoted field spanning lines is split at the line break (rare in department lists).
+    vectorised. A quoted cell spanning lines is one row, as in Excel (`_join_quoted_breaks`).
     """
     lines, notes = _decode_lines(data)
+    lines, joined = _join_quoted_breaks(lines)
+    notes += joined
     if lines.len() > limits.max_rows_per_sheet:
         raise UnreadableFile(f"文件有{lines.len():,}行，超过每表{limits.max_rows_per_sheet:,}行的上限", "file_too_large")
     separator = _sniff_separator(lines)
@@ -893,6 +946,19 @@ def _parquet_grid(path: Path) -> _Grid:
                  column_labels=[_column_letter(i) for i in range(frame.width)])
 
 
+def _is_workbook(data: bytes) -> bool:
+    """An Excel workbook by its bytes: an OLE file (.xls, or an encrypted .xlsx) or a zip holding xl/workbook.xml."""
+    if data.startswith(_CFB_SIGNATURE):
+        return True
+    if not data.startswith(b"PK\x03\x04"):
+        return False
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            return any(name.lower() == "xl/workbook.xml" for name in archive.namelist())
+    except (zipfile.BadZipFile, ValueError):
+        return False
+
+
 def _looks_like_text(data: bytes) -> bool:
     """True for bytes that may be CSV text under a spreadsheet name (not binary, not an HTML page)."""
     return data[:1] in (b"\xef", b"\xff", b"\xfe") or (b"\x00" not in data[:4096] and b"<" not in data[:64])
@@ -906,11 +972,21 @@ def _load_grids(path: Path, limits: IntakeLimits) -> list[_Grid]:
     if size > limits.max_file_bytes:
         raise UnreadableFile(f"文件有{size / _MB:,.1f}MB，超过上限{limits.max_file_mb:g}MB", "file_too_large")
     suffix = path.suffix.lower()
+    if suffix in ARCHIVE_SUFFIXES:
+        raise UnreadableFile(f"这是压缩包（{path.suffix}），系统不解压；请解压后把其中的名单放到部门文件夹中重新运行")
     if suffix == ".parquet":
         return [_parquet_grid(path)]
     data = path.read_bytes()
-    if suffix == ".csv":
-        return [_csv_grid(data, limits)]
+    if suffix in (".csv", ""):  # a CSV, or a download that lost its name's suffix
+        named = f"文件扩展名是{path.suffix}" if suffix else "文件没有扩展名"
+        if _is_workbook(data):
+            grids = _excel_grids(data, limits)
+            grids[0].notes.insert(0, f"{named}，但内容其实是Excel工作簿，已按Excel读取（建议改正文件名）")
+            return grids
+        grid = _csv_grid(data, limits)
+        if not suffix:
+            grid.notes.insert(0, f"{named}，已按CSV文本读取（建议改正文件名）")
+        return [grid]
     try:
         return _excel_grids(data, limits)
     except UnreadableFile as refused:
@@ -1126,16 +1202,17 @@ def relative_source(path: Path, data_dir: Path) -> str:
 
     Taken from the path as found under the data dir, symbolic links left alone: a drop zone whose raw/ (or one of
     its files) links to a shared drive still names `raw/2026-10/...`, not the drive's folders. Only a path not
-    under the data dir as written is resolved, and named in full when it is not under it either.
+    under the data dir as written is resolved, and named in full when it is not under it either. A name whose bytes
+    are not UTF-8 is read as GB18030 (`fs_text`).
     """
     try:
-        return Path(os.path.abspath(path)).relative_to(os.path.abspath(data_dir)).as_posix()
+        return fs_text(Path(os.path.abspath(path)).relative_to(os.path.abspath(data_dir)).as_posix())
     except ValueError:
         pass
     try:
-        return path.resolve().relative_to(Path(data_dir).resolve()).as_posix()
+        return fs_text(path.resolve().relative_to(Path(data_dir).resolve()).as_posix())
     except ValueError:
-        return path.as_posix()
+        return fs_text(path.as_posix())
 
 
 def _where(source: str, sheet: str) -> str:
@@ -1281,42 +1358,104 @@ def wrong_month(month: str, texts: tuple[str, ...]) -> str | None:
 # ----------------------------------------------------------------------------------------------------------------
 # The month's drop zone
 # ----------------------------------------------------------------------------------------------------------------
-def _ignore_code(path: Path, suffixes: frozenset[str]) -> str | None:
-    """Why a file is not read at all: an Excel lock file, or not a spreadsheet (.txt, .docx, .DS_Store, ._x)."""
-    if path.name.startswith("~$"):
+def housekeeping_file(path: Path) -> str | None:
+    """"lock_file" for an Excel lock file (~$…), "system_file" for what an operating system or office suite leaves
+    in any folder (.DS_Store, Thumbs.db, ._x, __MACOSX/): never anybody's list or return, so ignored; else None."""
+    name = path.name
+    if name.startswith("~$"):
         return "lock_file"
-    if path.name.startswith(".") or path.suffix.lower() not in suffixes or "__MACOSX" in path.parts:
-        return "not_spreadsheet"
+    if name.startswith(".") or name.lower() in SYSTEM_FILES or "__MACOSX" in path.parts:
+        return "system_file"
     return None
 
 
-def _files_under(folder: Path) -> list[Path]:
-    return sorted((p for p in folder.rglob("*") if p.is_file()), key=lambda p: p.as_posix())
+def _ignore_code(path: Path, suffixes: frozenset[str]) -> str | None:
+    """Why a file is not read at all: a lock or system file (`housekeeping_file`), or a document that is no
+    spreadsheet (.txt, .docx, .pdf). Archives and names without a suffix are read: the reader says what they are (a
+    .zip is refused as one, a workbook is read)."""
+    code = housekeeping_file(path)
+    suffix = path.suffix.lower()
+    if code is None and suffix not in suffixes and suffix not in ARCHIVE_SUFFIXES and suffix != "":
+        return "not_spreadsheet"
+    return code
 
 
-def _received(path: Path, data_dir: Path, department: str | None, folder: str, sha: str, status: str,
+def walk_folder(top: Path) -> tuple[list[Path], list[Path]]:
+    """Every regular file at or below `top`, and every entry that could not be opened (`unreachable_detail` says
+    why), each in path order.
+
+    Links to folders (a shared drive linked in) are followed, each real folder once, so a link back up cannot loop.
+    A folder that cannot be listed, a link whose target is gone and anything that is no regular file are named,
+    never passed over (`Path.rglob` skips all three without a word).
+    """
+    files: list[Path] = []
+    unreachable: list[Path] = []
+    if not top.is_dir():
+        (files if top.is_file() else unreachable).append(top)
+        return files, unreachable
+    seen: set[str] = set()
+    for root, folders, names in os.walk(top, onerror=lambda error: unreachable.append(Path(error.filename)),
+                                        followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:
+            folders[:] = []
+            continue
+        seen.add(real)
+        for name in names:  # os.walk lists a link to a folder among the folders, a broken link among the names
+            path = Path(root) / name
+            (files if path.is_file() else unreachable).append(path)
+    return sorted(files, key=Path.as_posix), sorted(unreachable, key=Path.as_posix)
+
+
+def unreachable_detail(path: Path) -> str:
+    """Why `walk_folder` could not open this entry, in the clerk's words."""
+    if path.is_dir():
+        try:
+            os.scandir(path).close()
+        except OSError as error:
+            return f"文件夹无法打开，其中的文件未读取：{os_error_words(error)}"
+        return "文件夹无法打开，其中的文件未读取"
+    if path.is_symlink() and not path.exists():
+        return "是一个链接，但它指向的文件或文件夹不存在（共享盘未连接，或原文件已被移走），未读取"
+    return "不是普通文件（如设备或管道），未读取"
+
+
+def _received(path: Path, data_dir: Path, department: str | None, folder: str, sha: str | None, status: str,
               note: str | None = None, duplicate_of: str | None = None, lists: list[str] | None = None) -> ReceivedFile:
-    stat = path.stat()
+    try:
+        stat = path.stat()
+        size, modified = stat.st_size, datetime.fromtimestamp(stat.st_mtime)
+    except OSError:  # a broken link, or a folder that cannot be opened: recorded without size and time
+        size, modified = None, None
     return ReceivedFile(
-        source_file=relative_source(path, data_dir), department=department, folder=folder, sha256=sha,
-        size_bytes=stat.st_size, modified_at=datetime.fromtimestamp(stat.st_mtime), status=status, note=note,
-        duplicate_of=duplicate_of, lists=list(lists or []),
+        source_file=relative_source(path, data_dir), department=department, folder=fs_text(folder), sha256=sha,
+        size_bytes=size, modified_at=modified, status=status, note=note, duplicate_of=duplicate_of,
+        lists=list(lists or []),
     )
 
 
 class _Intake:
-    """Per-month bookkeeping shared by scan_month and read_roster: ignore, de-duplicate, record each file."""
+    """Per-month bookkeeping shared by scan_month and read_roster: ignore, de-duplicate, refuse what cannot be
+    opened, record each file, so that every entry found is one row of raw.received_files."""
 
-    def __init__(self, data_dir: Path, suffixes: frozenset[str]):
-        self.data_dir, self.suffixes = Path(data_dir), suffixes
+    def __init__(self, data_dir: Path, suffixes: frozenset[str], reg: Registry, list_key: str | None = None):
+        self.data_dir, self.suffixes, self.reg, self.list_key = Path(data_dir), suffixes, reg, list_key
         self.files: list[ReceivedFile] = []
+        self.problems: list[FileProblem] = []  # files and folders that could not be opened
         self.seen: dict[str, str] = {}  # sha256 -> source_file of its first copy
 
     def admit(self, path: Path, department: str | None, folder: str) -> str | None:
-        """The file's sha256 when it should be read; otherwise records it as ignored/duplicate and returns None."""
+        """The file's sha256 when it should be read; otherwise records it as ignored, duplicate or refused (it
+        cannot be opened) and returns None."""
         source = relative_source(path, self.data_dir)
         code = _ignore_code(path, self.suffixes)
-        sha = sha256_of(path)
+        try:
+            sha = sha256_of(path)
+        except OSError as error:
+            if not code:  # a lock file another user's Excel holds may be unreadable: ignored all the same
+                self.refuse(path, department, folder, os_error_words(error))
+                return None
+            sha = None
         if code:
             self.files.append(_received(path, self.data_dir, department, folder, sha, "ignored", ignored(code)))
             return None
@@ -1327,6 +1466,14 @@ class _Intake:
             return None
         self.seen[sha] = source
         return sha
+
+    def refuse(self, path: Path, department: str | None, folder: str, detail: str) -> None:
+        """A file or folder that could not be opened or read: one quarantine entry (counted against the list its
+        name names) and one received file."""
+        problem = _unreadable(relative_source(path, self.data_dir), "", detail)
+        problem.list_key = self.list_key or _named_list(self.reg, department, path)
+        self.problems.append(problem)
+        self.files.append(_received(path, self.data_dir, department, folder, None, "quarantined", problem.reason))
 
 
 def _status(tables: int, problems: int) -> str:
@@ -1340,16 +1487,32 @@ def _file_note(notes: list[str], problems: list[FileProblem]) -> str | None:
     return "；".join([*notes, *(p.reason for p in problems)]) or None
 
 
+def _named_list(reg: Registry, department: str | None, path: Path) -> str | None:
+    """The list a file's name names among its department's lists (a file refused unread still counts against it)."""
+    spec, _ = recognise_list(reg.lists_of(department), (fs_text(path.stem),)) if department else (None, [])
+    return spec.key if spec else None
+
+
+def read_error_detail(error: Exception) -> str:
+    """What the clerk reads for a file whose reading failed in a way no check foresaw: the system's words for an
+    operating-system error, else the error itself (for whoever maintains fangpin), and what to do."""
+    if isinstance(error, OSError):
+        return os_error_words(error)
+    return f"读取时出错，请把此文件转交系统维护人员（{type(error).__name__}: {error}）"
+
+
 def scan_month(data_dir: Path, month: str, registry: Registry | None = None,
                limits: IntakeLimits | None = None) -> MonthScan:
     """Every department folder under data_dir/raw/<month>/ except roster/ and feedback/, read and recognised.
 
     Each file is bounded by `limits` (default `intake_limits()`); a list naming another month is not this month's.
+    Every entry found is one raw.received_files row: a file or folder that cannot be opened, and a file whose reading
+    fails in a way no check foresaw, are quarantined on their own while the rest of the month is read.
     """
     reg = registry or config.registry()
     data_dir = Path(data_dir)
     month_dir = data_dir / "raw" / month
-    intake = _Intake(data_dir, SPREADSHEET_SUFFIXES)
+    intake = _Intake(data_dir, SPREADSHEET_SUFFIXES, reg)
     tables: dict[str, list[SheetTable]] = {}
     problems: list[FileProblem] = []
     cache = readcache.ReadCache(data_dir, month, "lists")  # re-reads only files whose content is new
@@ -1358,23 +1521,32 @@ def scan_month(data_dir: Path, month: str, registry: Registry | None = None,
         return MonthScan([], tables, [])
     paths: list[tuple[Path, str]] = []
     for entry in sorted(month_dir.iterdir(), key=lambda p: p.name):
-        if entry.is_dir() and entry.name not in NOT_DEPARTMENTS:
-            paths.extend((p, entry.name) for p in _files_under(entry))
-        elif entry.is_file():
-            paths.append((entry, ""))  # loose file: not in any department folder
+        if entry.name in NOT_DEPARTMENTS and entry.is_dir():
+            continue
+        folder = entry.name if not entry.is_file() else ""  # a loose file is in no department folder
+        files, unreachable = walk_folder(entry)
+        paths.extend((p, folder) for p in files)
+        department = reg.department_for_folder(fs_text(folder)) if folder else None
+        for path in unreachable:
+            intake.refuse(path, department, folder, unreachable_detail(path))
     for path, folder in sorted(paths, key=lambda item: item[0].as_posix()):
-        department = reg.department_for_folder(folder) if folder else None
+        department = reg.department_for_folder(fs_text(folder)) if folder else None
         sha = intake.admit(path, department, folder)
         if sha is None:
             continue
         source = relative_source(path, data_dir)
         if department is None:
-            reason = f"“{source}”：{reject('unknown_department', folder=folder or month)}"
+            reason = f"“{source}”：{reject('unknown_department', folder=fs_text(folder) or month)}"
             problems.append(FileProblem(source, "", "unknown_department", reason))
             intake.files.append(_received(path, data_dir, None, folder, sha, "quarantined", reason))
             continue
-        found, file_problems, notes = _read_department_file(path, data_dir, reg, department, month, limits,
-                                                            cache=cache, sha=sha)
+        subfolders = tuple(fs_text(part) for part in path.relative_to(month_dir / folder).parent.parts)
+        try:
+            found, file_problems, notes = _read_department_file(path, data_dir, reg, department, month, limits,
+                                                                cache=cache, sha=sha, subfolders=subfolders)
+        except Exception as error:  # noqa: BLE001 - one file, one quarantine entry; the month goes on
+            intake.refuse(path, department, folder, read_error_detail(error))
+            continue
         problems.extend(file_problems)
         for key, table in found:
             tables.setdefault(key, []).append(table)
@@ -1382,30 +1554,31 @@ def scan_month(data_dir: Path, month: str, registry: Registry | None = None,
         note = _file_note(notes, [] if found else file_problems)
         intake.files.append(_received(path, data_dir, department, folder, sha, _status(len(found), len(file_problems)),
                                       note, lists=lists))
+    problems.extend(intake.problems)
     cache.prune()
-    return MonthScan(intake.files, tables, problems)
+    return MonthScan(sorted(intake.files, key=lambda f: f.source_file), tables, problems)
 
 
 def _read_department_file(path: Path, data_dir: Path, reg: Registry, department: str, month: str | None = None,
                           limits: IntakeLimits | None = None, cache: readcache.ReadCache | None = None,
-                          sha: str | None = None,
+                          sha: str | None = None, subfolders: tuple[str, ...] = (),
                           ) -> tuple[list[tuple[str, SheetTable]], list[FileProblem], list[str]]:
     """Read one department file and recognise each sheet among that department's lists.
 
-    With `month`, a sheet whose file name, sheet name or title names another month is `file_wrong_month` (its rows
-    are not this month's); when every sheet does, the whole file is one problem.
+    With `month`, a sheet whose file name, sheet name, title or a folder between the department's and the file
+    (`subfolders`: `民政局/2026年9月/低保.xlsx`) names another month is `file_wrong_month` (its rows are not this
+    month's); when every sheet does, the whole file is one problem.
     """
     specs = reg.lists_of(department)
     how = (reg.list_headers, reg.list_required, reg.total_row_words, limits)
     sheet_tables, problems, notes = (cache.read(path, sha, *how) if cache and sha else
                                      read_table_file(path, data_dir, *how))
-    stem = Path(path).stem
+    stem = fs_text(Path(path).stem)
     for problem in problems:  # a list named by file or sheet still gets its problem counted against it
-        if problem.reason_code != "file_unreadable":
-            spec, _ = recognise_list(specs, (stem, problem.sheet))
-            problem.list_key = spec.key if spec else None
+        spec, _ = recognise_list(specs, (stem, problem.sheet))
+        problem.list_key = spec.key if spec else None
     wrong = {id(table): other for table in sheet_tables
-             if month and (other := wrong_month(month, (stem, table.sheet, table.title)))}
+             if month and (other := wrong_month(month, (*subfolders, stem, table.sheet, table.title)))}
     if sheet_tables and len(wrong) == len(sheet_tables):  # the whole file is another month's
         keys = {spec.key for table in sheet_tables
                 if (spec := recognise_list(specs, (stem, table.sheet, table.title))[0])}
@@ -1454,7 +1627,7 @@ def read_roster(data_dir: Path, month: str, registry: Registry | None = None, li
     reg = registry or config.registry()
     data_dir = Path(data_dir)
     folder = data_dir / "raw" / month / "roster"
-    intake = _Intake(data_dir, ROSTER_SUFFIXES)
+    intake = _Intake(data_dir, ROSTER_SUFFIXES, reg, list_key="roster")
     tables: list[SheetTable] = []
     problems: list[FileProblem] = []
     cache = readcache.ReadCache(data_dir, month, "roster")  # re-reads only files whose content is new
@@ -1462,13 +1635,22 @@ def read_roster(data_dir: Path, month: str, registry: Registry | None = None, li
         cache.prune()
         return tables, problems, intake.files
     pending = []  # (where its entry goes in intake.files, path, sha): skipped files keep their place in the record
-    for path in _files_under(folder):
+    files, unreachable = walk_folder(folder)
+    for path in unreachable:
+        intake.refuse(path, None, "roster", unreachable_detail(path))
+    for path in files:
         sha = intake.admit(path, None, "roster")
         if sha is not None:
             pending.append((len(intake.files), path, sha))
+
+    def read(item: tuple[int, Path, str]) -> tuple[list[SheetTable], list[FileProblem], list[str]]:
+        try:
+            return cache.read(item[1], item[2], reg.roster_headers, reg.roster_required, reg.total_row_words, limits)
+        except Exception as error:  # noqa: BLE001 - one file, one quarantine entry; the other files are read
+            return [], [_unreadable(relative_source(item[1], data_dir), "", read_error_detail(error))], []
+
     with ThreadPoolExecutor(max_workers=ROSTER_READ_THREADS) as pool:  # calamine releases the GIL while parsing
-        results = list(pool.map(lambda item: cache.read(item[1], item[2], reg.roster_headers, reg.roster_required,
-                                                        reg.total_row_words, limits), pending))
+        results = list(pool.map(read, pending))
     received = []
     for (slot, path, sha), (found, file_problems, notes) in zip(pending, results):
         for problem in file_problems:
@@ -1480,5 +1662,6 @@ def read_roster(data_dir: Path, month: str, registry: Registry | None = None, li
                                          note, lists=["roster"] if found else [])))
     for slot, entry in reversed(received):
         intake.files.insert(slot, entry)
+    problems.extend(intake.problems)
     cache.prune()
     return tables, problems, intake.files

@@ -6,10 +6,11 @@ from pathlib import Path
 
 from fangpin.config import registry
 from fangpin.warehouse import WarehouseUnavailable, reader, warehouse_path
+from schemas.reasons import ignored
 
 
-def _fetch(con, query: str, month: str) -> list[tuple]:
-    return con.execute(query, [month]).fetchall()
+def _fetch(con, query: str, month: str, *values: object) -> list[tuple]:
+    return con.execute(query, [month, *values]).fetchall()
 
 
 def summary_lines(con, month: str) -> list[str]:
@@ -26,6 +27,13 @@ def summary_lines(con, month: str) -> list[str]:
     lines.append(f"花名册 roster: {roster[0]} 人 persons, {roster[1]} 户 households")
     if unassigned:
         lines.append(f"无法识别或无法读取的文件 unrecognised/unreadable files: {unassigned}（见 quarantine.rejected_rows）")
+    documents = [row[0] for row in _fetch(
+        con, "SELECT source_file FROM raw.received_files WHERE month = ? AND note = ? ORDER BY source_file",
+        month, ignored("not_spreadsheet"))]
+    if documents:  # a department's cover note, or a list sent as .txt or .pdf: the clerk decides which
+        named = "、".join(path.split("/", 2)[-1] for path in documents[:3]) + ("等" if len(documents) > 3 else "")
+        lines.append(f"不是Excel或CSV、未读取的文件 files not read (no spreadsheet): {len(documents)}（{named}；"
+                     "见 raw.received_files）")
     try:
         warned = _fetch(con, "SELECT count(*) FROM marts.warning_queue WHERE month = ?", month)[0][0]
         lines.append(f"预警户 warned households: {warned}")

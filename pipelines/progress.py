@@ -10,6 +10,8 @@ from typing import TextIO
 
 import dagster as dg
 
+from fangpin.files import OS_ERROR_WORDS
+
 _SHOWN_EVENTS = {"STEP_START", "STEP_FAILURE", "ASSET_CHECK_EVALUATION", "RUN_FAILURE"}
 # Dagster's line for a step it skips: "Dependencies for step X failed: ['a'] were not executed: ['b', 'b']. Not
 # executing." (either part may be missing), the names repeated once per input (22 for the department lists).
@@ -22,18 +24,6 @@ _CLERK_MESSAGE_CLASS = re.compile(r"^(?:fangpin\.[\w.]+|dagster\._core\.definiti
 _OS_ERROR = re.compile(r"^(?:" + "|".join(name for name, value in vars(builtins).items()
                                           if isinstance(value, type) and issubclass(value, OSError))
                        + r"): \[Errno (?P<code>\d+)\] [^:]+(?:: '(?P<path>[^']*)')?(?: -> '[^']*')?$")
-# What the clerk is told for the operating-system errors a run meets on its own folders, by errno name.
-_OS_ERROR_WORDS = {
-    "EACCES": "没有读写权限，请检查该文件或文件夹的权限",
-    "EPERM": "没有读写权限，请检查该文件或文件夹的权限",
-    "ENOSPC": "磁盘已满，请清理磁盘空间后重新运行",
-    "EDQUOT": "磁盘配额已满，请清理空间后重新运行",
-    "EROFS": "磁盘是只读的，无法写入",
-    "EEXIST": "已有同名的文件或文件夹，无法在此创建，请移走或改名后重新运行",
-    "ENOTDIR": "路径中应为文件夹的一段是一个文件，请移走或改名后重新运行",
-    "EISDIR": "应为文件的地方是一个文件夹",
-    "ENOENT": "找不到该文件或文件夹",
-}
 
 
 def _root_cause(error) -> str:
@@ -64,7 +54,7 @@ def clerk_message(text: str) -> str:
     if _CLERK_MESSAGE_CLASS.match(text):  # fangpin's own words: already what the clerk should read
         return _CLERK_MESSAGE_CLASS.sub("", text)
     found = _OS_ERROR.match(text)
-    words = _OS_ERROR_WORDS.get(errno.errorcode.get(int(found["code"]), "")) if found else None
+    words = OS_ERROR_WORDS.get(errno.errorcode.get(int(found["code"]), "")) if found else None
     if words is not None:
         return f"{found['path']}：{words}（{text}）" if found["path"] else f"{words}（{text}）"
     words = _library_os_error_words(text)
@@ -74,7 +64,7 @@ def clerk_message(text: str) -> str:
 def _library_os_error_words(text: str) -> str | None:
     """The Chinese words for an operating-system error another library reports in its own words with the system's
     text in them (DuckDB: 'IO Error: Could not write all bytes to file "…": No space left on device'); None if none."""
-    for name, words in _OS_ERROR_WORDS.items():
+    for name, words in OS_ERROR_WORDS.items():
         code = getattr(errno, name, None)  # EDQUOT is not on every system
         if code is not None and os.strerror(code) in text:
             return words

@@ -25,7 +25,7 @@ REJECT = {
     "total_row": "合计/总计行，不是人员记录",
     "roster_household_missing": "花名册该行没有户编号，无法归户",
     # the file or sheet as a whole (row_number is empty)
-    "file_unreadable": "文件无法打开（文件损坏、加密或不是Excel/CSV文件）：{detail}",
+    "file_unreadable": "文件无法打开：{detail}",
     "file_unrecognised": "无法识别这是哪一张名单：文件名、工作表名和标题里都没有关键词。可用的关键词：{keywords}",
     "file_ambiguous": "同时符合多张名单（{lists}），系统不猜测；请在文件名或工作表名中写明是哪一张",
     "unknown_department": "文件夹“{folder}”不是已登记的部门，文件未处理；请放到部门文件夹中（如 civil_affairs 或 民政局）",
@@ -66,7 +66,8 @@ NOTE = {
 # Files that are not lists at all: skipped with a note in raw.received_files, not quarantined.
 IGNORED = {
     "lock_file": "Excel临时锁定文件（~$开头），已忽略",
-    "not_spreadsheet": "不是Excel或CSV文件，已忽略",
+    "system_file": "操作系统或办公软件自动生成的文件，已忽略",
+    "not_spreadsheet": "不是Excel或CSV文件，已忽略；如果是名单，请另存为Excel（.xlsx）或CSV后重新报送",
     "duplicate_file": "与“{other}”内容完全相同（重复报送），只计一次",
 }
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+import os
 import re
 import zipfile
 from pathlib import Path
@@ -596,3 +597,170 @@ def test_error_cells_read_with_the_text_excel_shows():
     assert errors.rows() == [("C2", "#DIV/0!"), ("C4", "#N/A"), ("D5", "#REF!")]
     plain = reading._SheetXml(_sheet_part([_CELLS["shared string"]]), "xl/worksheets/sheet1.xml")
     assert plain.error_texts().is_empty()
+
+
+# ------------------------------------------------------------- drop zone: what cannot be opened is named, not skipped
+def _by_name(scan) -> tuple[dict, dict]:
+    files = {f.source_file.split("/", 2)[2]: f for f in scan.files}
+    problems = {p.source_file.split("/", 2)[2]: p for p in scan.problems}
+    return files, problems
+
+
+def test_a_file_that_cannot_be_opened_is_quarantined_and_the_month_goes_on(tmp_path, monkeypatch):
+    """A clerk's copy without read permission (root ignores chmod, so the refusal is the system's, simulated)."""
+    good = _xlsx(_dept_file(tmp_path, "民政局", "低保.xlsx"), {"Sheet1": _persons("一村")})
+    locked = _xlsx(_dept_file(tmp_path, "残联", "残疾人10月.xlsx"), {"Sheet1": _persons("二村")})
+    sha256_of = reading.sha256_of
+
+    def refuse_locked(path):
+        if Path(path) == locked:
+            raise PermissionError(13, "Permission denied", str(path))
+        return sha256_of(path)
+
+    monkeypatch.setattr(reading, "sha256_of", refuse_locked)
+    scan = reading.scan_month(tmp_path, MONTH)
+
+    files, problems = _by_name(scan)
+    assert files["民政局/低保.xlsx"].status == "read" and scan.tables["civil_affairs.dibao"]
+    assert files["残联/残疾人10月.xlsx"].status == "quarantined"
+    problem = problems["残联/残疾人10月.xlsx"]
+    assert problem.reason_code == "file_unreadable" and "没有读写权限" in problem.reason
+    assert problem.list_key == "disability.severe"  # counted against the list its name names
+    assert good.exists()
+
+
+def test_a_folder_that_cannot_be_listed_and_a_broken_link_are_quarantined(tmp_path, monkeypatch):
+    _xlsx(_dept_file(tmp_path, "民政局", "低保.xlsx"), {"Sheet1": _persons("一村")})
+    closed = _dept_file(tmp_path, "民政局", "10月补报")
+    _xlsx(closed / "特困.xlsx", {"Sheet1": _persons("二村")})
+    _dept_file(tmp_path, "民政局", "临时救助.xlsx").symlink_to(tmp_path / "share" / "临时救助.xlsx")  # not mounted
+    (tmp_path / "raw" / MONTH / "卫健委").symlink_to(tmp_path / "share" / "卫健委")
+    scandir = reading.os.scandir
+
+    def refuse_closed(path=".", *args):
+        if Path(path) == closed:
+            raise PermissionError(13, "Permission denied", str(path))
+        return scandir(path, *args)
+
+    monkeypatch.setattr(reading.os, "scandir", refuse_closed)
+    scan = reading.scan_month(tmp_path, MONTH)
+
+    files, problems = _by_name(scan)
+    assert set(problems) == {"民政局/10月补报", "民政局/临时救助.xlsx", "卫健委"}
+    assert "文件夹无法打开" in problems["民政局/10月补报"].reason
+    assert "链接" in problems["民政局/临时救助.xlsx"].reason and "不存在" in problems["卫健委"].reason
+    assert problems["民政局/临时救助.xlsx"].list_key == "civil_affairs.temporary_assistance"
+    assert {files[name].status for name in problems} == {"quarantined"}
+    assert files["卫健委"].department == "health" and files["卫健委"].size_bytes is None
+    assert list(scan.tables) == ["civil_affairs.dibao"]
+
+
+def test_a_folder_linked_in_from_a_shared_drive_is_read_once_even_when_it_links_back(tmp_path):
+    share = tmp_path / "share" / "补报"
+    _xlsx(share / "特困10月.xlsx", {"Sheet1": _persons("二村")})
+    (share / "上一级").symlink_to(share)  # a loop
+    _dept_file(tmp_path, "民政局", "x").parent.mkdir(parents=True)
+    _dept_file(tmp_path, "民政局", "补报").symlink_to(share)
+
+    scan = reading.scan_month(tmp_path, MONTH)
+
+    assert [f.source_file for f in scan.files] == ["raw/2026-10/民政局/补报/特困10月.xlsx"]
+    assert scan.tables["civil_affairs.tekun"][0].frame.height == 1 and scan.problems == []
+
+
+def test_a_file_name_in_gbk_bytes_is_read_under_its_chinese_name(tmp_path):
+    """What unpacking a zip made on Chinese Windows gives on Linux: the name's bytes are GBK, not UTF-8."""
+    folder = _dept_file(tmp_path, "民政局", "x").parent
+    data = _xlsx(tmp_path / "低保.xlsx", {"Sheet1": _persons("一村")}).read_bytes()
+    folder.mkdir(parents=True)
+    (Path(os.fsdecode(bytes(folder))) / os.fsdecode("低保10月补报.xlsx".encode("gbk"))).write_bytes(data)
+
+    scan = reading.scan_month(tmp_path, MONTH)
+
+    [received] = scan.files
+    assert received.source_file == "raw/2026-10/民政局/低保10月补报.xlsx" and received.status == "read"
+    assert scan.tables["civil_affairs.dibao"][0].source_file == received.source_file
+
+
+def test_an_error_no_check_foresaw_quarantines_its_file_only(tmp_path, monkeypatch):
+    _xlsx(_dept_file(tmp_path, "民政局", "低保.xlsx"), {"Sheet1": _persons("一村")})
+    _xlsx(_dept_file(tmp_path, "民政局", "特困.xlsx"), {"Sheet1": _persons("二村")})
+    read = reading._read_department_file
+
+    def fail_on_tekun(path, *args, **kwargs):
+        if "特困" in Path(path).name:
+            raise RuntimeError("boom")
+        return read(path, *args, **kwargs)
+
+    monkeypatch.setattr(reading, "_read_department_file", fail_on_tekun)
+    scan = reading.scan_month(tmp_path, MONTH)
+
+    files, problems = _by_name(scan)
+    assert files["民政局/低保.xlsx"].status == "read"
+    assert problems["民政局/特困.xlsx"].list_key == "civil_affairs.tekun"
+    assert "RuntimeError: boom" in problems["民政局/特困.xlsx"].reason
+
+
+def test_archives_are_refused_as_archives_and_misnamed_workbooks_read_by_their_content(tmp_path):
+    workbook = _xlsx(tmp_path / "w.xlsx", {"Sheet1": _persons("一村")}).read_bytes()
+    _dept_file(tmp_path, "民政局", "低保10月").parent.mkdir(parents=True)
+    _dept_file(tmp_path, "民政局", "低保10月").write_bytes(workbook)  # a download that lost its suffix
+    _dept_file(tmp_path, "民政局", "特困10月.csv").write_bytes(workbook.replace(b"\xe4\xb8\x80", b"\xe4\xb8\x80"))
+    _xlsx(_dept_file(tmp_path, "民政局", "t.xlsx"), {"Sheet1": _persons("二村")})
+    _dept_file(tmp_path, "民政局", "特困10月.csv").write_bytes(_dept_file(tmp_path, "民政局", "t.xlsx").read_bytes())
+    _dept_file(tmp_path, "民政局", "t.xlsx").unlink()
+    with zipfile.ZipFile(_dept_file(tmp_path, "民政局", "临时救助10月.zip"), "w") as archive:
+        archive.writestr("临时救助10月.xlsx", workbook)
+
+    scan = reading.scan_month(tmp_path, MONTH)
+
+    files, problems = _by_name(scan)
+    assert files["民政局/低保10月"].status == "read" and "没有扩展名" in files["民政局/低保10月"].note
+    assert files["民政局/特困10月.csv"].status == "read" and "内容其实是Excel工作簿" in files["民政局/特困10月.csv"].note
+    assert list(problems) == ["民政局/临时救助10月.zip"] and "压缩包" in problems["民政局/临时救助10月.zip"].reason
+    assert problems["民政局/临时救助10月.zip"].list_key == "civil_affairs.temporary_assistance"
+
+
+def test_csv_with_mac_line_ends_utf16_without_bom_and_line_breaks_inside_cells(tmp_path):
+    rows = ["XX县2026年10月低保名单", "姓名,身份证号码,原因,金额", f'张三,{ID_A},"因病\n住院治疗",500',
+            f'李四,{ID_B},"火灾""严重""",300']
+    mac = _dept_file(tmp_path, "民政局", "低保_mac.csv")
+    mac.parent.mkdir(parents=True)
+    mac.write_text("\r".join(rows[:2] + [rows[3]]), encoding="utf-8")
+    unicode_text = tmp_path / "低保_utf16.csv"
+    unicode_text.write_bytes("\r\n".join(rows[:2] + [rows[3]]).encode("utf-16-le"))
+    broken = tmp_path / "低保_换行.csv"
+    broken.write_text("\r\n".join(rows), encoding="utf-8")
+
+    [mac_table], _, _ = _read(mac, tmp_path)
+    [utf16_table], _, utf16_notes = _read(unicode_text, tmp_path)
+    [table], problems, notes = _read(broken, tmp_path)
+
+    assert mac_table.frame["name"].to_list() == ["李四"] and mac_table.frame["row_number"].to_list() == [3]
+    assert utf16_table.frame["detail"].to_list() == ['火灾"严重"'] and "UTF-16" in utf16_notes[0]
+    assert problems == []
+    assert table.frame["name"].to_list() == ["张三", "李四"]
+    assert table.frame["detail"].to_list() == ["因病\n住院治疗", '火灾"严重"']
+    assert table.frame["amount"].to_list() == ["500", "300"]
+    assert table.frame["row_number"].to_list() == [3, 4]  # Excel's rows: the break is inside row 3
+    assert any("单元格内有换行" in note for note in notes)
+
+
+def test_a_stray_quote_does_not_swallow_the_rows_after_it(tmp_path):
+    path = tmp_path / "低保.csv"
+    path.write_text(f'姓名,身份证号码,原因\n张"三,{ID_A},因病\n李四,{ID_B},火灾\n', encoding="utf-8")
+
+    [table], _, notes = _read(path, tmp_path)
+
+    assert table.frame["row_number"].to_list() == [2, 3]
+    assert any("双引号不成对" in note for note in notes)
+
+
+def test_a_subfolder_naming_another_month_is_that_months(tmp_path):
+    _xlsx(_dept_file(tmp_path, "民政局", "2026年9月") / "低保新增.xlsx", {"Sheet1": _persons("一村")})
+
+    scan = reading.scan_month(tmp_path, MONTH)
+
+    [problem] = scan.problems
+    assert problem.reason_code == "file_wrong_month" and problem.list_key == "civil_affairs.dibao"
+    assert scan.tables == {}
