@@ -22,6 +22,7 @@ from typing import Callable
 import polars as pl
 
 from fangpin import reading
+from fangpin.files import fs_text, os_error_words
 from fangpin.validate import template_expr
 from fangpin.values import parse_date
 from fangpin.workbooks import (META_FORMAT, META_KEYS, META_VERSION, RESULTS, column_specs, meta_digest,
@@ -33,6 +34,8 @@ LIST_KEY = "feedback"
 HEADER_SEARCH_ROWS = 10  # the header is row 2 as sent; look a little further in case a clerk inserted a row above
 REQUIRED_KEYS = ("household_id", "head_id_number", "result", "verified_on", "verifier")
 WORKBOOK_SUFFIXES = (".xlsx", ".xlsm")
+# The columns a township fills in (config/workbook.yaml `fill_in: true`): a row with any of them is an answer.
+FILL_IN_KEYS = tuple(spec["key"] for spec in column_specs("verification") if spec.get("fill_in"))
 
 VERIFICATION_SCHEMA = {
     "month": pl.String, "township": pl.String, "household_id": pl.String, "case_id": pl.String,
@@ -54,8 +57,8 @@ def source_name(path: Path) -> str:
     parts = Path(path).parts
     if "raw" in parts:
         index = len(parts) - 1 - parts[::-1].index("raw")
-        return Path(*parts[index:]).as_posix()
-    return Path(path).as_posix()
+        return fs_text(Path(*parts[index:]).as_posix())
+    return fs_text(Path(path).as_posix())
 
 
 def _empty_verifications() -> pl.DataFrame:
@@ -65,7 +68,7 @@ def _empty_verifications() -> pl.DataFrame:
 def _whole_rejection(month: str | None, path: Path, error: WorkbookRejected, township: str | None = None
                      ) -> pl.DataFrame:
     """One quarantine row for the whole workbook (row_number empty)."""
-    reason = f"文件《{Path(path).name}》" + (f"工作表“{error.sheet}”" if error.sheet else "") + f"：{error}"
+    reason = f"文件《{fs_text(Path(path).name)}》" + (f"工作表“{error.sheet}”" if error.sheet else "") + f"：{error}"
     return pl.DataFrame([{
         "month": month, "source_file": source_name(path), "sheet": error.sheet, "row_number": None,
         "list_key": LIST_KEY, "column_name": error.values.get("column"), "reason_code": error.code,
@@ -87,7 +90,7 @@ def open_workbook(source: Path | io.BytesIO, roles: tuple[str, ...] = ("meta", "
     except reading.UnreadableFile as error:
         raise WorkbookRejected("file_unreadable", detail=str(error)) from error
     except OSError as error:
-        raise WorkbookRejected("file_unreadable", detail=type(error).__name__) from error
+        raise WorkbookRejected("file_unreadable", detail=os_error_words(error)) from error
 
 
 def read_meta(sheets: dict[str, pl.DataFrame]) -> dict[str, str]:
@@ -142,8 +145,8 @@ def sheet_frame(cells: pl.DataFrame, header_row: int, columns: dict[str, str]) -
     frame = body.select(pl.col(letter).alias(key) for key, letter in columns.items()).with_columns(
         pl.int_range(header_row + 1, header_row + 1 + body.height, dtype=pl.Int32).alias("row_number"))
     read = list(columns)
-    identifying = [key for key in ("household_id", "head_id_number", "result") if key in columns]
-    # Rows naming no household and giving no result (a signature line, a note) are not household rows.
+    identifying = [key for key in ("household_id", "head_id_number", *FILL_IN_KEYS) if key in columns]
+    # Rows naming no household and filling in nothing (a signature line, a note) are not household rows.
     return frame.filter(pl.any_horizontal(pl.col(identifying).is_not_null())).with_columns(
         pl.struct([pl.col(key).alias(headers[key]) for key in read]).struct.json_encode().alias("raw"),
         pl.col("head_id_number").str.replace_all(r"[\s'‘’]", "").str.to_uppercase(),
@@ -167,6 +170,7 @@ def _problems(township: str) -> list[tuple[str, str, pl.Expr, pl.Expr]]:
     hid, value = pl.col("household_id"), pl.col("household_id").fill_null("（空）")
     sent = pl.col("sent_township")
     filled = pl.col("result").is_not_null()
+    other_fill_ins = pl.any_horizontal(pl.col(key).is_not_null() for key in FILL_IN_KEYS if key != "result")
     return [
         ("feedback_household_id_changed", "household_id", sent.is_null() & pl.col("id_owner").is_not_null(),
          reason_expr("feedback_household_id_changed", value=value, expected=pl.col("id_owner"))),
@@ -178,6 +182,7 @@ def _problems(township: str) -> list[tuple[str, str, pl.Expr, pl.Expr]]:
          reason_expr("feedback_duplicate_row", value=value, first_row=pl.col("first_row"))),
         ("feedback_id_changed", "head_id_number", pl.col("head_id_number").ne_missing(pl.col("sent_head_id")),
          reason_expr("feedback_id_changed", household_id=hid)),
+        ("feedback_result_missing", "result", ~filled & other_fill_ins, reason_expr("feedback_result_missing")),
         ("feedback_bad_result", "result", filled & ~pl.col("result").is_in(RESULTS),
          reason_expr("feedback_bad_result", value=pl.col("result"), options=pl.lit(options))),
         ("feedback_date_missing", "verified_on", filled & pl.col("verified_on").is_null(),
@@ -214,7 +219,9 @@ def check_rows(rows: pl.DataFrame, sent: pl.DataFrame, township: str) -> pl.Data
         rows.join(sent, on="household_id", how="left")
         .join(owners, on="head_id_number", how="left")
         .with_columns(
-            pl.col("row_number").min().over("household_id").alias("first_row"),
+            # the row taken of a household typed twice: its first answered row, else its first row
+            pl.coalesce(pl.col("row_number").filter(pl.col("result").is_not_null()).min().over("household_id"),
+                        pl.col("row_number").min().over("household_id")).alias("first_row"),
             parse_date(pl.col("verified_on"), day_required=True).alias("verified_date"),
         )
     )
@@ -238,7 +245,7 @@ def _rejections(checked: pl.DataFrame, month: str, path: Path, sheet: str, towns
         pl.lit(month).alias("month"), pl.lit(source_name(path)).alias("source_file"), pl.lit(sheet).alias("sheet"),
         pl.col("row_number").cast(pl.Int32), pl.lit(LIST_KEY).alias("list_key"), column_name.alias("column_name"),
         pl.col("problem").alias("reason_code"),
-        pl.format(f"文件《{Path(path).name}》工作表“{sheet}”第{{}}行“{{}}”列：{{}}",
+        pl.format(f"文件《{fs_text(Path(path).name)}》工作表“{sheet}”第{{}}行“{{}}”列：{{}}",
                   pl.col("row_number"), column_name, pl.col("problem_reason")).alias("reason"),
         pl.col("head_id_number").alias("id_raw"), pl.col("head_name").alias("name"),
         pl.lit(township).alias("township_raw"), pl.col("village").alias("village_raw"), "raw",
@@ -267,6 +274,7 @@ def read_feedback(path: Path, expected: pl.DataFrame, content: io.BytesIO | None
     """
     path = Path(path)
     months = sorted(expected.get_column("month").drop_nulls().unique().to_list()) if expected.height else []
+    months = months or ([month] if month else [])  # nobody warned this month: the folder's month still decides
     month = _rejection_month(expected, month)
     township = None
     name = sheet_name("verification")
@@ -293,12 +301,14 @@ def read_feedback(path: Path, expected: pl.DataFrame, content: io.BytesIO | None
 
 
 def returned_files(folder: Path) -> list[Path]:
-    """Every file in a month's feedback folder, in name order, but Excel's lock files (~$...): each one is read or
-    rejected (`read_feedback_dir`), none silently left out."""
+    """Every file in a month's feedback folder and its sub-folders (a township's zip unpacked as a folder), in path
+    order, but lock and system files (`reading.housekeeping_file`), and every entry there that cannot be opened:
+    each one is read or rejected (`read_feedback_files`), none silently left out."""
     folder = Path(folder)
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("~$"))
+    files, unreachable = reading.walk_folder(folder)
+    return sorted([*(p for p in files if reading.housekeeping_file(p) is None), *unreachable], key=Path.as_posix)
 
 
 def _rejection_month(expected: pl.DataFrame, month: str | None) -> str | None:
@@ -328,14 +338,26 @@ def read_feedback_files(paths: list[Path], expected: pl.DataFrame, month: str | 
     """
     verifications, rejections = [_empty_verifications()], [pl.DataFrame(schema=REJECTED_COLUMNS)]
     for path in paths:
-        if path.suffix.lower() not in WORKBOOK_SUFFIXES:
-            error = WorkbookRejected("file_unreadable", detail="请用系统下发的xlsx工作簿填写后报回")
-            rejections.append(_whole_rejection(_rejection_month(expected, month), path, error))
-            continue
-        found, rejected = read_feedback(path, expected, open_returned(path) if open_returned else None, month)
+        refused = _refused_unread(path)
+        if refused is None:
+            try:
+                found, rejected = read_feedback(path, expected, open_returned(path) if open_returned else None, month)
+            except Exception as error:  # noqa: BLE001 - one workbook, one rejection; the other townships are read
+                refused = WorkbookRejected("file_unreadable", detail=reading.read_error_detail(error))
+        if refused is not None:
+            found, rejected = _empty_verifications(), _whole_rejection(_rejection_month(expected, month), path, refused)
         verifications.append(found)
         rejections.append(rejected)
     return pl.concat(verifications, how="diagonal_relaxed"), pl.concat(rejections, how="diagonal_relaxed")
+
+
+def _refused_unread(path: Path) -> WorkbookRejected | None:
+    """Why a returned file is rejected before it is opened (no regular file; not a workbook), or None."""
+    if not path.is_file():
+        return WorkbookRejected("file_unreadable", detail=reading.unreachable_detail(path))
+    if path.suffix.lower() not in WORKBOOK_SUFFIXES:
+        return WorkbookRejected("feedback_not_workbook", suffix=path.suffix or "（无扩展名）")
+    return None
 
 
 __all__ = ["RESULTS", "read_feedback", "read_feedback_dir", "read_feedback_files", "returned_files", "source_name"]

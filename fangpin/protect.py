@@ -105,7 +105,13 @@ def encrypt_workbook(path: Path, password: str) -> Path:
 def open_returned(path: Path, passwords: dict[str, str] | None) -> io.BytesIO | None:
     """A returned workbook's plain bytes when it is encrypted with one of the townships' passwords, else None
     (a plain workbook is read from its file; an encrypted one no password opens is reported unreadable)."""
-    if not passwords or not is_encrypted(path):
+    if not passwords:
+        return None
+    try:
+        encrypted = is_encrypted(path)
+    except Exception:  # noqa: BLE001 - no Office file at all (empty, damaged, a CSV): the reader rejects it as such
+        return None
+    if not encrypted:
         return None
     for password in passwords.values():  # a handful of townships: try each
         try:

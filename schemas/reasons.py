@@ -45,6 +45,8 @@ REJECT = {
     "feedback_id_changed": "户主身份证号码与下发时不一致（户编号“{household_id}”），本行未采用；请不要修改身份证号码",
     "feedback_other_township": "户编号“{value}”是{other}的户，不属于{township}，本行未采用；每个乡镇只能报回本乡镇的户",
     "feedback_duplicate_row": "户编号“{value}”与第{first_row}行重复，只采用第{first_row}行",
+    "feedback_result_missing": "填写了核实日期、核实人或备注，但没有选择核实结果，本行未采用；请在“核实结果”列的下拉框中选择后报回",
+    "feedback_not_workbook": "只接受系统下发的xlsx核实工作簿，收到的是{suffix}文件，整本未采用；请在下发的工作簿中填写后原样报回",
     "feedback_bad_result": "核实结果“{value}”不是下拉选项之一（{options}），本行未采用",
     "feedback_bad_date": "核实日期“{value}”无法识别，本行未采用；请填写日期，如2026-11-05",
     "feedback_date_missing": "填写了核实结果但没有填写核实日期，本行未采用",

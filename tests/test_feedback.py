@@ -242,7 +242,7 @@ def test_feedback_folder(sent, queue):
     verifications, rejections = read_feedback_dir(folder, queue)
     assert verifications.get_column("household_id").to_list() == ["A001"]
     assert rejections.select("source_file", "reason_code").to_dicts() == [
-        {"source_file": f"raw/{MONTH}/feedback/乙乡.csv", "reason_code": "file_unreadable"}]
+        {"source_file": f"raw/{MONTH}/feedback/乙乡.csv", "reason_code": "feedback_not_workbook"}]
 
 
 def test_a_verification_date_is_read_in_every_form_a_clerk_types_but_must_name_the_day():
@@ -307,3 +307,99 @@ def test_an_error_value_in_the_result_is_rejected_not_taken_for_blank(sent, queu
     assert verifications.is_empty()
     assert rejections.select("row_number", "reason_code").rows() == [(row, "feedback_bad_result")]
     assert "“#N/A”不是下拉选项之一" in rejections["reason"][0]
+
+
+def test_a_return_in_a_sub_folder_is_read_and_an_unopenable_entry_rejected(sent, queue):
+    """A township's zip unpacked as a folder; a link to a share that is not mounted; Windows' Thumbs.db."""
+    clerk = Clerk(sent)
+    clerk.fill("A001")
+    clerk.save()
+    inner = sent.parent / "11月报回"
+    inner.mkdir()
+    sent.rename(inner / sent.name)
+    (sent.parent / "乙乡.xlsx").symlink_to(sent.parent / "share" / "乙乡.xlsx")
+    (sent.parent / "Thumbs.db").write_bytes(b"\x00")
+
+    verifications, rejections = read_feedback_dir(sent.parent, queue, MONTH)
+
+    assert verifications.select("household_id", "source_file").rows() == [
+        ("A001", f"raw/{MONTH}/feedback/11月报回/甲镇.xlsx")]
+    assert rejections.select("source_file", "reason_code").rows() == [
+        (f"raw/{MONTH}/feedback/乙乡.xlsx", "file_unreadable")]
+    assert "链接" in rejections.item(0, "reason")
+
+
+def test_a_damaged_return_is_rejected_alone_when_workbooks_are_encrypted(sent, queue):
+    """msoffcrypto refuses bytes that are neither zip nor OLE: that must not stop the other townships' returns."""
+    from fangpin import protect
+
+    clerk = Clerk(sent)
+    clerk.fill("A001")
+    clerk.save()
+    protect.encrypt_workbook(sent, "甲镇-密码-2026")
+    (sent.parent / "乙乡.xlsx").write_bytes(b"")
+    passwords = {"甲镇": "甲镇-密码-2026"}
+
+    verifications, rejections = read_feedback_dir(sent.parent, queue, MONTH,
+                                                  lambda path: protect.open_returned(path, passwords))
+
+    assert verifications["household_id"].to_list() == ["A001"]
+    assert rejections.select("source_file", "reason_code").rows() == [
+        (f"raw/{MONTH}/feedback/乙乡.xlsx", "file_unreadable")]
+
+
+def test_an_error_no_check_foresaw_rejects_its_workbook_only(sent, queue, monkeypatch):
+    import fangpin.feedback as feedback
+
+    (sent.parent / "乙乡.xlsx").write_bytes(sent.read_bytes())
+    read = feedback.read_feedback
+
+    def fail_for_yixiang(path, *args):
+        if path.name == "乙乡.xlsx":
+            raise RuntimeError("boom")
+        return read(path, *args)
+
+    monkeypatch.setattr(feedback, "read_feedback", fail_for_yixiang)
+    _, rejections = read_feedback_dir(sent.parent, queue, MONTH)
+
+    assert rejections["source_file"].to_list() == [f"raw/{MONTH}/feedback/乙乡.xlsx"]
+    assert "RuntimeError: boom" in rejections.item(0, "reason")
+
+
+def test_a_return_of_another_month_is_refused_even_when_nobody_was_warned(sent, queue):
+    """A 2026-10 workbook filed under 2026-11, whose queue is empty: refused as 2026-10's and dated 2026-11, so a
+    re-run of 2026-11 replaces it instead of piling rows up in 2026-10's quarantine."""
+    nobody = queue.clear()
+
+    verifications, rejections = read_feedback(sent, nobody, month="2026-11")
+
+    assert verifications.is_empty()
+    assert rejections.select("month", "reason_code").rows() == [("2026-11", "feedback_wrong_month")]
+
+
+def test_a_row_filled_in_without_a_result_is_rejected_not_passed_over(sent, queue):
+    clerk = Clerk(sent)
+    dated = clerk.set("A001", **{WHEN: datetime(2026, 11, 15), WHO: "李核实"})
+    noted = clerk.set("A002", **{NOTE: "该户已于10月迁往外省，无法入户"})
+    added = clerk.append(**{"户主姓名": "赵无号", WHO: "李核实", NOTE: "新发现困难户，请县里核实"})
+    clerk.save()
+
+    verifications, rejections = read_feedback(sent, queue)
+
+    assert verifications.is_empty()
+    assert rejections.select("row_number", "reason_code").sort("row_number").rows() == [
+        (dated, "feedback_result_missing"), (noted, "feedback_result_missing"), (added, "feedback_row_added")]
+
+
+def test_a_household_typed_again_below_is_taken_from_its_answered_row(sent, queue):
+    clerk = Clerk(sent)
+    first = clerk.row_of("A001")  # left blank
+    again = clerk.append(**{"户编号": "A001", "户主身份证号码": "360799198001011111", RESULT: "存在风险",
+                            WHEN: datetime(2026, 11, 15), WHO: "李核实"})
+    clerk.save()
+
+    verifications, rejections = read_feedback(sent, queue)
+
+    assert verifications.select("household_id", "row_number").rows() == [("A001", again)]
+    assert rejections.select("row_number", "reason_code").rows() == [(first, "feedback_duplicate_row")]
+    assert f"只采用第{again}行" in rejections.item(0, "reason")

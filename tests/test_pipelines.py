@@ -357,4 +357,4 @@ def test_every_file_a_township_returns_is_read_or_rejected_whatever_its_suffix(t
         rejected = con.execute("SELECT source_file, reason_code FROM quarantine.rejected_rows WHERE list_key = 'feedback' "
                                "ORDER BY source_file").fetchall()
     assert rejected == [("raw/2026-10/feedback/乙乡.XLSX", "file_unreadable"),
-                        ("raw/2026-10/feedback/甲镇.xls", "file_unreadable")]
+                        ("raw/2026-10/feedback/甲镇.xls", "feedback_not_workbook")]
