@@ -114,8 +114,13 @@ def township_workbooks(context: dg.AssetExecutionContext, fangpin: FangpinData) 
         raise dg.Failure(description=str(missing))
     where = "在前面步骤旁写出 written beside the steps before" if beside else "在本步骤中写出 written in this step"
     context.log.info(f"{len(written)} 个乡镇工作簿（加密 {sum(encrypted.values())} 个，{where}）→ {out_dir}")
+    unrouted = queue.filter((pl.col("month") == month) & pl.col("township").is_null()).height
+    if unrouted:  # in no township's workbook: the county office must route them (the summary says so too)
+        context.log.warning(f"{unrouted} 户预警没有乡镇（花名册中乡镇为空），未写入任何乡镇工作簿；"
+                            "请按 marts.warning_queue 中乡镇为空的行核实后分派")
     return dg.MaterializeResult(metadata={"workbooks": len(written), "encrypted": sum(encrypted.values()),
-                                          "households": queue.height, "written_in_background": beside,
+                                          "households": queue.height, "households_without_township": unrouted,
+                                          "written_in_background": beside,
                                           "exports_dir": dg.MetadataValue.path(str(out_dir))})
 
 

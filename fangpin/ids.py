@@ -114,12 +114,18 @@ def _checksum_ok(id18: pl.Expr) -> pl.Expr:
     return check_char(id18.str.slice(0, 17)) == id18.str.slice(17, 1)
 
 
+def looks_like_float_text(text: pl.Expr) -> pl.Expr:
+    """Text a number cell leaves once its digits beyond Excel's 15 are lost: 3.21202199001011E+17, or 16+ digits
+    with a float's ".0"."""
+    return text.str.contains(_FLOAT_TEXT)
+
+
 def _looks_float_mangled(text: pl.Expr) -> pl.Expr:
     """Excel showed the ID as a number: scientific notation, a float's ".0", or 18 digits ending 000 that fail the
     check (Excel keeps 15 significant digits, so the last three of an 18-digit number become 000)."""
     ends_000 = pl.when(text.str.contains(r"^[0-9]{15}000$")).then(text)  # null elsewhere: no checksum computed there
     trailing_zeros = ~_checksum_ok(ends_000).fill_null(True)
-    return text.str.contains(_FLOAT_TEXT) | trailing_zeros
+    return looks_like_float_text(text) | trailing_zeros
 
 
 def id_problem(raw: pl.Expr) -> pl.Expr:

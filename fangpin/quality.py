@@ -134,7 +134,7 @@ def list_frames(con: duckdb.DuckDBPyConnection, month: str) -> pl.DataFrame:
 def roster_frames(con: duckdb.DuckDBPyConnection, month: str) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(persons, households) of the month's roster, the frames the roster suite judges.
 
-    A roster row rejected for another reason than a missing 户编号 (household number) keeps a placeholder
+    A roster row rejected for another reason than its 户编号 (household number: missing, or digits lost) keeps a placeholder
     household_id: its household number was not the fault, so it is not judged for it.
     """
     persons = con.sql(f"""
@@ -144,7 +144,7 @@ def roster_frames(con: duckdb.DuckDBPyConnection, month: str) -> tuple[pl.DataFr
         UNION ALL
         SELECT NOT bool_or(starts_with(reason_code, 'id_')),
                CASE WHEN bool_or(starts_with(reason_code, 'id_')) THEN NULL ELSE any_value(id_number) END,
-               CASE WHEN bool_or(reason_code = 'roster_household_missing') THEN NULL ELSE '(未判断)' END,
+               CASE WHEN bool_or(starts_with(reason_code, 'roster_household_')) THEN NULL ELSE '(未判断)' END,
                {_row_ref_sql()}, source_file, sheet, row_number
         FROM quarantine.rejected_rows
         WHERE month = $month AND list_key = 'roster' AND row_number IS NOT NULL

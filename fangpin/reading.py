@@ -51,7 +51,7 @@ HEADER_SCAN_ROWS = 12  # the header is looked for among the first non-blank rows
 PREFIX_TAIL_MAX = 4
 # Columns whose Excel *number* cells must show what Excel shows (15 significant digits), so that validation can
 # reject an ID that went through a float instead of silently accepting digits that were never typed.
-FLOAT_SENSITIVE = ("id_number", "disability_cert")
+FLOAT_SENSITIVE = ("id_number", "disability_cert", "household_id")
 _DATE_AT_MIDNIGHT = r"^(\d{4}-\d{2}-\d{2}) 00:00:00$"
 _CFB_SIGNATURE = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # OLE compound file: old .xls, or an encrypted .xlsx
 _ENCRYPTED_PACKAGE = "EncryptedPackage".encode("utf-16-le")  # the stream Office writes when a password is set
@@ -934,7 +934,7 @@ def _parquet_grid(path: Path) -> _Grid:
     for name, dtype in frame.schema.items():
         column = pl.col(name)
         if dtype.is_float():
-            texts.append(excel_number_text(column.cast(pl.Float64)))
+            texts.append(number_text(column.cast(pl.Float64)))
         elif isinstance(dtype, pl.Datetime):
             texts.append(column.dt.strftime("%Y-%m-%d %H:%M:%S").str.replace(_DATE_AT_MIDNIGHT, "${1}"))
         else:
@@ -1174,8 +1174,16 @@ def _sheet_table(grid: _Grid, source: str, matcher: HeaderMatcher, header_map: d
     return _SheetResult(table=table)
 
 
+def number_text(values: pl.Expr) -> pl.Expr:
+    """Float64 -> its digits when the float holds an integer exactly (below 2^53: a 16-digit 户编号 a program wrote
+    as a number), else the text Excel shows (`excel_number_text`: 3.21202199001011E+17, whose lost digits validation
+    then rejects instead of merging households or persons that differ only there)."""
+    exact = (values == values.floor()) & (values.abs() < 2.0**53)
+    return pl.when(exact).then(values.cast(pl.Int64, strict=False).cast(pl.String)).otherwise(excel_number_text(values))
+
+
 def _fix_number_ids(body: pl.DataFrame, grid: _Grid, mapping: dict[str, tuple[str, bool]]) -> pl.DataFrame:
-    """ID cells that were Excel numbers -> the 15-significant-digit text Excel shows (e.g. 3.21202199001011E+17)."""
+    """ID and household-number cells that were Excel numbers -> `number_text`."""
     columns = [mapping[name][0] for name in FLOAT_SENSITIVE if name in mapping]
     if not columns or grid.number_cells is None or body.height == 0:
         return body
@@ -1187,13 +1195,13 @@ def _fix_number_ids(body: pl.DataFrame, grid: _Grid, mapping: dict[str, tuple[st
 def _number_texts(cells: pl.Series, rows: pl.Series) -> pl.Series | None:
     """`cells` with the cells at `rows` (Excel numbers) as Excel shows them; None when there are none.
 
-    Only those cells are converted: excel_number_text is a large expression (about 10 ms to plan and run even on a
+    Only those cells are converted: number_text is a large expression (about 10 ms to plan and run even on a
     few rows), and most files hold no number-typed ID at all.
     """
     if rows.len() == 0:
         return None
     numbers = cells.gather(rows).to_frame("v").select(
-        excel_number_text(pl.col("v").cast(pl.Float64, strict=False)).fill_null(pl.col("v"))).to_series()
+        number_text(pl.col("v").cast(pl.Float64, strict=False)).fill_null(pl.col("v"))).to_series()
     return cells.clone().scatter(rows, numbers)
 
 

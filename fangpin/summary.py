@@ -35,8 +35,12 @@ def summary_lines(con, month: str) -> list[str]:
         lines.append(f"不是Excel或CSV、未读取的文件 files not read (no spreadsheet): {len(documents)}（{named}；"
                      "见 raw.received_files）")
     try:
-        warned = _fetch(con, "SELECT count(*) FROM marts.warning_queue WHERE month = ?", month)[0][0]
+        warned, unrouted = _fetch(con, "SELECT count(*), count(*) FILTER (township IS NULL) "
+                                       "FROM marts.warning_queue WHERE month = ?", month)[0]
         lines.append(f"预警户 warned households: {warned}")
+        if unrouted:
+            lines.append(f"  其中 {unrouted} 户没有乡镇，未写入任何乡镇工作簿，请县里核实后分派（marts.warning_queue 中乡镇为空的行）"
+                         f" / {unrouted} warned households have no township and are in no township's workbook")
     except Exception:  # the warnings mart does not exist before the first full run
         pass
     return lines

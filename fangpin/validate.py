@@ -32,7 +32,7 @@ ID_CODES = ("id_missing", "id_float_mangled", "id_bad_length", "id_bad_chars", "
 CODE_COLUMN = {  # which canonical column a rejection is about (None: the row as a whole)
     **{code: "id_number" for code in ID_CODES}, "duplicate_in_list": "id_number",
     "disability_cert_invalid": "disability_cert", "disability_cert_mismatch": "disability_cert",
-    "roster_household_missing": "household_id", "total_row": None,
+    "roster_household_missing": "household_id", "roster_household_float_mangled": "household_id", "total_row": None,
 }
 YES_NO = {"是": True, "否": False}  # 风险是否消除 (risk eliminated?) 是 yes / 否 no
 ROSTER_AMOUNTS = ("wages", "business_income", "property_income", "transfer_income", "business_costs",
@@ -89,6 +89,7 @@ def _reason_values() -> dict[str, dict[str, pl.Expr]]:
         **{code: {"value": value} for code in ID_CODES},
         "id_bad_checksum": {"value": value, "expected": ids.check_char(pl.col("id_number").str.slice(0, 17))},
         "disability_cert_invalid": {"value": cell_text(pl.col("disability_cert"))},
+        "roster_household_float_mangled": {"value": pl.col("household_id")},
         "duplicate_in_list": {"first_row": pl.col("_first_row")},
         "duplicate_in_list_elsewhere": {"first_row": pl.col("_first_row"), "first_file": pl.col("_first_file"),
                                         "first_sheet": pl.col("_first_sheet")},
@@ -383,19 +384,48 @@ def _roster_fields(frame: pl.DataFrame) -> list[pl.Expr]:
     ]
 
 
+TOWNSHIP_CODE_DIGITS = 9  # 统计用区划代码: 6 digits of the county, 3 of the township, 3 of the village
+
+
 def _roster_values(frame: pl.DataFrame) -> pl.DataFrame:
-    """Accepted roster rows parsed; a member's blank place is the household's (the head's, else a member's)."""
+    """Accepted roster rows parsed; a member's blank place is the household's (the head's, else a member's), and a
+    household's blank township the one its 区划代码 (division code) names elsewhere in the roster."""
     parsed = frame.with_columns(_roster_fields(frame))
     places = ("township", "village", "division_code")
     household = households.household_values(parsed, list(places))
     aligned = parsed.select("household_id").join(household, on="household_id", how="left", maintain_order="left")
-    return parsed.with_columns(pl.coalesce(pl.col(c), aligned[c]).alias(c) for c in places)
+    placed = parsed.with_columns(pl.coalesce(pl.col(c), aligned[c]).alias(c) for c in places)
+    return _township_from_code(placed)
+
+
+def _township_from_code(persons: pl.DataFrame) -> pl.DataFrame:
+    """A blank township filled from the division code's first nine digits, when every other row of the roster
+    with those digits names one and the same township (`_township_from_code` marks the rows, for their note).
+
+    A warned household without a township reaches no township's workbook: nobody would visit it.
+    """
+    code = pl.col("division_code").str.slice(0, TOWNSHIP_CODE_DIGITS)
+    known = (persons.lazy().filter(pl.col("township").is_not_null()
+                                   & (pl.col("division_code").str.len_chars() >= TOWNSHIP_CODE_DIGITS))
+             .group_by(code.alias("_code")).agg(pl.col("township").unique().alias("_townships"))
+             .filter(pl.col("_townships").list.len() == 1)
+             .select("_code", pl.col("_townships").list.first().alias("_coded")).collect())
+    blank = pl.col("township").is_null()
+    if known.is_empty() or not persons.select(blank.any()).item():
+        return persons.with_columns(pl.lit(False).alias("_township_from_code"))
+    coded = persons.select(pl.when(blank).then(code).alias("_code")).join(known, on="_code", how="left",
+                                                                           maintain_order="left")["_coded"]
+    return persons.with_columns(pl.coalesce(pl.col("township"), coded).alias("township"),
+                                (blank & coded.is_not_null()).alias("_township_from_code"))
 
 
 def _roster_note_rules() -> list[NoteRule]:
     options = "、".join(YES_NO)
     answer = cell_text(pl.col("_risk_eliminated"))
     return [
+        NoteRule("township", "township_from_code", pl.col("_township_from_code"),
+                 {"code": pl.col("division_code"), "township": pl.col("township")}),
+        NoteRule("township", "township_missing", pl.col("township").is_null(), {}),
         _unparsed("identified_on", "date_unparsed"),
         _unparsed("household_size", "number_unparsed"),
         NoteRule("risk_eliminated", "choice_unrecognised", answer.is_not_null() & pl.col("risk_eliminated").is_null(),
@@ -414,8 +444,12 @@ def validate_roster(table: pl.DataFrame, *, month: str, raw: RawOfRows | None = 
     if raw is None and "raw" in table.columns:
         raw = table["raw"].gather  # kept aside: only rejected rows need it
     frame = _prepare(table.drop("raw", strict=False).with_row_index("_input_row"), list(reg.roster_headers))
-    frame = frame.with_columns(cell_text(pl.col("household_id")).str.replace_all(r"\s", "").alias("household_id"))
-    no_household = pl.when(pl.col("household_id").is_null()).then(pl.lit("roster_household_missing"))
+    # 户编号 cleaned like an ID (a leading ', full-width digits, spaces): one household, however its rows were typed
+    household = ids.clean_text(cell_text(pl.col("household_id")))
+    frame = frame.with_columns(household.alias("household_id"))
+    no_household = (pl.when(pl.col("household_id").is_null()).then(pl.lit("roster_household_missing"))
+                    .when(ids.looks_like_float_text(pl.col("household_id")))
+                    .then(pl.lit("roster_household_float_mangled")))
     frame = _mark_problems(frame, [no_household])
     good = _roster_values(frame.filter(pl.col("_code").is_null()))
     notes = _notes(good, _roster_note_rules(), month, "roster", labels)

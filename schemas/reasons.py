@@ -24,6 +24,7 @@ REJECT = {
     "duplicate_in_list_elsewhere": "与“{first_file}”{first_sheet}第{first_row}行是同一人（同一名单重复报送），只保留第一条",
     "total_row": "合计/总计行，不是人员记录",
     "roster_household_missing": "花名册该行没有户编号，无法归户",
+    "roster_household_float_mangled": "户编号被存成了数字（显示为“{value}”），超过15位的数字后几位已经丢失，不同的户会被混为一户，无法归户；请把户编号列设为“文本”格式后重新导出报送",
     # the file or sheet as a whole (row_number is empty)
     "file_unreadable": "文件无法打开：{detail}",
     "file_unrecognised": "无法识别这是哪一张名单：文件名、工作表名和标题里都没有关键词。可用的关键词：{keywords}",
@@ -60,6 +61,8 @@ NOTE = {
     "date_outside_month": "日期{value}不在报送月份内",
     "amount_unparsed": "金额“{value}”无法识别，已留空",
     "township_unknown": "乡镇“{value}”在花名册中找不到",
+    "township_from_code": "乡镇为空，已按区划代码“{code}”补为“{township}”（花名册中同一代码的其他户都属该乡镇）",
+    "township_missing": "乡镇为空，也无法从区划代码判断；该户如有预警，无法分派给任何乡镇，请在花名册中补填乡镇",
     "village_unknown": "村“{value}”在花名册该乡镇中找不到",
     "number_unparsed": "数字“{value}”无法识别，已留空",
     "choice_unrecognised": "“{value}”不是可选的填写内容（{options}），已留空",

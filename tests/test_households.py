@@ -264,3 +264,53 @@ def test_households_at_roster_scale_skip_the_row_checks_and_keep_the_schema_chec
     monkeypatch.setattr(models, "checked", lambda model, frame: seen.append(frame.height) or frame)
     _households(_family(on_every_row=False))
     assert seen == [1], "build_households checks its frame through schemas.roster.checked"
+
+
+def test_a_household_number_typed_with_an_apostrophe_or_full_width_digits_is_one_household():
+    """A CSV export whose head rows carry '3607990010010001 split every household in two."""
+    rows = _family(on_every_row=False)
+    rows[0]["household_id"], rows[1]["household_id"], rows[2]["household_id"] = "'3607990010010001", \
+        "3607990010010001", "３６０７９９００１００１０００１ "
+    persons = validate.validate_roster(_roster(rows), month=MONTH).accepted
+    assert persons["household_id"].unique().to_list() == ["3607990010010001"]
+    assert households.build_households(persons, MONTH).height == 1
+
+
+def test_a_household_number_whose_digits_excel_lost_is_rejected_not_merged():
+    """17-digit 户编号 stored as numbers: 36079910120400016 and ...017 are the same float, so they would be one
+    household of strangers; the reader shows them as Excel does (3.60799101204E+16) and validation rejects them."""
+    rows = [{"household_id": "3.60799101204E+16", "name": name, "id_number": number, "relation": "户主"}
+            for name, number in (("甲", HEAD), ("乙", OTHER))]
+    result = validate.validate_roster(_roster(rows), month=MONTH)
+    assert result.accepted.is_empty()
+    assert result.rejected["reason_code"].to_list() == ["roster_household_float_mangled"] * 2
+    assert "3.60799101204E+16" in result.rejected.item(0, "reason")
+    assert result.rejected["column_name"].to_list() == ["户编号"] * 2
+
+
+def test_a_blank_township_is_taken_from_the_division_code_else_noted():
+    """A warned household without a township reaches no township's workbook: the roster fills it from the
+    区划代码 other households share, and notes the rows it cannot fill."""
+    placed = [{"household_id": f"H{i}", "name": f"甲{i}", "id_number": number, "relation": "户主",
+               "township": township, "division_code": code}
+              for i, (number, township, code) in enumerate(
+                  ((HEAD, "城关镇", "360799001001"), (SPOUSE, None, "360799001002"), (CHILD, None, None),
+                   (OTHER, None, "360799002001")))]
+    result = validate.validate_roster(_roster(placed), month=MONTH)
+    assert result.accepted.sort("household_id")["township"].to_list() == ["城关镇", "城关镇", None, None]
+    notes = {(r["row_number"], r["note_code"]) for r in result.notes.to_dicts()}
+    assert notes == {(4, "township_from_code"), (5, "township_missing"), (6, "township_missing")}
+    assert "360799001002" in result.notes.filter(pl.col("note_code") == "township_from_code").item(0, "note")
+
+
+def test_the_summary_names_warned_households_no_township_receives(tmp_path):
+    from fangpin.summary import summary_lines
+    from fangpin.warehouse import ensure_schema
+
+    con = duckdb.connect()
+    ensure_schema(con)
+    con.execute("INSERT INTO marts.warning_queue (month, household_id, township) VALUES "
+                "(?, 'H1', '城关镇'), (?, 'H2', NULL), (?, 'H3', NULL)", [MONTH] * 3)
+    lines = summary_lines(con, MONTH)
+    assert "预警户 warned households: 3" in lines
+    assert any("其中 2 户没有乡镇" in line for line in lines)

@@ -764,3 +764,27 @@ def test_a_subfolder_naming_another_month_is_that_months(tmp_path):
     [problem] = scan.problems
     assert problem.reason_code == "file_wrong_month" and problem.list_key == "civil_affairs.dibao"
     assert scan.tables == {}
+
+
+def test_household_numbers_stored_as_numbers_are_exact_where_the_number_can_hold_them(tmp_path):
+    """Parquet Float64 户号 of 16 digits (below 2^53: exact) keep every digit; 17 digits typed into Excel number
+    cells cannot be held by a float, so they read as Excel shows them and validation rejects them."""
+    roster_dir = tmp_path / "raw" / MONTH / "roster"
+    roster_dir.mkdir(parents=True)
+    pl.DataFrame({"户号": [3607990010010013.0, 3607990010010014.0], "姓名": ["甲", "乙"], "证件号码": [ID_A, ID_B]}) \
+        .write_parquet(roster_dir / "花名册.parquet")
+    _xlsx(roster_dir / "花名册2.xlsx", {"Sheet1": [["户编号", "姓名", "证件号码"], [36079910120400016, "丙", ID_A],
+                                                 [123, "丁", ID_B], ["H9", "戊", ID_B]]})
+
+    tables, _, _ = reading.read_roster(tmp_path, MONTH)
+
+    by_name = {Path(t.source_file).name: t.frame["household_id"].to_list() for t in tables}
+    assert by_name["花名册.parquet"] == ["3607990010010013", "3607990010010014"]
+    assert by_name["花名册2.xlsx"] == ["3.60799101204E+16", "123", "H9"]
+
+
+def test_the_national_systems_roster_header_words_are_known():
+    """乡(镇) as the national system exports it: unknown, it left every household without a township."""
+    matcher = reading.HeaderMatcher(REG.roster_headers)
+    assert [matcher.match(word)[0] for word in ("乡(镇)", "乡（镇）", "乡(镇、街道)", "户类别", "务工收入", "村民小组")] == [
+        "township", "township", "township", "household_type", "wages", None]
