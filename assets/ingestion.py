@@ -51,17 +51,21 @@ def roster(context: dg.AssetExecutionContext, fangpin: FangpinData) -> ingest.Ro
     month_roster = ingest.load_roster(fangpin.root, month, fangpin.roster_files(month))
     if month_roster.persons.is_empty():
         raise dg.Failure(description=no_roster_message(month, month_roster))
-    context.log.info(
-        f"花名册 {month_roster.rows_read} 行：{month_roster.persons.height} 人，{month_roster.households.height} 户，"
-        f"拒收 {month_roster.rejected.height} 行"
-    )
+    whole = month_roster.rejected.filter(pl.col("row_number").is_null())  # files or sheets refused as a whole
+    line = (f"花名册 {month_roster.rows_read} 行：{month_roster.persons.height} 人，{month_roster.households.height} 户，"
+            f"拒收 {month_roster.rejected.height - whole.height} 行")
+    if whole.height:  # half a county's roster missing must not read like one bad row
+        context.log.warning(f"{line}；{whole.height} 个花名册文件或工作表无法处理：" + "；".join(whole["reason"].head(3)))
+    else:
+        context.log.info(line)
     context.add_output_metadata({
         "rows_read": month_roster.rows_read,
         "persons": month_roster.persons.height,
         "households": month_roster.households.height,
         "townships": month_roster.townships.height,
         "villages": month_roster.villages.height,
-        "rejected_rows": month_roster.rejected.height,
+        "rejected_rows": month_roster.rejected.height - whole.height,
+        "files_refused": whole.height,
     })
     return month_roster
 

@@ -115,13 +115,16 @@ def ingest_lists(scan: reading.MonthScan, specs: list[ListSpec], places: pl.Data
 
 def received_files_frame(scan: reading.MonthScan, roster: RosterMonth, results: list[ListResult], month: str,
                          previous_first_seen: dict[str, datetime], now: datetime) -> pl.DataFrame:
-    """raw.received_files: every file with rows read / accepted / rejected; first_seen kept from earlier runs."""
+    """raw.received_files: every file with rows read / accepted / rejected (a list's or the roster's; a problem
+    of a whole file or sheet is no row); first_seen kept from earlier runs."""
     per_file: dict[str, list[int]] = {}
-    for result in results:
-        for frame, slot in ((result.accepted, 1), (result.rejected, 2)):
-            if frame.height:
-                for source, count in frame.group_by("source_file").len().iter_rows():
-                    per_file.setdefault(source, [0, 0, 0])[slot] += count
+    counted = [(frame, slot) for result in results for frame, slot in ((result.accepted, 1), (result.rejected, 2))]
+    for frame, slot in [*counted, (roster.persons, 1), (roster.rejected, 2)]:
+        if "row_number" in frame.columns:
+            frame = frame.filter(pl.col("row_number").is_not_null())
+        if frame.height:
+            for source, count in frame.group_by("source_file").len().iter_rows():
+                per_file.setdefault(source, [0, 0, 0])[slot] += count
     for counts in per_file.values():
         counts[0] = counts[1] + counts[2]
     rows = []

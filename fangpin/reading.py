@@ -961,6 +961,8 @@ def _is_workbook(data: bytes) -> bool:
 
 def _looks_like_text(data: bytes) -> bool:
     """True for bytes that may be CSV text under a spreadsheet name (not binary, not an HTML page)."""
+    if data.startswith((b"PK\x03\x04", _CFB_SIGNATURE)):  # a workbook, however damaged
+        return False
     return data[:1] in (b"\xef", b"\xff", b"\xfe") or (b"\x00" not in data[:4096] and b"<" not in data[:64])
 
 
@@ -1600,9 +1602,7 @@ def _read_department_file(path: Path, data_dir: Path, reg: Registry, department:
         spec, candidates = recognise_list(specs, (stem, table.sheet, table.title))
         where = _where(table.source_file, table.sheet)
         if id(table) in wrong:
-            reason = f"{where}：{reject('file_wrong_month', found=wrong[id(table)], expected=_month_text(month))}"
-            problems.append(FileProblem(table.source_file, table.sheet, "file_wrong_month", reason,
-                                        spec.key if spec else None))
+            problems.append(_wrong_month_problem(table, wrong[id(table)], month, spec.key if spec else None))
         elif spec is not None:
             found.append((spec.key, table))
         elif table.frame.height == 0:
@@ -1615,6 +1615,13 @@ def _read_department_file(path: Path, data_dir: Path, reg: Registry, department:
             problems.append(FileProblem(table.source_file, table.sheet, "file_unrecognised",
                                         f"{where}：{reject('file_unrecognised', keywords=_keywords(specs))}"))
     return found, problems, notes
+
+
+def _wrong_month_problem(table: SheetTable, other: str, month: str, list_key: str | None) -> FileProblem:
+    """A sheet whose file name, sheet name or title names `other` month, not `month`: not this month's."""
+    months = {"found": other, "expected": _month_text(month)}
+    reason = f"{_where(table.source_file, table.sheet)}：{reject('file_wrong_month', **months)}"
+    return FileProblem(table.source_file, table.sheet, "file_wrong_month", reason, list_key)
 
 
 # A county roster comes as several files (Excel's 1,048,576-row limit): two are parsed at once, in threads (the
@@ -1660,9 +1667,16 @@ def read_roster(data_dir: Path, month: str, registry: Registry | None = None, li
     with ThreadPoolExecutor(max_workers=ROSTER_READ_THREADS) as pool:  # calamine releases the GIL while parsing
         results = list(pool.map(read, pending))
     received = []
-    for (slot, path, sha), (found, file_problems, notes) in zip(pending, results):
+    for (slot, path, sha), (read_tables, file_problems, notes) in zip(pending, results):
         for problem in file_problems:
             problem.list_key = "roster"
+        found = []
+        for table in read_tables:  # September's roster left in October's folder is not October's
+            other = wrong_month(month, (fs_text(path.stem), table.sheet, table.title))
+            if other:
+                file_problems.append(_wrong_month_problem(table, other, month, "roster"))
+            else:
+                found.append(table)
         tables.extend(found)
         problems.extend(file_problems)
         note = _file_note(notes, [] if found else file_problems)

@@ -25,6 +25,11 @@ def summary_lines(con, month: str) -> list[str]:
     roster = _fetch(con, "SELECT count(*), count(DISTINCT household_id) FROM roster.persons WHERE month = ?", month)[0]
     unassigned = _fetch(con, "SELECT count(*) FROM quarantine.rejected_rows WHERE month = ? AND list_key IS NULL", month)[0][0]
     lines.append(f"花名册 roster: {roster[0]} 人 persons, {roster[1]} 户 households")
+    refused = _fetch(con, "SELECT count(*) FROM quarantine.rejected_rows WHERE month = ? AND list_key = 'roster' "
+                          "AND row_number IS NULL", month)[0][0]
+    if refused:
+        lines.append(f"  花名册文件或工作表无法处理 roster files or sheets refused: {refused}（其中的人员未读入，"
+                     "见 quarantine.rejected_rows）")
     if unassigned:
         lines.append(f"无法识别或无法读取的文件 unrecognised/unreadable files: {unassigned}（见 quarantine.rejected_rows）")
     documents = [row[0] for row in _fetch(

@@ -1,13 +1,13 @@
 """The roster: person rows validated, households built from the head's row or from every row, A33-A38, places."""
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 
 import duckdb
 import polars as pl
 import pytest
 
-from fangpin import households, validate
+from fangpin import households, ingest, reading, validate
 from fangpin.config import PROJECT_ROOT
 
 MONTH = "2026-10"
@@ -211,8 +211,6 @@ def test_a_rejected_roster_row_keeps_its_own_file_s_original_cells_though_accept
 
     import openpyxl
 
-    from fangpin import ingest, reading
-
     folder = tmp_path / "raw" / MONTH / "roster"
     folder.mkdir(parents=True)
     book = openpyxl.Workbook()
@@ -314,3 +312,33 @@ def test_the_summary_names_warned_households_no_township_receives(tmp_path):
     lines = summary_lines(con, MONTH)
     assert "预警户 warned households: 3" in lines
     assert any("其中 2 户没有乡镇" in line for line in lines)
+
+
+def test_roster_files_carry_their_row_counts_and_a_refused_file_is_not_one_row(tmp_path):
+    """A roster file refused whole (half a county missing) was logged as "拒收 1 行" and left out of the summary;
+    roster files had no row counts in raw.received_files."""
+    from badinput import write_openpyxl
+    from fangpin.summary import summary_lines
+    from fangpin.warehouse import ensure_schema
+
+    roster_dir = tmp_path / "raw" / MONTH / "roster"
+    roster_dir.mkdir(parents=True)
+    write_openpyxl(roster_dir / "花名册1.xlsx", {"Sheet1": [["户编号", "姓名", "证件号码", "与户主关系"],
+                                                        ["H1", "张三", HEAD, "户主"], ["H1", "张母", "123", "配偶"]]})
+    (roster_dir / "花名册2.xlsx").write_bytes(b"PK\x03\x04 cut off")
+
+    month_roster = ingest.load_roster(tmp_path, MONTH)
+    scan = reading.MonthScan([], {}, [])
+    files = ingest.received_files_frame(scan, month_roster, [], MONTH, {}, datetime(2026, 11, 10))
+
+    counts = {row["source_file"].rsplit("/", 1)[1]: (row["rows_read"], row["rows_accepted"], row["rows_rejected"])
+              for row in files.to_dicts()}
+    assert counts == {"花名册1.xlsx": (2, 1, 1), "花名册2.xlsx": (None, None, None)}
+    con = duckdb.connect()
+    ensure_schema(con)
+    con.register("rejected", month_roster.rejected.select("month", "source_file", "row_number", "list_key",
+                                                          "reason_code", "reason"))
+    con.execute("INSERT INTO quarantine.rejected_rows (month, source_file, row_number, list_key, reason_code, reason) "
+                "SELECT * FROM rejected")
+    assert any("花名册文件或工作表无法处理 roster files or sheets refused: 1" in line
+               for line in summary_lines(con, MONTH))

@@ -788,3 +788,20 @@ def test_the_national_systems_roster_header_words_are_known():
     matcher = reading.HeaderMatcher(REG.roster_headers)
     assert [matcher.match(word)[0] for word in ("乡(镇)", "乡（镇）", "乡(镇、街道)", "户类别", "务工收入", "村民小组")] == [
         "township", "township", "township", "household_type", "wages", None]
+
+
+def test_a_roster_naming_another_month_is_not_this_months(tmp_path):
+    """September's roster left beside October's added a person who was only in September's file."""
+    roster_dir = tmp_path / "raw" / MONTH / "roster"
+    header = ["户编号", "姓名", "证件号码", "与户主关系"]
+    _xlsx(roster_dir / "花名册（2026年10月）.xlsx", {"Sheet1": [header, ["H1", "张三", ID_A, "户主"]]})
+    _xlsx(roster_dir / "花名册（2026年9月）.xlsx", {"Sheet1": [header, ["H1", "张三", ID_A, "户主"],
+                                                               ["H1", "张父", ID_B, "父亲"]]})
+
+    tables, problems, files = reading.read_roster(tmp_path, MONTH)
+
+    assert [Path(t.source_file).name for t in tables] == ["花名册（2026年10月）.xlsx"]
+    [problem] = problems
+    assert problem.reason_code == "file_wrong_month" and problem.list_key == "roster"
+    assert "2026年9月" in problem.reason
+    assert {Path(f.source_file).name: f.status for f in files}["花名册（2026年9月）.xlsx"] == "quarantined"
