@@ -341,6 +341,23 @@ def _person_texts() -> dict[str, pl.Expr]:
             "division_code": ids.clean_text(pl.col("division_code")), "phone": ids.clean_text(pl.col("phone"))}
 
 
+ROSTER_CHOICES = ("household_type", "monitoring_category")  # answers from a vocabulary (registry roster_choices)
+
+
+def _choice_text(expr: pl.Expr) -> pl.Expr:
+    """A vocabulary cell as compared with config.choice_key's words."""
+    return cell_text(expr).str.replace_all(r"\s", "").str.replace_all("(", "（", literal=True) \
+        .str.replace_all(")", "）", literal=True)
+
+
+def _choice(column: str) -> pl.Expr:
+    """What a household_type / monitoring_category cell means: the form's word for a known way of writing it, null
+    for one meaning "none" (无, /, 非监测对象: not "already monitored"), else the text as written (noted)."""
+    text = _choice_text(pl.col(column))
+    meaning = text.replace_strict(registry().roster_choices.get(column, {}), default=text, return_dtype=pl.String)
+    return pl.when(meaning != "").then(meaning)
+
+
 def _household_parsers() -> dict[str, tuple[pl.Expr, pl.DataType]]:
     """Household-level fields: each column's parser and the type it gives."""
     answer = cell_text(pl.col("risk_eliminated")).replace_strict(YES_NO, default=None, return_dtype=pl.Boolean)
@@ -349,7 +366,8 @@ def _household_parsers() -> dict[str, tuple[pl.Expr, pl.DataType]]:
         "household_size": (_size(pl.col("household_size")), pl.Int32),
         "risk_eliminated": (answer, pl.Boolean),
         **{c: (parse_amount(pl.col(c)), pl.Float64) for c in ROSTER_AMOUNTS},
-        **{c: (cell_text(pl.col(c)), pl.String) for c in ("household_type", "monitoring_category", "cadre")},
+        **{c: (_choice(c), pl.String) for c in ROSTER_CHOICES},
+        "cadre": (cell_text(pl.col("cadre")), pl.String),
     }
 
 
@@ -377,7 +395,8 @@ def _roster_fields(frame: pl.DataFrame) -> list[pl.Expr]:
     texts = _person_texts()
     by_value = {c: (expr, pl.String) for c, expr in texts.items() if c not in PER_ROW_TEXTS} | _household_parsers()
     return [
-        *[pl.col(c).alias(f"_{c}") for c in ("identified_on", "household_size", "risk_eliminated", *ROSTER_AMOUNTS)],
+        *[pl.col(c).alias(f"_{c}") for c in ("identified_on", "household_size", "risk_eliminated", *ROSTER_AMOUNTS,
+                                              *ROSTER_CHOICES)],
         *[texts[c].alias(c) for c in PER_ROW_TEXTS], *_by_value(frame, by_value),
         households.is_head(pl.col("relation")).alias("is_head"), ids.sex_from_id(pl.col("id_number")).alias("sex"),
         ids.birth_date_from_id(pl.col("id_number")).alias("birth_date"),
@@ -419,6 +438,17 @@ def _township_from_code(persons: pl.DataFrame) -> pl.DataFrame:
                                 (blank & coded.is_not_null()).alias("_township_from_code"))
 
 
+def _unknown_choice(column: str) -> NoteRule:
+    """A household_type / monitoring_category written in no way the registry knows: kept, and noted, since the
+    warning's category and weights only know the form's words."""
+    words = registry().roster_choices.get(column, {})
+    options = "、".join(dict.fromkeys(meaning for meaning in words.values() if meaning))
+    text = _choice_text(pl.col(f"_{column}"))
+    return NoteRule(column, "choice_kept", ~text.is_in(list(words)), {"value": cell_text(pl.col(f"_{column}")),
+                                                                       "options": pl.lit(options)},
+                    among=pl.col(f"_{column}").is_not_null())
+
+
 def _roster_note_rules() -> list[NoteRule]:
     options = "、".join(YES_NO)
     answer = cell_text(pl.col("_risk_eliminated"))
@@ -426,6 +456,7 @@ def _roster_note_rules() -> list[NoteRule]:
         NoteRule("township", "township_from_code", pl.col("_township_from_code"),
                  {"code": pl.col("division_code"), "township": pl.col("township")}),
         NoteRule("township", "township_missing", pl.col("township").is_null(), {}),
+        *[_unknown_choice(column) for column in ROSTER_CHOICES],
         _unparsed("identified_on", "date_unparsed"),
         _unparsed("household_size", "number_unparsed"),
         NoteRule("risk_eliminated", "choice_unrecognised", answer.is_not_null() & pl.col("risk_eliminated").is_null(),

@@ -66,6 +66,7 @@ NOTE = {
     "village_unknown": "村“{value}”在花名册该乡镇中找不到",
     "number_unparsed": "数字“{value}”无法识别，已留空",
     "choice_unrecognised": "“{value}”不是可选的填写内容（{options}），已留空",
+    "choice_kept": "“{value}”不是常见的写法（{options}），已照原样保留；预警类别和优先级只认这几种写法，请核对",
 }
 
 # Files that are not lists at all: skipped with a note in raw.received_files, not quarantined.

@@ -342,3 +342,21 @@ def test_roster_files_carry_their_row_counts_and_a_refused_file_is_not_one_row(t
                 "SELECT * FROM rejected")
     assert any("花名册文件或工作表无法处理 roster files or sheets refused: 1" in line
                for line in summary_lines(con, MONTH))
+
+
+def test_household_type_and_monitoring_category_are_read_by_what_they_mean():
+    """无, / or 非监测对象 in 监测对象类别 made a household "already monitored"; 一般户 or 脱贫人口 lost the category
+    and weights the form's words carry. Unknown words are kept as written, and noted."""
+    written = [("一般户", "无"), ("脱贫人口", "/"), ("脱贫户(监测)", "边缘户"), ("已脱贫户", " 非监测对象 "),
+               ("建档户", "重点户"), (None, None)]
+    numbers = [HEAD, SPOUSE, CHILD, OTHER, "110105194912310038", "110105194912310046"]
+    rows = [{"household_id": f"H{i}", "name": f"甲{i}", "id_number": number, "relation": "户主",
+             "household_type": kind, "monitoring_category": category}
+            for i, (number, (kind, category)) in enumerate(zip(numbers, written))]
+    result = validate.validate_roster(_roster(rows), month=MONTH)
+    persons = result.accepted.sort("household_id")
+    assert persons["household_type"].to_list() == ["一般农户", "脱贫户", "脱贫户", "脱贫户", "建档户", None]
+    assert persons["monitoring_category"].to_list() == [None, None, "边缘易致贫户", None, "重点户", None]
+    kept = result.notes.filter(pl.col("note_code") == "choice_kept")
+    assert kept.select("row_number", "column_name").rows() == [(7, "户类型"), (7, "监测对象类别")]
+    assert "建档户" in kept.item(0, "note") and "脱贫户、一般农户" in kept.item(0, "note")
