@@ -333,10 +333,11 @@ def read_feedback_files(paths: list[Path], expected: pl.DataFrame, month: str | 
 
     Other files than .xlsx/.xlsm (whatever the case of the suffix) are rejected as unreadable (townships must return
     xlsx). `open_returned(path)` gives an encrypted workbook's plain bytes (fangpin.protect.open_returned), or None
-    to read the file itself. `month` is the folder's (see `read_feedback`). A household verified in two files
-    appears twice: the case history keeps both, newest date first to apply.
+    to read the file itself. `month` is the folder's (see `read_feedback`). A household answered in two files
+    is taken from the file saved last (`_answered_once`).
     """
     verifications, rejections = [_empty_verifications()], [pl.DataFrame(schema=REJECTED_COLUMNS)]
+    saved: dict[str, float] = {}  # source_file -> when the file was last saved (its modification time)
     for path in paths:
         refused = _refused_unread(path)
         if refused is None:
@@ -346,9 +347,40 @@ def read_feedback_files(paths: list[Path], expected: pl.DataFrame, month: str | 
                 refused = WorkbookRejected("file_unreadable", detail=reading.read_error_detail(error))
         if refused is not None:
             found, rejected = _empty_verifications(), _whole_rejection(_rejection_month(expected, month), path, refused)
+        else:
+            saved[source_name(path)] = path.stat().st_mtime
         verifications.append(found)
         rejections.append(rejected)
-    return pl.concat(verifications, how="diagonal_relaxed"), pl.concat(rejections, how="diagonal_relaxed")
+    taken, answered_twice = _answered_once(pl.concat(verifications, how="diagonal_relaxed"), saved)
+    return taken, pl.concat([*rejections, answered_twice], how="diagonal_relaxed")
+
+
+def _answered_once(verifications: pl.DataFrame, saved: dict[str, float]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """A household answered in two returned files of a month (甲镇.xlsx and 甲镇(修改).xlsx, or a copy): the answer
+    of the file saved last is taken, the others rejected naming it. (Within one file, feedback_duplicate_row.)"""
+    keys = ["month", "household_id"]
+    ranked = verifications.with_columns(
+        pl.col("source_file").replace_strict(saved, default=0.0, return_dtype=pl.Float64).alias("_saved"))
+    last = pl.struct("_saved", "source_file", "row_number")
+    ranked = ranked.with_columns(
+        pl.col("source_file").sort_by(last).last().over(keys).alias("_kept_file"),
+        pl.col("row_number").sort_by(last).last().over(keys).alias("_kept_row"))
+    kept = (pl.col("source_file") == pl.col("_kept_file")) & (pl.col("row_number") == pl.col("_kept_row"))
+    other = ranked.filter(~kept)
+    name = pl.col("_kept_file").str.split("/").list.last()
+    header = next(spec["header"] for spec in column_specs("verification") if spec["key"] == "result")
+    sheet = sheet_name("verification")
+    rejected = other.select(
+        "month", "source_file", pl.lit(sheet).alias("sheet"), "row_number", pl.lit(LIST_KEY).alias("list_key"),
+        pl.lit(header).alias("column_name"), pl.lit("feedback_answered_twice").alias("reason_code"),
+        pl.format(f"文件《{{}}》工作表“{sheet}”第{{}}行“{header}”列：{{}}", pl.col("source_file").str.split("/").list.last(),
+                  "row_number", reason_expr("feedback_answered_twice", value=pl.col("household_id"), other=name,
+                                            other_row=pl.col("_kept_row"))).alias("reason"),
+        pl.lit(None, pl.String).alias("id_raw"), pl.lit(None, pl.String).alias("name"),
+        pl.col("township").alias("township_raw"), pl.lit(None, pl.String).alias("village_raw"),
+        pl.lit(None, pl.String).alias("raw"), pl.lit(None, pl.String).alias("id_number"),
+    ).cast(REJECTED_COLUMNS)
+    return ranked.filter(kept).select(list(VERIFICATION_SCHEMA)), rejected
 
 
 def _refused_unread(path: Path) -> WorkbookRejected | None:

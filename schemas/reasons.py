@@ -45,6 +45,7 @@ REJECT = {
     "feedback_household_id_changed": "户编号被改成了“{value}”，但户主身份证号码是本清单中户编号“{expected}”那一户的；请恢复原户编号，本行未采用",
     "feedback_id_changed": "户主身份证号码与下发时不一致（户编号“{household_id}”），本行未采用；请不要修改身份证号码",
     "feedback_other_township": "户编号“{value}”是{other}的户，不属于{township}，本行未采用；每个乡镇只能报回本乡镇的户",
+    "feedback_answered_twice": "户编号“{value}”在《{other}》第{other_row}行也报回了核实结果，采用最后保存的《{other}》，本行未采用",
     "feedback_duplicate_row": "户编号“{value}”与第{first_row}行重复，只采用第{first_row}行",
     "feedback_result_missing": "填写了核实日期、核实人或备注，但没有选择核实结果，本行未采用；请在“核实结果”列的下拉框中选择后报回",
     "feedback_not_workbook": "只接受系统下发的xlsx核实工作簿，收到的是{suffix}文件，整本未采用；请在下发的工作簿中填写后原样报回",

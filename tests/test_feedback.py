@@ -403,3 +403,31 @@ def test_a_household_typed_again_below_is_taken_from_its_answered_row(sent, queu
     assert verifications.select("household_id", "row_number").rows() == [("A001", again)]
     assert rejections.select("row_number", "reason_code").rows() == [(first, "feedback_duplicate_row")]
     assert f"只采用第{again}行" in rejections.item(0, "reason")
+
+
+def test_a_township_returning_twice_is_taken_from_the_file_saved_last(sent, queue):
+    """甲镇.xlsx and 甲镇(修改).xlsx with other answers: the correction (saved last) is taken, once per household,
+    and every row of the other file is rejected naming the one taken (both were taken, and the original won)."""
+    import os
+
+    clerk = Clerk(sent)
+    clerk.fill("A001", result="存在风险")
+    clerk.fill("A002", result="存在风险")
+    clerk.save()
+    corrected = sent.with_name("甲镇(修改).xlsx")
+    corrected.write_bytes(sent.read_bytes())
+    clerk = Clerk(corrected)
+    row = clerk.fill("A001", result="不存在风险")
+    clerk.save()
+    os.utime(sent, (1_700_000_000, 1_700_000_000))
+    os.utime(corrected, (1_700_000_100, 1_700_000_100))
+
+    verifications, rejections = read_feedback_dir(sent.parent, queue, MONTH)
+
+    assert verifications.select("household_id", "result", "source_file").sort("household_id").rows() == [
+        ("A001", "不存在风险", f"raw/{MONTH}/feedback/甲镇(修改).xlsx"),
+        ("A002", "存在风险", f"raw/{MONTH}/feedback/甲镇(修改).xlsx")]
+    assert rejections.select("source_file", "reason_code").unique().rows() == [
+        (f"raw/{MONTH}/feedback/甲镇.xlsx", "feedback_answered_twice")]
+    assert rejections.height == 2
+    assert f"《甲镇(修改).xlsx》第{row}行" in rejections.sort("row_number").item(0, "reason")
