@@ -159,11 +159,15 @@ def township_feedback(context: dg.AssetExecutionContext, fangpin: FangpinData) -
     verifications, rejections = feedback.read_feedback_files(files, queue, month,
                                                              lambda path: protect.open_returned(path, passwords))
     with fangpin.writer() as con, transaction(con):
-        replace_month(con, "cases.verifications", month, verifications)
+        earlier = con.sql("SELECT * FROM cases.verifications WHERE month = $month", params={"month": month}).pl()
+        recorded = feedback.with_earlier_answers(verifications, earlier)
+        replace_month(con, "cases.verifications", month, recorded)
         replace_month(con, "quarantine.rejected_rows", month, rejections, keep="list_key = 'feedback'")
-    context.log.info(f"{len(files)} 个回传工作簿：核实 {verifications.height} 户，拒收 {rejections.height} 条")
+    kept = recorded.height - verifications.height
+    context.log.info(f"{len(files)} 个回传工作簿：核实 {verifications.height} 户，拒收 {rejections.height} 条"
+                     + (f"；保留此前已采用、本次文件中没有的 {kept} 户核实结果" if kept else ""))
     return dg.MaterializeResult(metadata={"files": len(files), "verifications": verifications.height,
-                                          "rejected": rejections.height})
+                                          "kept_from_earlier_runs": kept, "rejected": rejections.height})
 
 
 WARNING_BODIES = [person_links, warning_queue, township_workbooks, township_feedback]

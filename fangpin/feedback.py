@@ -355,6 +355,17 @@ def read_feedback_files(paths: list[Path], expected: pl.DataFrame, month: str | 
     return taken, pl.concat([*rejections, answered_twice], how="diagonal_relaxed")
 
 
+def with_earlier_answers(current: pl.DataFrame, earlier: pl.DataFrame) -> pl.DataFrame:
+    """The month's verifications: what the returned files say now, and every household answered by an earlier run
+    that no file answers now (its file removed from the folder, replaced by one without that row, or rejected
+    whole this time), so that nothing already recorded is lost. A household answered again is superseded.
+
+    Same folder, same result: the earlier answers kept are those the previous run recorded, so a re-run keeps them.
+    """
+    kept = earlier.join(current.select("month", "household_id"), on=["month", "household_id"], how="anti")
+    return pl.concat([current, kept.select(current.columns).cast(current.schema)], how="vertical")
+
+
 def _answered_once(verifications: pl.DataFrame, saved: dict[str, float]) -> tuple[pl.DataFrame, pl.DataFrame]:
     """A household answered in two returned files of a month (甲镇.xlsx and 甲镇(修改).xlsx, or a copy): the answer
     of the file saved last is taken, the others rejected naming it. (Within one file, feedback_duplicate_row.)"""
@@ -392,4 +403,5 @@ def _refused_unread(path: Path) -> WorkbookRejected | None:
     return None
 
 
-__all__ = ["RESULTS", "read_feedback", "read_feedback_dir", "read_feedback_files", "returned_files", "source_name"]
+__all__ = ["RESULTS", "read_feedback", "read_feedback_dir", "read_feedback_files", "returned_files", "source_name",
+           "with_earlier_answers"]

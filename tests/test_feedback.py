@@ -431,3 +431,30 @@ def test_a_township_returning_twice_is_taken_from_the_file_saved_last(sent, queu
         (f"raw/{MONTH}/feedback/甲镇.xlsx", "feedback_answered_twice")]
     assert rejections.height == 2
     assert f"《甲镇(修改).xlsx》第{row}行" in rejections.sort("row_number").item(0, "reason")
+
+
+def test_answers_already_recorded_stay_when_their_file_is_gone_and_yield_to_newer_ones(sent, queue):
+    """The workbook says a township may fill in the rest later and return it again; a clerk may also tidy the
+    folder. A household answered before and not now keeps its answer; one answered again takes the new one."""
+    from fangpin.feedback import with_earlier_answers
+
+    clerk = Clerk(sent)
+    clerk.fill("A001", result="存在风险")
+    clerk.fill("A002", result="存在风险")
+    clerk.save()
+    first, _ = read_feedback_dir(sent.parent, queue, MONTH)
+    clerk = Clerk(sent)  # the fresh copy sent, the rest filled in: A001 blank again, A002 corrected, A003 new
+    clerk.set("A001", **{RESULT: None, WHEN: None, WHO: None})
+    clerk.fill("A002", result="不存在风险")
+    clerk.fill("A003", result="存在风险")
+    clerk.save()
+    second, _ = read_feedback_dir(sent.parent, queue, MONTH)
+
+    recorded = with_earlier_answers(second, first)
+
+    assert recorded.select("household_id", "result").sort("household_id").rows() == [
+        ("A001", "存在风险"), ("A002", "不存在风险"), ("A003", "存在风险")]
+    assert with_earlier_answers(second, recorded).sort("household_id").equals(recorded.sort("household_id"))
+    sent.unlink()
+    nothing, _ = read_feedback_dir(sent.parent, queue, MONTH)
+    assert with_earlier_answers(nothing, recorded).height == 3
