@@ -28,7 +28,7 @@ HOUSEHOLD_COLUMNS = {  # roster.households, in warehouse order
     "property_income": pl.Float64, "transfer_income": pl.Float64, "business_costs": pl.Float64,
     "insurance_payouts": pl.Float64, "compliant_oop": pl.Float64, "a33_net_income": pl.Float64,
     "a34_per_capita": pl.Float64, "a37_disposable": pl.Float64, "a38_per_capita": pl.Float64,
-    "cadre": pl.String, "phone": pl.String,
+    "cadre": pl.String, "phone": pl.String, "income_unreadable": pl.Boolean,
 }
 
 
@@ -90,8 +90,10 @@ def per_capita(amount: pl.Expr, size: pl.Expr) -> pl.Expr:
 
 def indicator_columns() -> list[pl.Expr]:
     """A33, A34, A37, A38 from the household's A28-A32, A35, A36 and household_size (one definition, reused by the
-    pandera model that checks roster.households)."""
-    a33 = net_income(*(pl.col(c) for c in INCOMES), pl.col("business_costs"))
+    pandera model that checks roster.households); unknown when an item only unreadable cells fill
+    (`income_unreadable`: a blank item counts as 0, so such a household would look poorer or richer than it is)."""
+    known = pl.col("income_unreadable").not_()
+    a33 = pl.when(known).then(net_income(*(pl.col(c) for c in INCOMES), pl.col("business_costs")))
     a37 = disposable_income(a33, pl.col("insurance_payouts"), pl.col("compliant_oop"))
     size = pl.col("household_size")
     return [
@@ -120,7 +122,7 @@ def build_households(persons: pl.DataFrame, month: str) -> pl.DataFrame:
         household_value("household_size").alias("reported_size"),
         household_value("phone").alias("phone"),
         _head_field("name", "head_name"), _head_field("id_number", "head_id_number"),
-        pl.len().cast(pl.Int32).alias("members"),
+        pl.len().cast(pl.Int32).alias("members"), pl.col("income_unreadable").any(),
     )
     sized = grouped.with_columns(
         pl.when(pl.col("reported_size") > 0).then(pl.col("reported_size")).otherwise(pl.col("members"))

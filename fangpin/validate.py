@@ -225,10 +225,14 @@ def _notes(frame: pl.DataFrame, rules: list[NoteRule], month: str, list_key: str
     return RowNotesModel.validate(notes.sort("list_key", "source_file", "sheet", "row_number", "column_name"))
 
 
-def _unparsed(column: str, code: str) -> NoteRule:
+def _unread(column: str) -> pl.Expr:
     """A non-blank cell (its text kept in `_<column>`) that parsed to nothing."""
-    raw = cell_text(pl.col(f"_{column}"))
-    return NoteRule(column, code, raw.is_not_null() & pl.col(column).is_null(), {"value": raw},
+    return cell_text(pl.col(f"_{column}")).is_not_null() & pl.col(column).is_null()
+
+
+def _unparsed(column: str, code: str) -> NoteRule:
+    """Notes `_unread` cells with their text."""
+    return NoteRule(column, code, _unread(column), {"value": cell_text(pl.col(f"_{column}"))},
                     among=pl.col(f"_{column}").is_not_null() & pl.col(column).is_null())
 
 
@@ -414,7 +418,21 @@ def _roster_values(frame: pl.DataFrame) -> pl.DataFrame:
     household = households.household_values(parsed, list(places))
     aligned = parsed.select("household_id").join(household, on="household_id", how="left", maintain_order="left")
     placed = parsed.with_columns(pl.coalesce(pl.col(c), aligned[c]).alias(c) for c in places)
-    return _township_from_code(placed)
+    return _income_unreadable(_township_from_code(placed))
+
+
+def _income_unreadable(persons: pl.DataFrame) -> pl.DataFrame:
+    """`income_unreadable`: the household's value of an income or spending item is blank because its only filled
+    cells could not be read (-, 约3000, 三千). A blank item counts as 0 in A33 (households.net_income), which would
+    make such a household look poorer (or richer) than it is; households.build_households leaves its A33-A38
+    unknown instead, so its category is 待核实 (to verify)."""
+    unread = [_unread(c).alias(f"_unread_{c}") for c in ROSTER_AMOUNTS]
+    flags = persons.select("household_id", *ROSTER_AMOUNTS, *unread)
+    if not flags.select(pl.any_horizontal(pl.col(f"_unread_{c}") for c in ROSTER_AMOUNTS).any()).item():
+        return persons.with_columns(pl.lit(False).alias("income_unreadable"))
+    per_household = flags.group_by("household_id").agg(pl.any_horizontal(
+        pl.col(c).is_null().all() & pl.col(f"_unread_{c}").any() for c in ROSTER_AMOUNTS).alias("income_unreadable"))
+    return persons.join(per_household, on="household_id", how="left", maintain_order="left")
 
 
 def _township_from_code(persons: pl.DataFrame) -> pl.DataFrame:

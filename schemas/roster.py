@@ -63,6 +63,7 @@ class PersonsModel(pa.DataFrameModel):
     insurance_payouts: pl.Float64 = pa.Field(nullable=True)
     compliant_oop: pl.Float64 = pa.Field(nullable=True)
     cadre: pl.String = pa.Field(nullable=True)
+    income_unreadable: pl.Boolean = pa.Field(nullable=False)  # the household's income has a cell nobody could read
 
     class Config:
         strict = True
@@ -118,6 +119,7 @@ class HouseholdsModel(pa.DataFrameModel):
     a38_per_capita: pl.Float64 = pa.Field(nullable=True)
     cadre: pl.String = pa.Field(nullable=True)
     phone: pl.String = pa.Field(nullable=True)
+    income_unreadable: pl.Boolean = pa.Field(nullable=False)
 
     class Config:
         strict = True

@@ -99,8 +99,11 @@ CREATE TABLE IF NOT EXISTS roster.households (
     a37_disposable DOUBLE,             -- A33+A35-A36
     a38_per_capita DOUBLE,             -- A37 / size
     cadre VARCHAR,
-    phone VARCHAR
+    phone VARCHAR,
+    income_unreadable BOOLEAN          -- an income item only unreadable cells fill (-, 约3000): A33-A38 unknown
 );
+-- Warehouses made before income_unreadable existed gain it (NULL for their earlier months).
+ALTER TABLE roster.households ADD COLUMN IF NOT EXISTS income_unreadable BOOLEAN;
 
 CREATE TABLE IF NOT EXISTS quarantine.rejected_rows (
     month VARCHAR NOT NULL,

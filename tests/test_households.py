@@ -360,3 +360,23 @@ def test_household_type_and_monitoring_category_are_read_by_what_they_mean():
     kept = result.notes.filter(pl.col("note_code") == "choice_kept")
     assert kept.select("row_number", "column_name").rows() == [(7, "户类型"), (7, "监测对象类别")]
     assert "建档户" in kept.item(0, "note") and "脱贫户、一般农户" in kept.item(0, "note")
+
+
+def test_an_income_only_unreadable_cells_fill_leaves_the_households_income_unknown():
+    """工资性收入 "-" or "约3000" was noted, then counted as 0: a household above the line became 边缘易致贫户 with
+    a "below the line" reason. An item whose only filled cells cannot be read makes A33-A38 unknown (待核实)."""
+    read_as = {"H1": "-", "H2": "约3000", "H3": "3,000元"}
+    rows = []
+    for household_id, wages in read_as.items():
+        family = _family(on_every_row=False)
+        for row, number in zip(family, {"H1": (HEAD, SPOUSE, CHILD), "H2": (OTHER, "110105194912310038",
+                                                                         "110105194912310046"),
+                                        "H3": ("110105194912310054", "110105194912310062",
+                                               "110105194912310070")}[household_id]):
+            row |= {"household_id": household_id, "id_number": number}
+        family[0]["wages"] = wages
+        rows += family
+    built = _households(rows).sort("household_id")
+    assert built["a33_net_income"].to_list()[:2] == [None, None]
+    assert built["a34_per_capita"].to_list()[:2] == [None, None]
+    assert built["a33_net_income"].to_list()[2] == 3000 + 3000 + 1500 - 1000  # wages, business, transfer - costs
