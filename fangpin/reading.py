@@ -1259,6 +1259,7 @@ def read_table_file(path: Path, data_dir: Path, header_map: dict[str, tuple[str,
         return [], [_unreadable(source, "", f"读取出错（{type(exc).__name__}）")], []
     matcher = HeaderMatcher(header_map)
     tables, problems, notes = [], [], []
+    summaries: list[tuple[FileProblem, str]] = []  # sheets lacking the ID column and holding no ID: summary tables?
     for grid in grids:
         notes.extend(f"{_where(source, grid.sheet)}：{detail}" for detail in grid.notes)
         if grid.problem is not None:
@@ -1273,11 +1274,24 @@ def read_table_file(path: Path, data_dir: Path, header_map: dict[str, tuple[str,
             notes.extend(f"{_where(source, grid.sheet)}：{detail}" for detail in grid.xml_notes())
         if result.table is not None:
             tables.append(result.table)
-        if result.problem is not None:
+        if result.problem is not None and result.problem.reason_code == "missing_required_column" \
+                and not _holds_ids(grid.cells):
+            summaries.append((result.problem, f"{_where(source, grid.sheet)}没有身份证号码，是汇总或说明表，未作为名单读取"))
+        elif result.problem is not None:
             problems.append(result.problem)
         if result.note is not None:
             notes.append(result.note)
+    # Beside a list, a sheet of counts per township (汇总) is no list a column is missing from; alone, it is
+    for problem, note in summaries:
+        (notes.append(note) if tables else problems.append(problem))
     return tables, problems, notes
+
+
+def _holds_ids(cells: pl.DataFrame) -> bool:
+    """Whether any cell holds what looks like a resident ID (15 digits, or 17 and a check character)."""
+    pattern = r"^\s*'?[0-9]{17}[0-9Xx]\s*$|^\s*'?[0-9]{15}\s*$"
+    return bool(cells.select(pl.any_horizontal(pl.col(c).str.contains(pattern) for c in cells.columns).any()).item()) \
+        if cells.width else False
 
 
 # ----------------------------------------------------------------------------------------------------------------

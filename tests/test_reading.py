@@ -805,3 +805,18 @@ def test_a_roster_naming_another_month_is_not_this_months(tmp_path):
     assert problem.reason_code == "file_wrong_month" and problem.list_key == "roster"
     assert "2026年9月" in problem.reason
     assert {Path(f.source_file).name: f.status for f in files}["花名册（2026年9月）.xlsx"] == "quarantined"
+
+
+def test_a_summary_sheet_beside_a_list_is_a_note_and_alone_a_missing_column(tmp_path):
+    """A 汇总 sheet (乡镇, 户数, 金额, 合计) next to the 低保 list made the clerk chase the department for a file
+    "that could not be processed"; without a list beside it, it is still the missing-column problem it was."""
+    summary = [["乡镇", "户数", "人数", "金额（元）"], ["城关镇", 3, 7, 1500], ["合计", 3, 7, 1500]]
+    both = _xlsx(tmp_path / "低保.xlsx", {"低保": PERSON_ROWS, "汇总": summary})
+    alone = _xlsx(tmp_path / "低保汇总.xlsx", {"汇总": summary})
+
+    tables, problems, notes = _read(both, tmp_path)
+    _, alone_problems, _ = _read(alone, tmp_path)
+
+    assert [t.sheet for t in tables] == ["低保"] and problems == []
+    assert any("汇总" in note and "未作为名单读取" in note for note in notes)
+    assert [p.reason_code for p in alone_problems] == ["missing_required_column"]
