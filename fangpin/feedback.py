@@ -88,6 +88,8 @@ def open_workbook(source: Path | io.BytesIO, roles: tuple[str, ...] = ("meta", "
         data = source.getvalue() if isinstance(source, io.BytesIO) else Path(source).read_bytes()
         return reading.workbook_sheets(data, frozenset(sheet_name(role) for role in roles))
     except reading.UnreadableFile as error:
+        if reading.is_encrypted(data):  # not a password the county gave: never tell a township to remove it
+            raise WorkbookRejected("feedback_password") from error
         raise WorkbookRejected("file_unreadable", detail=str(error)) from error
     except OSError as error:
         raise WorkbookRejected("file_unreadable", detail=os_error_words(error)) from error

@@ -375,7 +375,7 @@ def _cap_cells(cells: pl.DataFrame, limit: int, labels: list[str], first_row: in
     return cells, notes
 
 
-def _is_encrypted(data: bytes) -> bool:
+def is_encrypted(data: bytes) -> bool:
     """An Office file saved with an opening password is an OLE container holding an EncryptedPackage stream."""
     return data.startswith(_CFB_SIGNATURE) and _ENCRYPTED_PACKAGE in data
 
@@ -389,7 +389,7 @@ def _sniff_binary(data: bytes) -> str:
     head = data[:2048].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
     if not data:
         return "文件是空的（0字节），可能没有保存成功或没有复制完整"
-    if _is_encrypted(data):
+    if is_encrypted(data):
         return _ENCRYPTED_DETAIL
     if head.startswith((b"<html", b"<!doctype", b"<table", b"<?xml")) or b"<table" in head:
         return "文件实际是网页（HTML）格式，不是真正的Excel文件；请用Excel打开后另存为.xlsx再报送"
@@ -646,7 +646,7 @@ def _excel_grids(data: bytes, limits: IntakeLimits, only: frozenset[str] | None 
     if data.startswith(b"PK"):
         archive = _check_zip(data, limits)
         parts = {sheet: _SheetXml(archive, part) for part, sheet in _sheet_parts(archive).items()}
-    elif _is_encrypted(data):
+    elif is_encrypted(data):
         raise UnreadableFile(_sniff_binary(data))
     try:
         reader = fastexcel.read_excel(data)

@@ -48,6 +48,7 @@ REJECT = {
     "feedback_answered_twice": "户编号“{value}”在《{other}》第{other_row}行也报回了核实结果，采用最后保存的《{other}》，本行未采用",
     "feedback_duplicate_row": "户编号“{value}”与第{first_row}行重复，只采用第{first_row}行",
     "feedback_result_missing": "填写了核实日期、核实人或备注，但没有选择核实结果，本行未采用；请在“核实结果”列的下拉框中选择后报回",
+    "feedback_password": "工作簿设置了打开密码，但不是县里下发时为本乡镇设置的密码，系统无法打开，整本未采用；请在下发的原工作簿中填写，保持原来的密码，保存后报回",
     "feedback_not_workbook": "只接受系统下发的xlsx核实工作簿，收到的是{suffix}文件，整本未采用；请在下发的工作簿中填写后原样报回",
     "feedback_bad_result": "核实结果“{value}”不是下拉选项之一（{options}），本行未采用",
     "feedback_bad_date": "核实日期“{value}”无法识别，本行未采用；请填写日期，如2026-11-05",

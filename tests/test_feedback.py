@@ -268,7 +268,8 @@ def test_an_encrypted_returned_workbook_is_read_with_its_townships_password(sent
     verifications, rejections = read_feedback(sent, queue, protect.open_returned(sent, {"乙乡": "x" * 12, "甲镇": "甲镇-密码-2026"}))
     assert rejections.is_empty() and verifications["household_id"].to_list() == ["A001"]
     _, unreadable = read_feedback(sent, queue, protect.open_returned(sent, {"乙乡": "x" * 12}))
-    assert unreadable["reason_code"].to_list() == ["file_unreadable"]
+    assert unreadable["reason_code"].to_list() == ["feedback_password"]  # a password no township was given
+    assert "保持原来的密码" in unreadable.item(0, "reason") and "取消密码" not in unreadable.item(0, "reason")
 
 
 def test_cells_read_as_the_clerk_meant_them(tmp_path):
