@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import os
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -78,13 +79,15 @@ class Registry:
         return [spec for spec in self.lists.values() if spec.department == department]
 
     def department_for_folder(self, folder_name: str) -> str | None:
-        """The slug for a drop-zone folder named by slug or Chinese name (`civil_affairs`, `民政局`)."""
+        """The slug for a drop-zone folder named by slug or Chinese name (`civil_affairs`, `民政局`), as clerks
+        also write them: full-width or capitals (`Civil_Affairs`), the county in front (`县民政局`), the month
+        behind (`民政局-10月`, `民政局202610`)."""
         if folder_name in self.departments:
             return folder_name
-        cleaned = folder_name.strip()
-        for dept in self.departments.values():
-            if cleaned == dept.name or cleaned in dept.aliases:
-                return dept.slug
+        for cleaned in dict.fromkeys(_folder_keys(folder_name)):
+            for dept in self.departments.values():
+                if cleaned == dept.slug or cleaned == dept.name or cleaned in dept.aliases:
+                    return dept.slug
         return None
 
     def risk_type_from_detail(self, detail: str | None) -> str:
@@ -165,6 +168,18 @@ def registry() -> Registry:
                                  for word in (meaning, *words) if word != ""}
                         for column, meanings in raw.get("roster_choices", {}).items()},
     )
+
+
+_FOLDER_MONTH = re.compile(r"[\s\-_—（(]*(?:\d{4}年?)?\d{1,2}月份?[）)]*$|[\s\-_（(]*\d{6,8}[）)]*$")
+_FOLDER_PLACE = re.compile(r"^.{0,6}?[县市区]")  # 县民政局, XX县民政局, 赣南示范县民政局
+
+
+def _folder_keys(folder_name: str) -> list[str]:
+    """A department folder's name as written, then without a month behind it, then without the county before it
+    (each full-width folded to half-width, capitals to lower case: NFKC and casefold)."""
+    name = unicodedata.normalize("NFKC", folder_name).strip().casefold()
+    undated = _FOLDER_MONTH.sub("", name).strip() or name
+    return [name, undated, _FOLDER_PLACE.sub("", undated, count=1) or undated]
 
 
 def choice_key(word: str) -> str:

@@ -1331,7 +1331,8 @@ _NOT_A_DATE = r"(?!\s*\d{1,2}\s*[日号])"  # 2026年11月5日: a fill-in date
 _YEAR_MONTH = re.compile(
     r"(?<!\d)(20\d{2})\s*(?:年\s*(\d{1,2})\s*月" + _NOT_A_DATE
     + r"|[-_.](\d{1,2})(?!\d|[-_.]\d)|(0[1-9]|1[0-2])(?!\d))" + _NOT_A_RANGE)
-_MONTH_ONLY = re.compile(r"(?<![\d年\-~～—至到/._])(\d{1,2})\s*月" + _NOT_A_DATE + _NOT_A_RANGE)
+# 9月 alone; not the end of a range (1-9月, 1至9月): a dash counts as a range only after a digit (民政局-9月 is 9月)
+_MONTH_ONLY = re.compile(r"(?<![\d年~～至到/._])(?<!\d-)(?<!\d—)(\d{1,2})\s*月" + _NOT_A_DATE + _NOT_A_RANGE)
 # A month named as when the file was filled in or sent (填报时间：2026年11月, 11月报送) says nothing of the list's month.
 _SENT_BEFORE = re.compile(r"(?:(?:填报|报送|上报|制表|打印|导出)(?:时间|日期)?|截至|截止)[\s:：]*$")
 _SENT_AFTER = re.compile(r"^\s*份?\s*(?:报送|上报|填报|制表|打印|导出)")
@@ -1564,7 +1565,7 @@ def scan_month(data_dir: Path, month: str, registry: Registry | None = None,
             problems.append(FileProblem(source, "", "unknown_department", reason))
             intake.files.append(_received(path, data_dir, None, folder, sha, "quarantined", reason))
             continue
-        subfolders = tuple(fs_text(part) for part in path.relative_to(month_dir / folder).parent.parts)
+        subfolders = tuple(fs_text(part) for part in (folder, *path.relative_to(month_dir / folder).parent.parts))
         try:
             found, file_problems, notes = _read_department_file(path, data_dir, reg, department, month, limits,
                                                                 cache=cache, sha=sha, subfolders=subfolders)
@@ -1589,8 +1590,8 @@ def _read_department_file(path: Path, data_dir: Path, reg: Registry, department:
                           ) -> tuple[list[tuple[str, SheetTable]], list[FileProblem], list[str]]:
     """Read one department file and recognise each sheet among that department's lists.
 
-    With `month`, a sheet whose file name, sheet name, title or a folder between the department's and the file
-    (`subfolders`: `民政局/2026年9月/低保.xlsx`) names another month is `file_wrong_month` (its rows are not this
+    With `month`, a sheet whose file name, sheet name, title or folder (`subfolders`: the department's and those
+    below it, `民政局-9月/`, `民政局/2026年9月/`) names another month is `file_wrong_month` (its rows are not this
     month's); when every sheet does, the whole file is one problem.
     """
     specs = reg.lists_of(department)

@@ -820,3 +820,22 @@ def test_a_summary_sheet_beside_a_list_is_a_note_and_alone_a_missing_column(tmp_
     assert [t.sheet for t in tables] == ["低保"] and problems == []
     assert any("汇总" in note and "未作为名单读取" in note for note in notes)
     assert [p.reason_code for p in alone_problems] == ["missing_required_column"]
+
+
+def test_department_folders_as_clerks_name_them():
+    """县民政局, Civil_Affairs, full-width letters and a month behind the name were each 'not a registered
+    department' (the department's lists then showed as not received)."""
+    names = ["民政局", "县民政局", "赣南示范县民政局", "Civil_Affairs", "ｃｉｖｉｌ＿ａｆｆａｉｒｓ", "民政局-10月",
+             "民政局（2026年10月）", "民政局202610", "县乡村振兴局", "林业局", "统计局"]
+    assert [REG.department_for_folder(name) for name in names] == [
+        "civil_affairs"] * 8 + ["rural_revitalization", None, None]
+
+
+def test_a_department_folder_naming_another_month_is_that_months(tmp_path):
+    _xlsx(tmp_path / "raw" / MONTH / "民政局-9月" / "低保新增.xlsx", {"Sheet1": _persons("一村")})
+    _xlsx(tmp_path / "raw" / MONTH / "民政局-10月" / "特困新增.xlsx", {"Sheet1": _persons("二村")})
+
+    scan = reading.scan_month(tmp_path, MONTH)
+
+    assert [p.reason_code for p in scan.problems] == ["file_wrong_month"]
+    assert list(scan.tables) == ["civil_affairs.tekun"]
