@@ -58,11 +58,13 @@ def household_value(column: str) -> pl.Expr:
     return pl.col(column).drop_nulls().first()
 
 
-def household_values(persons: pl.DataFrame, columns: list[str]) -> pl.DataFrame:
-    """One row per household_id with the `household_value` of each of `columns`."""
+def household_values(persons: pl.DataFrame, columns: list[str], facts: tuple[pl.Expr, ...] = ()) -> pl.DataFrame:
+    """One row per household_id with the `household_value` of each of `columns`, and `facts` (aggregations over
+    the household's rows, of `columns` or `HOUSEHOLD_FIELDS`) in the same grouping."""
     order = ["household_id", "is_head", "source_file", "sheet", "row_number"]
-    needed = persons.select(*order, *(c for c in columns if c not in order))  # sort only what is read: less memory
-    return in_member_order(needed).group_by("household_id").agg(household_value(c) for c in columns)
+    read = [*columns, *(name for fact in facts for name in fact.meta.root_names())]
+    needed = persons.select(*order, *(c for c in dict.fromkeys(read) if c not in order))  # sort only what is read
+    return in_member_order(needed).group_by("household_id").agg(*(household_value(c) for c in columns), *facts)
 
 
 def net_income(a28: pl.Expr, a29: pl.Expr, a30: pl.Expr, a31: pl.Expr, a32: pl.Expr) -> pl.Expr:

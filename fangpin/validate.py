@@ -415,10 +415,20 @@ def _roster_values(frame: pl.DataFrame) -> pl.DataFrame:
     household's blank township the one its 区划代码 (division code) names elsewhere in the roster."""
     parsed = frame.with_columns(_roster_fields(frame))
     places = ("township", "village", "division_code")
-    household = households.household_values(parsed, list(places))
+    household = households.household_values(parsed, list(places), _HOUSEHOLD_FACTS)
     aligned = parsed.select("household_id").join(household, on="household_id", how="left", maintain_order="left")
-    placed = parsed.with_columns(pl.coalesce(pl.col(c), aligned[c]).alias(c) for c in places)
+    placed = parsed.with_columns(*(pl.coalesce(pl.col(c), aligned[c]).alias(c) for c in places),
+                                 *(aligned[fact.meta.output_name()] for fact in _HOUSEHOLD_FACTS),
+                                 aligned["township"].alias("_head_township"))
     return _income_unreadable(_township_from_code(placed))
+
+
+# What is odd about a household, for the notes (`_household_rules`), found in the grouping that gives its places:
+# its number of 户主 rows, of townships its members name, its reported 家庭人口数 (household size), its rows.
+_HOUSEHOLD_FACTS = (
+    pl.col("is_head").sum().alias("_heads"), pl.col("township").drop_nulls().n_unique().alias("_townships"),
+    pl.col("household_size").drop_nulls().first().alias("_reported_size"), pl.len().alias("_members"),
+)
 
 
 def _income_unreadable(persons: pl.DataFrame) -> pl.DataFrame:
@@ -467,10 +477,29 @@ def _unknown_choice(column: str) -> NoteRule:
                     among=pl.col(f"_{column}").is_not_null())
 
 
+def _household_rules() -> list[NoteRule]:
+    """Two 户主 rows (the first head's values are taken), a member naming another township than the head's (the
+    head's routes the warning), a 家庭人口数 unlike the members listed (it divides the income): noted where seen."""
+    hid = pl.col("household_id")
+    first_row = pl.col("row_number") == pl.col("row_number").min().over("household_id")
+    return [
+        NoteRule("relation", "household_heads", pl.col("is_head") & (pl.col("_heads") > 1),
+                 {"household_id": hid, "heads": pl.col("_heads")}, among=pl.col("_heads") > 1),
+        NoteRule("township", "household_townships", pl.col("township").ne_missing(pl.col("_head_township"))
+                 & pl.col("_head_township").is_not_null(), {"household_id": hid, "value": pl.col("township"),
+                                                              "head_township": pl.col("_head_township")},
+                 among=pl.col("_townships") > 1),
+        NoteRule("household_size", "household_size_members", first_row,
+                 {"household_id": hid, "value": pl.col("_reported_size"), "members": pl.col("_members")},
+                 among=pl.col("_reported_size").ne_missing(pl.col("_members")) & pl.col("_reported_size").is_not_null()),
+    ]
+
+
 def _roster_note_rules() -> list[NoteRule]:
     options = "、".join(YES_NO)
     answer = cell_text(pl.col("_risk_eliminated"))
     return [
+        *_household_rules(),
         NoteRule("township", "township_from_code", pl.col("_township_from_code"),
                  {"code": pl.col("division_code"), "township": pl.col("township")}),
         NoteRule("township", "township_missing", pl.col("township").is_null(), {}),

@@ -380,3 +380,21 @@ def test_an_income_only_unreadable_cells_fill_leaves_the_households_income_unkno
     assert built["a33_net_income"].to_list()[:2] == [None, None]
     assert built["a34_per_capita"].to_list()[:2] == [None, None]
     assert built["a33_net_income"].to_list()[2] == 3000 + 3000 + 1500 - 1000  # wages, business, transfer - costs
+
+
+def test_what_is_odd_about_a_household_is_noted_where_it_is():
+    """Township files that each number their households 1, 2, 3 merge households across townships; two 户主 rows,
+    or a 家庭人口数 that disagrees with the members listed, change the household silently otherwise."""
+    rows = [
+        {"household_id": "1", "name": "甲", "id_number": HEAD, "relation": "户主", "township": "城关镇",
+         "household_size": "2"},
+        {"household_id": "1", "name": "乙", "id_number": SPOUSE, "relation": "户主", "township": "河口镇"},
+        {"household_id": "2", "name": "丙", "id_number": CHILD, "relation": "户主", "township": "城关镇",
+         "household_size": "5"},
+        {"household_id": "3", "name": "丁", "id_number": OTHER, "relation": "户主", "township": "城关镇",
+         "household_size": "1"},
+    ]
+    notes = validate.validate_roster(_roster(rows), month=MONTH).notes
+    assert sorted(notes.select("row_number", "note_code").rows()) == [
+        (3, "household_heads"), (4, "household_heads"), (4, "household_townships"), (5, "household_size_members")]
+    assert "花名册中该户有1人" in notes.filter(pl.col("note_code") == "household_size_members").item(0, "note")
