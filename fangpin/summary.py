@@ -39,6 +39,12 @@ def summary_lines(con, month: str) -> list[str]:
         named = "、".join(path.split("/", 2)[-1] for path in documents[:3]) + ("等" if len(documents) > 3 else "")
         lines.append(f"不是Excel或CSV、未读取的文件 files not read (no spreadsheet): {len(documents)}（{named}；"
                      "见 raw.received_files）")
+    taken = _fetch(con, "SELECT count(*), count(DISTINCT source_file) FROM cases.verifications WHERE month = ?", month)[0]
+    refused = _fetch(con, "SELECT count(*), count(DISTINCT source_file) FROM quarantine.rejected_rows "
+                          "WHERE month = ? AND list_key = 'feedback'", month)[0]
+    if taken[0] or refused[0]:  # what the townships sent back for this month, and what of it was not taken
+        lines.append(f"乡镇报回 township returns: 采用核实结果 {taken[0]} 户（{taken[1]} 个文件），拒收 {refused[0]} 条"
+                     f"（{refused[1]} 个文件，见 quarantine.rejected_rows，list_key = 'feedback'）")
     try:
         warned, unrouted = _fetch(con, "SELECT count(*), count(*) FILTER (township IS NULL) "
                                        "FROM marts.warning_queue WHERE month = ?", month)[0]

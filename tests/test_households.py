@@ -301,19 +301,6 @@ def test_a_blank_township_is_taken_from_the_division_code_else_noted():
     assert "360799001002" in result.notes.filter(pl.col("note_code") == "township_from_code").item(0, "note")
 
 
-def test_the_summary_names_warned_households_no_township_receives(tmp_path):
-    from fangpin.summary import summary_lines
-    from fangpin.warehouse import ensure_schema
-
-    con = duckdb.connect()
-    ensure_schema(con)
-    con.execute("INSERT INTO marts.warning_queue (month, household_id, township) VALUES "
-                "(?, 'H1', '城关镇'), (?, 'H2', NULL), (?, 'H3', NULL)", [MONTH] * 3)
-    lines = summary_lines(con, MONTH)
-    assert "预警户 warned households: 3" in lines
-    assert any("其中 2 户没有乡镇" in line for line in lines)
-
-
 def test_roster_files_carry_their_row_counts_and_a_refused_file_is_not_one_row(tmp_path):
     """A roster file refused whole (half a county missing) was logged as "拒收 1 行" and left out of the summary;
     roster files had no row counts in raw.received_files."""
