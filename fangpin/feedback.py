@@ -184,6 +184,9 @@ def _problems(township: str) -> list[tuple[str, str, pl.Expr, pl.Expr]]:
          reason_expr("feedback_duplicate_row", value=value, first_row=pl.col("first_row"))),
         ("feedback_id_changed", "head_id_number", pl.col("head_id_number").ne_missing(pl.col("sent_head_id")),
          reason_expr("feedback_id_changed", household_id=hid)),
+        ("feedback_name_changed", "head_name", pl.col("sent_head_name").is_not_null() & pl.col("head_name").is_not_null()
+         & (_name_key(pl.col("head_name")) != pl.col("sent_head_name")),
+         reason_expr("feedback_name_changed", household_id=hid, value=pl.col("head_name"))),
         ("feedback_result_missing", "result", ~filled & other_fill_ins, reason_expr("feedback_result_missing")),
         ("feedback_bad_result", "result", filled & ~pl.col("result").is_in(RESULTS),
          reason_expr("feedback_bad_result", value=pl.col("result"), options=pl.lit(options))),
@@ -199,6 +202,11 @@ def _problems(township: str) -> list[tuple[str, str, pl.Expr, pl.Expr]]:
     ]
 
 
+def _name_key(name: pl.Expr) -> pl.Expr:
+    """A name as compared between what was sent and what came back: spaces (also full-width) do not count."""
+    return name.cast(pl.String).str.replace_all(r"\s", "")
+
+
 def _sent(expected: pl.DataFrame, month: str) -> pl.DataFrame:
     """What we sent for `month`, one row per household, with the head's ID normalised like the sheet's."""
     columns = {"case_id": pl.String, "issued_on": pl.Date, "head_id_number": pl.String}
@@ -208,6 +216,8 @@ def _sent(expected: pl.DataFrame, month: str) -> pl.DataFrame:
         pl.col("household_id").cast(pl.String),
         pl.col("township").alias("sent_township"),
         pl.col("head_id_number").cast(pl.String).str.replace_all(r"\s", "").str.to_uppercase().alias("sent_head_id"),
+        _name_key(pl.col("head_name")).alias("sent_head_name") if "head_name" in frame.columns
+        else pl.lit(None, pl.String).alias("sent_head_name"),
         pl.col("case_id").cast(pl.String), pl.col("issued_on").cast(pl.Date),
     ).unique("household_id", keep="first")
 

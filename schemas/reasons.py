@@ -44,6 +44,7 @@ REJECT = {
     "feedback_row_added": "户编号“{value}”不在{township}本月下发的核实清单中（新增的行或改动了户编号），本行未采用",
     "feedback_household_id_changed": "户编号被改成了“{value}”，但户主身份证号码是本清单中户编号“{expected}”那一户的；请恢复原户编号，本行未采用",
     "feedback_id_changed": "户主身份证号码与下发时不一致（户编号“{household_id}”），本行未采用；请不要修改身份证号码",
+    "feedback_name_changed": "户主姓名被改成了“{value}”，与下发时不一致（户编号“{household_id}”），本行未采用；如姓名有误，请恢复原姓名并在备注中写明正确姓名",
     "feedback_other_township": "户编号“{value}”是{other}的户，不属于{township}，本行未采用；每个乡镇只能报回本乡镇的户",
     "feedback_answered_twice": "户编号“{value}”在《{other}》第{other_row}行也报回了核实结果，采用最后保存的《{other}》，本行未采用",
     "feedback_duplicate_row": "户编号“{value}”与第{first_row}行重复，只采用第{first_row}行",

@@ -459,3 +459,19 @@ def test_answers_already_recorded_stay_when_their_file_is_gone_and_yield_to_newe
     sent.unlink()
     nothing, _ = read_feedback_dir(sent.parent, queue, MONTH)
     assert with_earlier_answers(nothing, recorded).height == 3
+
+
+def test_an_edited_head_name_is_returned_as_the_instructions_say(sent, queue):
+    """填写说明 六: rows whose 户编号, 户主姓名 or ID were changed are returned; the name was taken silently."""
+    clerk = Clerk(sent)
+    renamed = clerk.fill("A001")
+    clerk.set("A001", **{"户主姓名": "张改名"})
+    spaced = clerk.fill("A002")
+    clerk.set("A002", **{"户主姓名": "钱 二"})  # a space typed: the same name
+    clerk.save()
+
+    verifications, rejections = read_feedback(sent, queue)
+
+    assert verifications["household_id"].to_list() == ["A002"]
+    assert rejections.select("row_number", "reason_code").rows() == [(renamed, "feedback_name_changed")]
+    assert "张改名" in rejections.item(0, "reason") and spaced != renamed
