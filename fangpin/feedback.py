@@ -26,7 +26,7 @@ from fangpin.files import fs_text, os_error_words
 from fangpin.validate import template_expr
 from fangpin.values import parse_date
 from fangpin.workbooks import (META_FORMAT, META_KEYS, META_VERSION, RESULTS, column_specs, meta_digest,
-                               sheet_name)
+                               sheet_name, workbook_config)
 from schemas.lists import REJECTED_COLUMNS
 from schemas.reasons import REJECT, reject
 
@@ -79,14 +79,14 @@ def _whole_rejection(month: str | None, path: Path, error: WorkbookRejected, tow
 # ---------------------------------------------------------------------------------------------------------------
 # Opening the workbook: meta sheet, verification sheet, header.
 
-def open_workbook(source: Path | io.BytesIO, roles: tuple[str, ...] = ("meta", "verification")
+def open_workbook(source: Path | io.BytesIO, roles: tuple[str, ...] | None = ("meta", "verification")
                   ) -> dict[str, pl.DataFrame]:
-    """The sheets of these roles (by default meta and verification) of a township workbook (a file, or an encrypted
-    one's decrypted bytes) as text cells (`reading.workbook_sheets`: calamine, columns named by Excel letter, row
-    i = Excel row i + 1)."""
+    """The sheets of these roles (by default meta and verification; None: every sheet, a clerk's own too) of a
+    township workbook (a file, or an encrypted one's decrypted bytes) as text cells (`reading.workbook_sheets`:
+    calamine, columns named by Excel letter, row i = Excel row i + 1)."""
     try:
         data = source.getvalue() if isinstance(source, io.BytesIO) else Path(source).read_bytes()
-        return reading.workbook_sheets(data, frozenset(sheet_name(role) for role in roles))
+        return reading.workbook_sheets(data, None if roles is None else frozenset(sheet_name(r) for r in roles))
     except reading.UnreadableFile as error:
         if reading.is_encrypted(data):  # not a password the county gave: never tell a township to remove it
             raise WorkbookRejected("feedback_password") from error
@@ -291,7 +291,7 @@ def read_feedback(path: Path, expected: pl.DataFrame, content: io.BytesIO | None
     township = None
     name = sheet_name("verification")
     try:
-        sheets = open_workbook(content if content is not None else path)
+        sheets = open_workbook(content if content is not None else path, roles=None)
         meta = read_meta(sheets)
         township = meta["township"]
         if months and meta["month"] not in months:
@@ -308,8 +308,31 @@ def read_feedback(path: Path, expected: pl.DataFrame, content: io.BytesIO | None
         if key not in rows.columns:
             rows = rows.with_columns(pl.lit(None, pl.String).alias(key))
     checked = check_rows(rows, _sent(expected, month), township)
+    elsewhere = [WorkbookRejected("feedback_other_sheet", sheet=sheet, other=sheet, expected_sheet=name)
+                 for sheet in _sheets_answered_elsewhere(sheets)]
+    answered_elsewhere = [_whole_rejection(month, path, error, township) for error in elsewhere]
     return (_verifications(checked, month, path, township),
-            _rejections(checked, month, path, name, township))
+            pl.concat([_rejections(checked, month, path, name, township), *answered_elsewhere],
+                      how="diagonal_relaxed"))
+
+
+def _sheets_answered_elsewhere(sheets: dict[str, pl.DataFrame]) -> list[str]:
+    """Sheets a clerk added (an Excel copy of the verification sheet, 入户核实清单 (2)) holding the verification
+    header and a result, a date or a verifier: only the verification sheet is read, so these answers would be
+    passed over without a word."""
+    ours = {sheet_name(role) for role in workbook_config()["sheets"]}
+    found = []
+    for sheet, cells in sheets.items():
+        if sheet in ours:
+            continue
+        try:
+            header_row, columns = find_header(cells, sheet)
+        except WorkbookRejected:  # no verification header: a clerk's own notes or totals
+            continue
+        body = cells.slice(header_row).select(columns[key] for key in FILL_IN_KEYS if key in columns)
+        if body.width and body.select(pl.any_horizontal(pl.all().is_not_null()).any()).item():
+            found.append(sheet)
+    return found
 
 
 def returned_files(folder: Path) -> list[Path]:

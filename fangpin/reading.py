@@ -678,8 +678,9 @@ def _excel_grids(data: bytes, limits: IntakeLimits, only: frozenset[str] | None 
     return grids
 
 
-def workbook_sheets(data: bytes, names: frozenset[str], limits: IntakeLimits | None = None) -> dict[str, pl.DataFrame]:
-    """The sheets of an Excel workbook named in `names` (those it has), each as text cells read the way department
+def workbook_sheets(data: bytes, names: frozenset[str] | None, limits: IntakeLimits | None = None
+                    ) -> dict[str, pl.DataFrame]:
+    """The sheets of an Excel workbook named in `names` (those it has; None: every sheet), each as text cells read the way department
     lists are (calamine; limits and encryption checked first; cells stripped, blanks null, dates at midnight as
     dates, whole numbers without ".0"), error cells as Excel shows them (#N/A; calamine reads them blank). Columns
     are named by Excel letter from the first used column; row i is Excel row i + 1. For workbooks fangpin wrote and

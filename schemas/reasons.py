@@ -40,6 +40,7 @@ REJECT = {
     "feedback_meta_missing": "不是系统下发的核实工作簿（缺少隐藏的“{meta_sheet}”工作表），无法确认是哪个乡镇哪个月的清单，整本未采用；请在系统下发的原工作簿中填写后报回",
     "feedback_meta_altered": "工作簿隐藏的“{meta_sheet}”工作表被改动过，无法确认是哪个乡镇哪个月的清单，整本未采用；请在系统下发的原工作簿中填写后报回",
     "feedback_wrong_month": "这是{found}的核实清单，不是{expected}的，整本未采用；请放到{found}的反馈文件夹中",
+    "feedback_other_sheet": "工作表“{other}”中填写了核实结果，但系统只读取“{expected_sheet}”工作表，本表的内容未采用；请把核实结果填写在“{expected_sheet}”中报回",
     "feedback_sheet_missing": "找不到工作表“{expected_sheet}”（被删除或改了名），整本未采用；请不要修改工作表名称",
     "feedback_row_added": "户编号“{value}”不在{township}本月下发的核实清单中（新增的行或改动了户编号），本行未采用",
     "feedback_household_id_changed": "户编号被改成了“{value}”，但户主身份证号码是本清单中户编号“{expected}”那一户的；请恢复原户编号，本行未采用",

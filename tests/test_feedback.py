@@ -475,3 +475,22 @@ def test_an_edited_head_name_is_returned_as_the_instructions_say(sent, queue):
     assert verifications["household_id"].to_list() == ["A002"]
     assert rejections.select("row_number", "reason_code").rows() == [(renamed, "feedback_name_changed")]
     assert "张改名" in rejections.item(0, "reason") and spaced != renamed
+
+
+def test_answers_on_a_copy_of_the_verification_sheet_are_rejected_not_passed_over(sent, queue):
+    """An Excel copy of the sheet (移动或复制→建立副本: 入户核实清单 (2)) filled in while the original was left
+    blank: only the verification sheet is read, so the answers vanished without a word."""
+    clerk = Clerk(sent)
+    copy = clerk.wb.copy_worksheet(clerk.ws)
+    copy.title = "入户核实清单 (2)"
+    clerk.ws = copy
+    clerk.fill("A001")
+    notes = clerk.wb.create_sheet("汇总")  # a clerk's own sheet without the header: left alone
+    notes.append(["合计", 3])
+    clerk.save()
+
+    verifications, rejections = read_feedback(sent, queue)
+
+    assert verifications.is_empty()
+    assert rejections.select("sheet", "reason_code").rows() == [("入户核实清单 (2)", "feedback_other_sheet")]
+    assert "入户核实清单 (2)" in rejections.item(0, "reason")
