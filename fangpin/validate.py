@@ -101,7 +101,13 @@ def _reason_body(codes: pl.Expr, columns: list[str]) -> pl.Expr:
     only codes about the frame's `columns` (a roster has no disability certificate)."""
     values = _reason_values()
     elsewhere = (pl.col("_first_file") != pl.col("source_file")) | (pl.col("_first_sheet_name") != pl.col("sheet"))
-    body = pl.when((codes == "duplicate_in_list") & elsewhere).then(
+    body = pl.when(pl.lit(False)).then(pl.lit(None, pl.String))
+    if "_first_household" in columns:  # the roster: the same person in another household is no double report
+        other_household = (codes == "duplicate_in_list") & (pl.col("_first_household") != pl.col("household_id"))
+        body = body.when(other_household).then(template_expr(REJECT["duplicate_in_two_households"], **{
+            **values["duplicate_in_list_elsewhere"], "household_id": pl.col("household_id"),
+            "first_household": pl.col("_first_household")}))
+    body = body.when((codes == "duplicate_in_list") & elsewhere).then(
         template_expr(REJECT["duplicate_in_list_elsewhere"], **values["duplicate_in_list_elsewhere"]))
     for code in (code for code, column in CODE_COLUMN.items() if column is None or column in columns):
         body = body.when(codes == code).then(template_expr(REJECT[code], **values.get(code, {})))
@@ -177,6 +183,8 @@ def _rejected(frame: pl.DataFrame, month: str, list_key: str | pl.Expr, labels: 
     bad = frame.filter(pl.col("_code").is_not_null())
     if raw is not None:
         bad = bad.with_columns(raw(bad["_input_row"]).alias("raw"))
+    if "household_id" in frame.columns:  # the household of each duplicate's first row, picked for the bad rows only
+        bad = bad.with_columns(frame["household_id"].gather(bad["_first_order"]).alias("_first_household"))
     label = _label_expr(pl.col("_code"), labels)
     rejected = bad.select(
         pl.lit(month, pl.String).alias("month"), "source_file", "sheet",

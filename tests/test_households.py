@@ -385,3 +385,15 @@ def test_what_is_odd_about_a_household_is_noted_where_it_is():
     assert sorted(notes.select("row_number", "note_code").rows()) == [
         (3, "household_heads"), (4, "household_heads"), (4, "household_townships"), (5, "household_size_members")]
     assert "花名册中该户有1人" in notes.filter(pl.col("note_code") == "household_size_members").item(0, "note")
+
+
+def test_the_same_person_in_two_households_is_named_as_such():
+    """The same ID in households 0021 and 0013 was rejected as "重复报送" (sent twice), naming neither household."""
+    rows = [{"household_id": "0013", "name": "甲", "id_number": HEAD, "relation": "户主"},
+            {"household_id": "0021", "name": "甲", "id_number": HEAD, "relation": "子"},
+            {"household_id": "0013", "name": "甲", "id_number": HEAD, "relation": "户主"}]
+    rejected = validate.validate_roster(_roster(rows), month=MONTH).rejected.sort("row_number")
+    assert rejected["reason_code"].to_list() == ["duplicate_in_list", "duplicate_in_list"]
+    two, same = rejected["reason"].to_list()
+    assert "户编号“0013”" in two and "户编号“0021”" in two and "同一人只能在一户" in two
+    assert "同一人只能在一户" not in same and "第3行是同一人" in same
