@@ -22,7 +22,7 @@ from typing import Callable
 import polars as pl
 
 from fangpin import reading
-from fangpin.files import fs_text, os_error_words
+from fangpin.files import fs_text, os_error_words, sha256_of
 from fangpin.validate import template_expr
 from fangpin.values import parse_date
 from fangpin.workbooks import (META_FORMAT, META_KEYS, META_VERSION, RESULTS, column_specs, meta_digest,
@@ -373,8 +373,9 @@ def read_feedback_files(paths: list[Path], expected: pl.DataFrame, month: str | 
     """
     verifications, rejections = [_empty_verifications()], [pl.DataFrame(schema=REJECTED_COLUMNS)]
     saved: dict[str, float] = {}  # source_file -> when the file was last saved (its modification time)
+    first_copy: dict[str, str] = {}  # sha256 -> the first file with these bytes (a 副本 is a copy, not an answer)
     for path in paths:
-        refused = _refused_unread(path)
+        refused = _refused_unread(path) or _copy_of(path, first_copy)
         if refused is None:
             try:
                 found, rejected = read_feedback(path, expected, open_returned(path) if open_returned else None, month)
@@ -427,6 +428,19 @@ def _answered_once(verifications: pl.DataFrame, saved: dict[str, float]) -> tupl
         pl.lit(None, pl.String).alias("raw"), pl.lit(None, pl.String).alias("id_number"),
     ).cast(REJECTED_COLUMNS)
     return ranked.filter(kept).select(list(VERIFICATION_SCHEMA)), rejected
+
+
+def _copy_of(path: Path, first_copy: dict[str, str]) -> WorkbookRejected | None:
+    """A file with the same bytes as one read before (甲镇 - 副本.xlsx): counted once, as the drop zone counts a list
+    sent twice, instead of every row of one being rejected as answered twice."""
+    try:
+        sha = sha256_of(path)
+    except OSError:
+        return None  # the reader says what is wrong with it
+    if sha in first_copy:
+        return WorkbookRejected("feedback_duplicate_file", other=first_copy[sha])
+    first_copy[sha] = fs_text(path.name)
+    return None
 
 
 def _refused_unread(path: Path) -> WorkbookRejected | None:

@@ -49,6 +49,7 @@ REJECT = {
     "feedback_id_changed": "户主身份证号码与下发时不一致（户编号“{household_id}”），本行未采用；请不要修改身份证号码",
     "feedback_name_changed": "户主姓名被改成了“{value}”，与下发时不一致（户编号“{household_id}”），本行未采用；如姓名有误，请恢复原姓名并在备注中写明正确姓名",
     "feedback_other_township": "户编号“{value}”是{other}的户，不属于{township}，本行未采用；每个乡镇只能报回本乡镇的户",
+    "feedback_duplicate_file": "与《{other}》内容完全相同（同一工作簿报回了两次），只采用《{other}》",
     "feedback_answered_twice": "户编号“{value}”在《{other}》第{other_row}行也报回了核实结果，采用最后保存的《{other}》，本行未采用",
     "feedback_duplicate_row": "户编号“{value}”与第{first_row}行重复，只采用第{first_row}行",
     "feedback_result_missing": "填写了核实日期、核实人或备注，但没有选择核实结果，本行未采用；请在“核实结果”列的下拉框中选择后报回",

@@ -353,6 +353,7 @@ def test_an_error_no_check_foresaw_rejects_its_workbook_only(sent, queue, monkey
     import fangpin.feedback as feedback
 
     (sent.parent / "乙乡.xlsx").write_bytes(sent.read_bytes())
+    Clerk(sent).save()  # saved again: no longer the same bytes as 乙乡.xlsx
     read = feedback.read_feedback
 
     def fail_for_yixiang(path, *args):
@@ -494,3 +495,18 @@ def test_answers_on_a_copy_of_the_verification_sheet_are_rejected_not_passed_ove
     assert verifications.is_empty()
     assert rejections.select("sheet", "reason_code").rows() == [("入户核实清单 (2)", "feedback_other_sheet")]
     assert "入户核实清单 (2)" in rejections.item(0, "reason")
+
+
+def test_an_identical_copy_of_a_return_counts_once(sent, queue):
+    clerk = Clerk(sent)
+    clerk.fill("A001")
+    clerk.fill("A002")
+    clerk.save()
+    sent.with_name("甲镇 - 副本.xlsx").write_bytes(sent.read_bytes())
+
+    verifications, rejections = read_feedback_dir(sent.parent, queue, MONTH)
+
+    copy = f"raw/{MONTH}/feedback/甲镇 - 副本.xlsx"  # first in path order (" " sorts before "."): the one read
+    assert verifications.select("household_id", "source_file").rows() == [("A001", copy), ("A002", copy)]
+    assert rejections.select("source_file", "reason_code", "row_number").rows() == [
+        (f"raw/{MONTH}/feedback/甲镇.xlsx", "feedback_duplicate_file", None)]
