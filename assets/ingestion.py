@@ -80,9 +80,10 @@ def roster_places(roster: ingest.RosterMonth) -> pl.DataFrame:
 def no_roster_message(month: str, month_roster: ingest.RosterMonth) -> str:
     """Why a month cannot go on: without the roster no one can be linked, and an empty warning queue would look like
     a quiet month instead of a missing roster."""
-    problems = month_roster.rejected["reason"].drop_nulls().to_list()
-    notes = [f"{f.source_file}：{f.note}" for f in month_roster.files if f.note]
-    reasons = "；".join(sorted(set(problems + notes))[:5]) or "文件夹为空或不存在"
+    problems = month_roster.rejected.sort("source_file", "row_number", nulls_last=False)["reason"].drop_nulls()
+    refused = set(month_roster.rejected["source_file"].drop_nulls())  # their note repeats their problem
+    notes = [f"{f.source_file}：{f.note}" for f in month_roster.files if f.note and f.source_file not in refused]
+    reasons = "；".join(list(dict.fromkeys([*problems, *notes]))[:5]) or "文件夹为空或不存在"
     return (f"{month} 的花名册没有可用的人员（raw/{month}/roster/：{reasons}）。没有花名册就无法比对预警，本月运行停止；"
             f"请放入花名册后重新运行。 No usable roster for {month}: the month is not run.")
 

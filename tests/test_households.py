@@ -397,3 +397,24 @@ def test_the_same_person_in_two_households_is_named_as_such():
     two, same = rejected["reason"].to_list()
     assert "户编号“0013”" in two and "户编号“0021”" in two and "同一人只能在一户" in two
     assert "同一人只能在一户" not in same and "第3行是同一人" in same
+
+
+def test_the_no_roster_message_names_each_problem_once_in_row_order():
+    """The message quoted a refused file's problem twice (as its problem and as its file's note) and put 第1000行
+    before 第12行 (sorted as text)."""
+    from assets.ingestion import no_roster_message
+
+    def rejection(row, reason):
+        return {"source_file": "raw/2026-10/roster/花名册.xlsx", "row_number": row, "reason": reason}
+
+    rejected = pl.DataFrame([rejection(1000, "第1000行：身份证号码为空"), rejection(12, "第12行：身份证号码为空"),
+                             {"source_file": "raw/2026-10/roster/旧.xlsx", "row_number": None, "reason": "旧.xlsx：文件无法打开"}],
+                            schema={"source_file": pl.String, "row_number": pl.Int32, "reason": pl.String})
+    files = [reading.ReceivedFile("raw/2026-10/roster/旧.xlsx", None, "roster", "x", 1, datetime(2026, 11, 1),
+                                  "quarantined", note="旧.xlsx：文件无法打开"),
+             reading.ReceivedFile("raw/2026-10/roster/~$花名册.xlsx", None, "roster", "y", 1, datetime(2026, 11, 1),
+                                  "ignored", note="Excel临时锁定文件（~$开头），已忽略")]
+    empty = pl.DataFrame()
+    message = no_roster_message(MONTH, ingest.RosterMonth(3, empty, empty, empty, empty, rejected, empty, files))
+    assert message.count("文件无法打开") == 1
+    assert message.index("第12行") < message.index("第1000行") and "临时锁定文件" in message
