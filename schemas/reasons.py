@@ -24,7 +24,7 @@ REJECT = {
     "duplicate_in_list_elsewhere": "与“{first_file}”{first_sheet}第{first_row}行是同一人（同一名单重复报送），只保留第一条",
     # the wording of duplicate_in_list in the roster when the first row is in another household
     "duplicate_in_two_households": "与“{first_file}”{first_sheet}第{first_row}行是同一人，但那一行属于户编号“{first_household}”，本行属于户编号“{household_id}”；同一人只能在一户，只保留第一条，请核对该人属于哪一户",
-    "total_row": "合计/总计行，不是人员记录",
+    "total_row": "合计/总计行或表尾的签字行（制表人、审核人等），不是人员记录",
     "roster_household_missing": "花名册该行没有户编号，无法归户",
     "roster_household_float_mangled": "户编号被存成了数字（显示为“{value}”），超过15位的数字后几位已经丢失，不同的户会被混为一户，无法归户；请把户编号列设为“文本”格式后重新导出报送",
     # the file or sheet as a whole (row_number is empty)

@@ -839,3 +839,12 @@ def test_a_department_folder_naming_another_month_is_that_months(tmp_path):
 
     assert [p.reason_code for p in scan.problems] == ["file_wrong_month"]
     assert list(scan.tables) == ["civil_affairs.tekun"]
+
+
+def test_a_signature_line_below_the_list_is_no_person_and_not_a_bad_id(tmp_path):
+    """制表人：张三 | 审核人：李四 under the list was rejected as an ID of the wrong length, "收到“审核人：李四”"."""
+    path = _xlsx(tmp_path / "低保.xlsx", {"Sheet1": [*PERSON_ROWS, [None, "制表人：张三", "审核人：李四"]]})
+
+    [table], _, _ = _read(path, tmp_path)
+
+    assert table.frame["is_total_row"].to_list() == [False, True]
