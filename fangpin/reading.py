@@ -458,6 +458,16 @@ def _sheet_parts(archive: zipfile.ZipFile) -> dict[str, str]:
     return names
 
 
+def _hidden_sheets(archive: zipfile.ZipFile) -> set[str]:
+    """The names of the sheets xl/workbook.xml marks hidden or very hidden (state="hidden" / "veryHidden")."""
+    try:
+        workbook = archive.read("xl/workbook.xml").decode("utf-8", "replace")
+    except KeyError:
+        return set()
+    return {html.unescape(name.group(1)) for tag in re.findall(r"<(?:\w+:)?sheet\b[^>]*>", workbook)
+            if re.search(r'\bstate="(?:hidden|veryHidden)"', tag) and (name := re.search(r'\bname="([^"]*)"', tag))}
+
+
 # The searches over a worksheet part run as Polars (Rust regex) string expressions, outside the GIL: in Python's re
 # they cost ~1.3 s of held GIL per 500,000-row roster file, while the other roster file's reader waited for it.
 # Rust's regex has no look-ahead, so "not followed by" is spelled out as alternatives; ASCII classes as in bytes re.
@@ -643,9 +653,11 @@ def _excel_grids(data: bytes, limits: IntakeLimits, only: frozenset[str] | None 
     it; a sheet longer than max_rows_per_sheet is refused (its grid carries the problem, no cells).
     """
     parts: dict[str, _SheetXml] = {}  # sheet name -> its worksheet part, for what the XML tells beyond calamine
+    hidden: set[str] = set()
     if data.startswith(b"PK"):
         archive = _check_zip(data, limits)
         parts = {sheet: _SheetXml(archive, part) for part, sheet in _sheet_parts(archive).items()}
+        hidden = _hidden_sheets(archive)
     elif is_encrypted(data):
         raise UnreadableFile(_sniff_binary(data))
     try:
@@ -666,6 +678,8 @@ def _excel_grids(data: bytes, limits: IntakeLimits, only: frozenset[str] | None 
         labels = [_column_letter(info.absolute_index) for info in columns]
         cells = cells.rename({info.name: f"c{position}" for position, info in enumerate(columns)})
         cells, notes = _cap_cells(cells, limits.max_cell_chars, labels, first_row=1)
+        if name in hidden and cells.height:  # a list left over from an earlier month, hidden but read all the same
+            notes.insert(0, "是隐藏的工作表，其内容已照常读取；请核对它是否属于本月的名单")
         cells = _dates_at_midnight(_clean_cells(cells))
         xml = parts.get(name)
         grids.append(_Grid(

@@ -848,3 +848,17 @@ def test_a_signature_line_below_the_list_is_no_person_and_not_a_bad_id(tmp_path)
     [table], _, _ = _read(path, tmp_path)
 
     assert table.frame["is_total_row"].to_list() == [False, True]
+
+
+def test_a_hidden_sheet_is_read_with_a_note(tmp_path):
+    """A hidden Sheet2 holding two other persons (a list left from an earlier month) was read without a word."""
+    path = _xlsx(tmp_path / "低保.xlsx", {"低保": PERSON_ROWS, "Sheet2": _persons("旧村")})
+    workbook = openpyxl.load_workbook(path)
+    workbook["Sheet2"].sheet_state = "hidden"
+    workbook.save(path)
+
+    tables, _, notes = _read(path, tmp_path)
+
+    assert [t.sheet for t in tables] == ["低保", "Sheet2"]
+    assert [note for note in notes if "隐藏" in note] == [
+        f"“{reading.relative_source(path, tmp_path)}”工作表“Sheet2”：是隐藏的工作表，其内容已照常读取；请核对它是否属于本月的名单"]
