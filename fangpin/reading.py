@@ -694,8 +694,8 @@ def _excel_grids(data: bytes, limits: IntakeLimits, only: frozenset[str] | None 
 
 def workbook_sheets(data: bytes, names: frozenset[str] | None, limits: IntakeLimits | None = None
                     ) -> dict[str, pl.DataFrame]:
-    """The sheets of an Excel workbook named in `names` (those it has; None: every sheet), each as text cells read the way department
-    lists are (calamine; limits and encryption checked first; cells stripped, blanks null, dates at midnight as
+    """The sheets of an Excel workbook named in `names` (those it has; None: every sheet), each as text cells read
+    the way department lists are (calamine; limits and encryption checked first; cells stripped, blanks null, dates at midnight as
     dates, whole numbers without ".0"), error cells as Excel shows them (#N/A; calamine reads them blank). Columns
     are named by Excel letter from the first used column; row i is Excel row i + 1. For workbooks fangpin wrote and
     gets back (a township's verification results): calamine reads one in ~0.2 s where openpyxl took 2-4 s.
@@ -827,10 +827,8 @@ def _join_quoted_breaks(lines: pl.Series) -> tuple[pl.Series, list[str]]:
         first = int(odd.arg_true()[0]) + 1
         return lines, [f"第{first}行起英文双引号不成对，已按每行一条记录读取，请核对该行"]
     starts = open_after.shift(1, fill_value=0) == 0
-    frame = pl.DataFrame({"row": starts.cum_sum(), "line": lines, "line_number": pl.int_range(1, lines.len() + 1,
-                                                                                              eager=True)})
-    rows = frame.group_by("row", maintain_order=True).agg(pl.col("line").str.join("\n"), pl.col("line_number").first(),
-                                                          pl.len().alias("lines"))
+    frame = pl.DataFrame({"row": starts.cum_sum(), "line": lines})  # row: the Excel row the line belongs to
+    rows = frame.group_by("row", maintain_order=True).agg(pl.col("line").str.join("\n"), pl.len().alias("lines"))
     spanning = rows.filter(pl.col("lines") > 1)
     named = "、".join(str(n) for n in spanning["row"].head(5).to_list())
     more = f"等{spanning.height:,}行" if spanning.height > 5 else ""
@@ -1298,15 +1296,19 @@ def read_table_file(path: Path, data_dir: Path, header_map: dict[str, tuple[str,
             notes.append(result.note)
     # Beside a list, a sheet of counts per township (汇总) is no list a column is missing from; alone, it is
     for problem, note in summaries:
-        (notes.append(note) if tables else problems.append(problem))
+        if tables:
+            notes.append(note)
+        else:
+            problems.append(problem)
     return tables, problems, notes
 
 
 def _holds_ids(cells: pl.DataFrame) -> bool:
     """Whether any cell holds what looks like a resident ID (15 digits, or 17 and a check character)."""
+    if not cells.width:
+        return False
     pattern = r"^\s*'?[0-9]{17}[0-9Xx]\s*$|^\s*'?[0-9]{15}\s*$"
-    return bool(cells.select(pl.any_horizontal(pl.col(c).str.contains(pattern) for c in cells.columns).any()).item()) \
-        if cells.width else False
+    return bool(cells.select(pl.any_horizontal(pl.col(c).str.contains(pattern) for c in cells.columns).any()).item())
 
 
 # ----------------------------------------------------------------------------------------------------------------
