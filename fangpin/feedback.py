@@ -25,6 +25,7 @@ from fangpin import reading
 from fangpin.files import fs_text, os_error_words, sha256_of
 from fangpin.validate import template_expr
 from fangpin.values import parse_date
+from fangpin.xlsxml import xml_legal
 from fangpin.workbooks import (META_FORMAT, META_KEYS, META_VERSION, RESULTS, column_specs, meta_digest,
                                sheet_name, workbook_config)
 from schemas.lists import REJECTED_COLUMNS
@@ -184,7 +185,8 @@ def _problems(township: str) -> list[tuple[str, str, pl.Expr, pl.Expr]]:
          reason_expr("feedback_duplicate_row", value=value, first_row=pl.col("first_row"))),
         ("feedback_id_changed", "head_id_number", pl.col("head_id_number").ne_missing(pl.col("sent_head_id")),
          reason_expr("feedback_id_changed", household_id=hid)),
-        ("feedback_name_changed", "head_name", pl.col("sent_head_name").is_not_null() & pl.col("head_name").is_not_null()
+        ("feedback_name_changed", "head_name",
+         pl.col("sent_head_name").is_not_null() & pl.col("head_name").is_not_null()
          & (_name_key(pl.col("head_name")) != pl.col("sent_head_name")),
          reason_expr("feedback_name_changed", household_id=hid, value=pl.col("head_name"))),
         ("feedback_result_missing", "result", ~filled & other_fill_ins, reason_expr("feedback_result_missing")),
@@ -203,8 +205,9 @@ def _problems(township: str) -> list[tuple[str, str, pl.Expr, pl.Expr]]:
 
 
 def _name_key(name: pl.Expr) -> pl.Expr:
-    """A name as compared between what was sent and what came back: spaces (also full-width) do not count."""
-    return name.cast(pl.String).str.replace_all(r"\s", "")
+    """A name as compared between what was sent and what came back: spaces (also full-width) do not count, nor
+    characters the workbook could not hold (`xlsxml.xml_legal` dropped them when it was written)."""
+    return xml_legal(name.cast(pl.String)).str.replace_all(r"\s", "")
 
 
 def _sent(expected: pl.DataFrame, month: str) -> pl.DataFrame:
@@ -366,8 +369,8 @@ def read_feedback_files(paths: list[Path], expected: pl.DataFrame, month: str | 
                         ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """These returned files (`returned_files`), stacked.
 
-    Other files than .xlsx/.xlsm (whatever the case of the suffix) are rejected as unreadable (townships must return
-    xlsx). `open_returned(path)` gives an encrypted workbook's plain bytes (fangpin.protect.open_returned), or None
+    Other files than .xlsx/.xlsm (whatever the case of the suffix) are rejected as no workbook (townships must
+    return the xlsx they were sent), an identical copy of a file read before as a copy. `open_returned(path)` gives an encrypted workbook's plain bytes (fangpin.protect.open_returned), or None
     to read the file itself. `month` is the folder's (see `read_feedback`). A household answered in two files
     is taken from the file saved last (`_answered_once`).
     """
@@ -420,9 +423,10 @@ def _answered_once(verifications: pl.DataFrame, saved: dict[str, float]) -> tupl
     rejected = other.select(
         "month", "source_file", pl.lit(sheet).alias("sheet"), "row_number", pl.lit(LIST_KEY).alias("list_key"),
         pl.lit(header).alias("column_name"), pl.lit("feedback_answered_twice").alias("reason_code"),
-        pl.format(f"文件《{{}}》工作表“{sheet}”第{{}}行“{header}”列：{{}}", pl.col("source_file").str.split("/").list.last(),
-                  "row_number", reason_expr("feedback_answered_twice", value=pl.col("household_id"), other=name,
-                                            other_row=pl.col("_kept_row"))).alias("reason"),
+        pl.format(f"文件《{{}}》工作表“{sheet}”第{{}}行“{header}”列：{{}}",
+                  pl.col("source_file").str.split("/").list.last(), "row_number",
+                  reason_expr("feedback_answered_twice", value=pl.col("household_id"), other=name,
+                              other_row=pl.col("_kept_row"))).alias("reason"),
         pl.lit(None, pl.String).alias("id_raw"), pl.lit(None, pl.String).alias("name"),
         pl.col("township").alias("township_raw"), pl.lit(None, pl.String).alias("village_raw"),
         pl.lit(None, pl.String).alias("raw"), pl.lit(None, pl.String).alias("id_number"),
