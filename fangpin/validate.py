@@ -444,10 +444,11 @@ def _income_unreadable(persons: pl.DataFrame) -> pl.DataFrame:
     cells could not be read (-, 约3000, 三千). A blank item counts as 0 in A33 (households.net_income), which would
     make such a household look poorer (or richer) than it is; households.build_households leaves its A33-A38
     unknown instead, so its category is 待核实 (to verify)."""
+    maybe = pl.any_horizontal(pl.col(f"_{c}").is_not_null() & pl.col(c).is_null() for c in ROSTER_AMOUNTS)
+    if not persons.select(maybe.any()).item():  # no text cleaning over a whole roster when no amount was lost
+        return persons.with_columns(pl.lit(False).alias("income_unreadable"))
     unread = [_unread(c).alias(f"_unread_{c}") for c in ROSTER_AMOUNTS]
     flags = persons.select("household_id", *ROSTER_AMOUNTS, *unread)
-    if not flags.select(pl.any_horizontal(pl.col(f"_unread_{c}") for c in ROSTER_AMOUNTS).any()).item():
-        return persons.with_columns(pl.lit(False).alias("income_unreadable"))
     per_household = flags.group_by("household_id").agg(pl.any_horizontal(
         pl.col(c).is_null().all() & pl.col(f"_unread_{c}").any() for c in ROSTER_AMOUNTS).alias("income_unreadable"))
     return persons.join(per_household, on="household_id", how="left", maintain_order="left")
@@ -460,14 +461,14 @@ def _township_from_code(persons: pl.DataFrame) -> pl.DataFrame:
     A warned household without a township reaches no township's workbook: nobody would visit it.
     """
     code = pl.col("division_code").str.slice(0, TOWNSHIP_CODE_DIGITS)
+    blank = pl.col("township").is_null()
+    if not persons.select(blank.any()).item():  # the usual roster: no grouping by code at all
+        return persons.with_columns(pl.lit(False).alias("_township_from_code"))
     known = (persons.lazy().filter(pl.col("township").is_not_null()
                                    & (pl.col("division_code").str.len_chars() >= TOWNSHIP_CODE_DIGITS))
              .group_by(code.alias("_code")).agg(pl.col("township").unique().alias("_townships"))
              .filter(pl.col("_townships").list.len() == 1)
              .select("_code", pl.col("_townships").list.first().alias("_coded")).collect())
-    blank = pl.col("township").is_null()
-    if known.is_empty() or not persons.select(blank.any()).item():
-        return persons.with_columns(pl.lit(False).alias("_township_from_code"))
     coded = persons.select(pl.when(blank).then(code).alias("_code")).join(known, on="_code", how="left",
                                                                            maintain_order="left")["_coded"]
     return persons.with_columns(pl.coalesce(pl.col("township"), coded).alias("township"),
