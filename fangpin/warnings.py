@@ -203,7 +203,7 @@ WITH risk AS (
            coalesce(list(x.name) FILTER (WHERE list_contains(p.severe_illness_health, x.health)), []) AS ill_roster,
            coalesce(list(x.name) FILTER (WHERE list_contains(p.disability_health, x.health)), []) AS disabled_roster,
            coalesce(list(x.name || '（' || x.age || '岁）' ORDER BY x.age, x.name)
-               FILTER (WHERE x.age < p.child_age OR x.age > p.elder_age), []) AS vulnerable,
+               FILTER (WHERE x.age <= p.child_age OR x.age >= p.elder_age), []) AS vulnerable,  -- 以下/以上 include it
            arg_min(x.name, x.id_number) FILTER (WHERE x.is_head) AS head_name,
            arg_min(x.id_number, x.id_number) FILTER (WHERE x.is_head) AS head_id_number,
            arg_min(x.phone, x.id_number) FILTER (WHERE x.is_head) AS head_phone
@@ -253,7 +253,8 @@ WITH income AS (
     FROM wq_facts f, wq_policy p
 ), judged AS (
     SELECT i.*,
-           CASE WHEN i.a34 IS NULL OR i.a38_after IS NULL THEN p.unknown      -- missing income: verify, never guess
+           CASE WHEN i.is_monitored THEN i.monitoring_category                -- leaves only by the elimination procedure
+                WHEN i.a34 IS NULL OR i.a38_after IS NULL THEN p.unknown      -- missing income: verify, never guess
                 WHEN i.a38_after > i.line THEN p.above_line                   -- A38 decides inclusion
                 WHEN i.a34 > i.line THEN p.sudden                             -- above the line until the event
                 ELSE coalesce(i.type_category, p.unknown) END AS suggested_category,
@@ -290,8 +291,9 @@ WITH income AS (
            CASE WHEN list_contains(p.lifted_out_types, j.household_type) THEN p.lifted_out ELSE 0 END AS w_lifted,
            CASE WHEN list_contains(p.lifted_out_types, j.household_type) THEN j.household_type END AS r_lifted,
            CASE WHEN len(j.vulnerable_members) > 0 THEN p.vulnerable_in_safety_net ELSE 0 END AS w_vulnerable,
-           CASE WHEN len(j.vulnerable_members) > 0 THEN '低保/特困家庭有未满' || p.child_age::INTEGER || '岁儿童或'
-                || p.elder_age::INTEGER || '岁以上老人：' || array_to_string(j.vulnerable_members, '、') END AS r_vulnerable,
+           CASE WHEN len(j.vulnerable_members) > 0 THEN '低保/特困家庭有' || p.child_age::INTEGER || '周岁以下儿童或'
+                || p.elder_age::INTEGER || '周岁以上老人：' || array_to_string(j.vulnerable_members, '、') END
+               AS r_vulnerable,
            p.per_extra_department * greatest(j.departments - 1, 0) AS w_departments,
            CASE WHEN j.departments > 1 THEN j.departments || '个部门同时报送（'
                 || array_to_string(j.department_names, '、') || '）' END AS r_departments,

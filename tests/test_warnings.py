@@ -119,7 +119,7 @@ def test_priority_income_lifted_out_children_and_departments():
     reasons = first["priority_reasons"].split("；")
     assert any(r.startswith("人均纯收入约") and "不高于监测线" in r for r in reasons)
     assert "脱贫户" in reasons
-    assert any(r.startswith("低保/特困家庭有未满16岁儿童") and "小孩（8岁）" in r for r in reasons)
+    assert any(r.startswith("低保/特困家庭有16周岁以下儿童") and "小孩（8岁）" in r for r in reasons)
     assert any(r.startswith("2个部门同时报送") for r in reasons)
     assert "成员患大病：小孩" in reasons
     near_row, far_row = queue(con, "2", "priority", "priority_reasons"), queue(con, "3", "priority", "priority_reasons")
@@ -138,6 +138,17 @@ def test_monitored_household_is_a_follow_up():
     assert queue(con, "1", "is_monitored", "action")["is_monitored"] is True
     assert "跟踪帮扶" in queue(con, "1", "action")["action"]
     assert queue(con, "2", "is_monitored")["is_monitored"] is False
+
+
+def test_a_monitored_household_above_the_line_keeps_its_category():
+    """Seed 004: a monitored household leaves monitoring only by the risk-elimination procedure; one above the line
+    was told 收入高于监测线（暂不符合纳入条件） while its action said 跟踪帮扶（已是监测对象）."""
+    con = warehouse()
+    monitored = add_household(con, "1", a34=LINE * 2, a38=LINE * 2, monitoring_category="突发严重困难户",
+                              risk_eliminated=False)
+    add_row(con, "health.major_disease", monitored[0])
+    run(con)
+    assert queue(con, "1", "suggested_category")["suggested_category"] == "突发严重困难户"
 
 
 def test_probable_match_appears_marked_never_merged():
@@ -228,3 +239,19 @@ def test_linkage_and_the_queue_read_only_the_roster_rows_they_join_and_still_see
     row = queue(con, "1", "members", "priority_reasons")
     assert row["members"] == ["张三（civil_affairs.dibao：因病）"]
     assert "李四（76岁）" in row["priority_reasons"]
+
+
+
+def test_vulnerable_ages_include_sixty_and_sixteen():
+    """Seed 000: 60周岁以上的老人、16周岁以下的儿童 — 以上/以下 include the number: a member exactly 16 or 60 on the
+    month's last day counts, one of 17 or 59 does not."""
+    con = warehouse()
+    members = [{"name": name, "birth": birth} for name, birth in (
+        ("十六岁", "20101031"), ("十七岁", "20091031"), ("六十岁", "19661031"), ("五十九岁", "19661101"))]
+    household = add_household(con, "1", a34=LINE - 100, a38=LINE - 100, members=members)
+    add_row(con, "civil_affairs.dibao", household[0], detail="因病")
+    run(con)
+    reasons = queue(con, "1", "priority_reasons")["priority_reasons"].split("；")
+    [vulnerable] = [r for r in reasons if r.startswith("低保/特困家庭有16周岁以下儿童或60周岁以上老人")]
+    assert "十六岁（16岁）" in vulnerable and "六十岁（60岁）" in vulnerable
+    assert "十七岁" not in vulnerable and "五十九岁" not in vulnerable
