@@ -42,7 +42,7 @@ class ListSpec:
     risk_type: str | None = None  # an A27 label or "from_detail"
     gap: str | None = None  # an A23-A26 assurance gap
     finding: str | None = None  # eligibility finding label
-    subtype_from_detail: tuple[str, ...] = ()
+    subtype_from_detail: tuple[tuple[str, str], ...] = ()  # (word in the detail, the form's subtype it names)
     detail_overrides: dict = field(default_factory=dict)
 
     @property
@@ -149,7 +149,7 @@ def registry() -> Registry:
             risk_type=body.get("risk_type"),
             gap=body.get("gap"),
             finding=body.get("finding"),
-            subtype_from_detail=tuple(body.get("subtype_from_detail", ())),
+            subtype_from_detail=_subtype_words(body.get("subtype_from_detail", ())),
             detail_overrides=dict(body.get("detail_overrides", {})),
         )
     return Registry(
@@ -180,6 +180,15 @@ def _folder_keys(folder_name: str) -> list[str]:
     name = unicodedata.normalize("NFKC", folder_name).strip().casefold()
     undated = _FOLDER_MONTH.sub("", name).strip() or name
     return [name, undated, _FOLDER_PLACE.sub("", undated, count=1) or undated]
+
+
+def _subtype_words(entry) -> tuple[tuple[str, str], ...]:
+    """registry.yaml `subtype_from_detail`: a list of subtypes (each its own word) or subtype -> words naming it,
+    in order; as (word, subtype) pairs, the subtype's own name first."""
+    if isinstance(entry, dict):
+        return tuple((str(word), str(subtype)) for subtype, words in entry.items()
+                     for word in dict.fromkeys((subtype, *(words or ()))))
+    return tuple((str(subtype), str(subtype)) for subtype in entry)
 
 
 def choice_key(word: str) -> str:

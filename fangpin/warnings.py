@@ -30,7 +30,8 @@ def load_list_meanings(con: duckdb.DuckDBPyConnection) -> None:
 
     list_meanings(list_key, department, department_name, kind, risk_type, from_detail, gap, finding, has_subtypes);
     detail_words(rank, word, risk_type) for "from_detail" lists; detail_overrides(list_key, rank, word, risk_type)
-    (a police fire is a natural disaster); detail_subtypes(list_key, rank, word) (flood, drought... of a disaster).
+    (a police fire is a natural disaster); detail_subtypes(list_key, rank, word, subtype) (a word naming the flood,
+    drought... of a disaster).
     """
     reg = registry()
     meanings = pl.DataFrame(
@@ -57,8 +58,9 @@ def load_list_meanings(con: duckdb.DuckDBPyConnection) -> None:
         schema={"list_key": pl.String, "rank": pl.Int32, "word": pl.String, "risk_type": pl.String}, orient="row",
     )
     subtypes = pl.DataFrame(
-        [(spec.key, rank, word) for spec in reg.lists.values() for rank, word in enumerate(spec.subtype_from_detail)],
-        schema={"list_key": pl.String, "rank": pl.Int32, "word": pl.String}, orient="row",
+        [(spec.key, rank, word, subtype) for spec in reg.lists.values()
+         for rank, (word, subtype) in enumerate(spec.subtype_from_detail)],
+        schema={"list_key": pl.String, "rank": pl.Int32, "word": pl.String, "subtype": pl.String}, orient="row",
     )
     for name, frame in (("list_meanings", meanings), ("detail_words", words),
                         ("detail_overrides", overrides), ("detail_subtypes", subtypes)):
@@ -123,7 +125,7 @@ WITH matched AS (
     FROM links l JOIN detail_words d ON contains(l.detail, d.word)
     GROUP BY ALL
 ), subtyped AS (     -- the disaster subtype the detail names
-    SELECT l.list_key, l.source_file, l.sheet, l.row_number, arg_min(s.word, s.rank) AS word
+    SELECT l.list_key, l.source_file, l.sheet, l.row_number, arg_min(s.subtype, s.rank) AS word
     FROM links l JOIN detail_subtypes s ON s.list_key = l.list_key AND contains(l.detail, s.word)
     GROUP BY ALL
 ), typed AS (

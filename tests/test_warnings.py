@@ -60,6 +60,24 @@ def test_risk_types_from_detail_words_subtypes_and_overrides():
     assert len(row["sources"]) == 5
 
 
+@pytest.mark.parametrize("list_key, detail, risk_detail", [
+    ("emergency.disaster", "持续干旱，玉米绝收", "因自然灾害-旱灾"),         # the form's subtypes by their usual words
+    ("emergency.disaster", "山体滑坡冲毁房屋", "因自然灾害-地质灾害"),
+    ("emergency.disaster", "冰雹砸毁大棚", "因自然灾害-气象灾害"),
+    ("emergency.disaster", "地震", "因自然灾害-地震灾害"),
+    ("emergency.disaster", "病虫害减产", "因自然灾害-生物灾害"),
+    ("emergency.disaster", "不明原因", "因自然灾害-其他"),
+    ("civil_affairs.dibao", "丧失劳动能力", "缺劳动力"),                  # 低保's usual reason has its own box
+    ("civil_affairs.temporary_assistance", "化学品泄漏事故受伤", "因意外事故"),  # not 因学 for the 学 of 化学
+])
+def test_detail_words_as_departments_write_them(list_key, detail, risk_detail):
+    con = warehouse()
+    ids = add_household(con, "1")
+    add_row(con, list_key, ids[0], detail=detail)
+    run(con)
+    assert queue(con, "1", "risk_details")["risk_details"] == [risk_detail]
+
+
 @pytest.mark.parametrize("a34, a38, household_type, amount, expected", [
     (LINE, LINE, "一般农户", None, "边缘易致贫户"),                   # exactly at the line: included
     (LINE, LINE + 0.01, "一般农户", None, "收入高于监测线（暂不符合纳入条件）"),  # just above: not included
