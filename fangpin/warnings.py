@@ -110,8 +110,10 @@ WITH matched AS (
     SELECT household_id, id_number, min(name) AS name
     FROM roster.persons WHERE month = $rm AND id_number IN (SELECT id_number FROM matched)
     GROUP BY household_id, id_number
-), links AS (
-    SELECT l.*, coalesce(p.name, l.name) AS person_name
+), links AS (       -- a list name unlike the roster's (spaces aside): the ID may be one digit off, a stranger's
+    SELECT l.*, coalesce(p.name, l.name) AS person_name,
+           CASE WHEN replace(replace(l.name, ' ', ''), '　', '') <> replace(replace(p.name, ' ', ''), '　', '')
+                THEN '名单姓名为“' || l.name || '”，与花名册不一致，请核实身份证号码是否有误；' ELSE '' END AS name_check
     FROM matched l
     LEFT JOIN people p ON p.household_id = l.household_id AND p.id_number = l.id_number
 ), overridden AS (   -- a detail word that overrides the list's risk type (police: 火灾 -> 因自然灾害)
@@ -164,7 +166,7 @@ WITH risk AS (
            list_sort(list_distinct(list(s.list_key))) AS sources,
            list_sort(list_distinct(list(
                s.person_name || '（' || CASE WHEN s.match_rule = 'probable_name' THEN '疑似匹配，' ELSE '' END
-               || s.list_key || '：' || concat_ws('、', s.risk_detail, s.gap) || '）'))) AS members,
+               || s.name_check || s.list_key || '：' || concat_ws('、', s.risk_detail, s.gap) || '）'))) AS members,
            list_sort(list_distinct(list(s.id_number))) AS member_ids,
            count(DISTINCT s.department) AS departments,
            list_sort(list_distinct(list(s.department_name))) AS department_names,

@@ -255,7 +255,7 @@ def test_linkage_and_the_queue_read_only_the_roster_rows_they_join_and_still_see
     assert rows(con, "SELECT household_id, match_note FROM marts.person_links") == [
         ("1", "身份证号码在花名册中属于2户（1、2），暂归入户编号1，请核实")]
     row = queue(con, "1", "members", "priority_reasons")
-    assert row["members"] == ["张三（civil_affairs.dibao：因病）"]
+    assert row["members"] == ["张三（名单姓名为“张叁”，与花名册不一致，请核实身份证号码是否有误；civil_affairs.dibao：因病）"]
     assert "李四（76岁）" in row["priority_reasons"]
 
 
@@ -273,3 +273,16 @@ def test_vulnerable_ages_include_sixty_and_sixteen():
     [vulnerable] = [r for r in reasons if r.startswith("低保/特困家庭有16周岁以下儿童或60周岁以上老人")]
     assert "十六岁（16岁）" in vulnerable and "六十岁（60岁）" in vulnerable
     assert "十七岁" not in vulnerable and "五十九岁" not in vulnerable
+
+
+def test_a_list_name_unlike_the_roster_s_is_shown_beside_the_member():
+    """Linked by ID alone, a row whose ID is one digit off but valid warns a stranger's household, under the
+    stranger's roster name: the list's own name is now shown beside it, with a request to check the ID."""
+    con = warehouse()
+    ids = add_household(con, "1", members=[{"name": "黄涛海"}, {"name": "黄 母"}])
+    add_row(con, "civil_affairs.dibao", ids[0], name="李杰强", detail="因病")
+    add_row(con, "health.major_disease", ids[1], name="黄母")  # a space typed: the same name
+    run(con)
+    members = queue(con, "1", "members")["members"]
+    assert any(m.startswith("黄涛海（名单姓名为“李杰强”，与花名册不一致") for m in members)
+    assert not any("不一致" in m for m in members if m.startswith("黄 母"))
