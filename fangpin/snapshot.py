@@ -85,6 +85,10 @@ STRUCTURED_TEXT = {
     "suite", "check_name", "expectation", "column_name", "observed", "threshold", "description_zh", "examples",
     "reason_code", "note_code", "roster_month", "locations",
 }
+# Structure that quotes what departments and townships named: a file, sheet or folder may be named after the person
+# it is about (梁志宇大病补报.csv, one sheet per household), so these are scrubbed of known names too.
+NAMED_OUTSIDE = {"source_file", "sheet", "folder", "duplicate_of", "arrival_source", "examples", "description_zh",
+                 "observed"}
 # Where the warehouse keeps people's names: the dictionary for scrubbing free text.
 NAME_SOURCES = (
     ("roster.persons", "name"), ("roster.households", "head_name"), ("roster.households", "cadre"),
@@ -285,9 +289,10 @@ def column_rule(column: str, data_type: str, has_month: bool) -> list[tuple[str,
 
 
 def needs_name_scrub(column: str, data_type: str) -> bool:
-    """Free text that may quote a person's name (reasons, notes, remarks, details) and any unreviewed text."""
-    return (_is_text(data_type) or _is_text_list(data_type)) and column not in STRUCTURED_TEXT \
-        and column not in KEPT_VERBATIM
+    """Free text that may quote a person's name (reasons, notes, remarks, details), any unreviewed text, and the
+    file, sheet and folder names departments and townships chose (`NAMED_OUTSIDE`)."""
+    free = column not in STRUCTURED_TEXT or column in NAMED_OUTSIDE
+    return (_is_text(data_type) or _is_text_list(data_type)) and free and column not in KEPT_VERBATIM
 
 
 # ---------------------------------------------------------------------------------------------------------------

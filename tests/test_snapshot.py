@@ -74,6 +74,13 @@ def build_warehouse(data_dir: Path) -> None:
             "month": "2026-10", "source_file": "raw/2026-10/卫健委/大病.csv", "row_number": 5,
             "reason_code": "id_float_mangled", "reason": "身份证号码被Excel存成了数字（显示为“3.62131196904284E+17”）",
             "id_raw": "3.62131196904284E+17", "name": "王佳", "raw": '{"姓名": "王佳"}'})
+        _insert(con, "raw.received_files", {  # departments name files, sheets and folders after the person
+            "month": "2026-10", "source_file": "raw/2026-10/卫健委/张伟/欧阳明华（362131）大病补报.csv",
+            "folder": "卫健委", "status": "duplicate",
+            "duplicate_of": "raw/2026-10/卫健委/欧阳明华大病申请.csv"})
+        _insert(con, "quarantine.row_notes", {
+            "month": "2026-10", "source_file": "raw/2026-10/民政局/低保.xlsx", "sheet": "张伟户", "row_number": 6,
+            "list_key": "civil_affairs.dibao", "column_name": "金额", "note_code": "amount_unparsed", "note": "…"})
         con.execute("CREATE TABLE IF NOT EXISTS marts.unreviewed (month VARCHAR, person VARCHAR)")
         con.execute("INSERT INTO marts.unreviewed VALUES ('2026-10', '欧阳明华')")
 
