@@ -238,6 +238,15 @@ class RunWarehouse:
             self.release()
         return True
 
+    def discard(self) -> None:
+        """Drop the working copy: the live file stays exactly as before the run (an interrupted run)."""
+        try:
+            self._close()
+            for path in (self.working, _wal(self.working)):
+                path.unlink(missing_ok=True)
+        finally:
+            self.release()
+
     def release(self) -> None:
         self._close()
         if self._lock is not None:

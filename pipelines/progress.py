@@ -11,6 +11,10 @@ from typing import TextIO
 import dagster as dg
 
 from fangpin.files import OS_ERROR_WORDS
+from pipelines.resources import is_interruption
+
+INTERRUPTED_WORDS = ("运行被中断（Ctrl-C，或在界面中终止），本次运行的结果没有保存，数据仓库保持运行前的样子；需要时请重新运行 "
+                     "(run interrupted: nothing of it was saved)")
 
 _SHOWN_EVENTS = {"STEP_START", "STEP_FAILURE", "ASSET_CHECK_EVALUATION", "RUN_FAILURE"}
 # Dagster's line for a step it skips: "Dependencies for step X failed: ['a'] were not executed: ['b', 'b']. Not
@@ -51,6 +55,8 @@ def clerk_message(text: str) -> str:
     should be) as its path, what to do in Chinese, then Python's words, or, reported by another library (DuckDB),
     what to do and then its words; any other library error keeps its class (it says what broke)."""
     text = text.strip()
+    if is_interruption(text.split(":", 1)[0].rsplit(".", 1)[-1], text):
+        return INTERRUPTED_WORDS
     if _CLERK_MESSAGE_CLASS.match(text):  # fangpin's own words: already what the clerk should read
         return _CLERK_MESSAGE_CLASS.sub("", text)
     found = _OS_ERROR.match(text)

@@ -159,9 +159,15 @@ class FangpinData(dg.ConfigurableResource):
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         """The run is over (succeeded or failed): what its steps committed becomes live, all at once. A step that
-        failed rolled its own transaction back, so a failed run publishes only whole steps."""
+        failed rolled its own transaction back, so a failed run publishes only whole steps. A run the clerk
+        interrupted (Ctrl-C, or terminated from the UI) publishes nothing: the warehouse stays as before it, as
+        after a power cut, instead of a queue from this run beside risk marts from the last one."""
         self._wait_for_background()
-        if self._run is not None:
+        if self._run is None:
+            return
+        if _interrupted(context):
+            self._run.discard()
+        else:
             self._run.publish()  # the copy was made owner-only; the rename keeps its mode
 
     @contextmanager
@@ -178,6 +184,27 @@ class FangpinData(dg.ConfigurableResource):
             except BaseException:  # the run's connection is about to close: first let the suites' reads end
                 self._wait_for_background()
                 raise
+
+
+def is_interruption(cls_name: str | None, message: str) -> bool:
+    """An error that says the run was interrupted: Dagster's (Ctrl-C or a terminate outside a query), Python's, or
+    DuckDB's when the interrupt arrived inside a query ("Query interrupted")."""
+    return cls_name in ("DagsterExecutionInterruptedError", "KeyboardInterrupt", "InterruptException") \
+        or "Query interrupted" in message
+
+
+def _interrupted(context: dg.InitResourceContext) -> bool:
+    """Whether a step of this run failed because the run was interrupted (its failure event's error, or a cause)."""
+    instance, run_id = context.instance, context.run_id
+    if instance is None or run_id is None:
+        return False
+    for record in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE):
+        error = record.dagster_event.step_failure_data.error if record.dagster_event else None
+        while error is not None:
+            if is_interruption(error.cls_name, error.message or ""):
+                return True
+            error = error.cause or error.context
+    return False
 
 
 def _suites_on_snapshot(run: warehouse.RunWarehouse, month: str) -> Callable[[], SuiteResults]:

@@ -358,3 +358,41 @@ def test_every_file_a_township_returns_is_read_or_rejected_whatever_its_suffix(t
                                "ORDER BY source_file").fetchall()
     assert rejected == [("raw/2026-10/feedback/乙乡.XLSX", "file_unreadable"),
                         ("raw/2026-10/feedback/甲镇.xls", "feedback_not_workbook")]
+
+
+def _writes_then_fails(error: BaseException) -> dg.AssetsDefinition:
+    """An asset that commits a table to the run's warehouse, then fails with `error`."""
+    @dg.asset(name="writes_then_fails", required_resource_keys={"fangpin"})
+    def writes_then_fails(context) -> None:
+        with context.resources.fangpin.writer() as con:
+            con.execute("CREATE TABLE IF NOT EXISTS marts.committed_before_failing AS SELECT 1 AS x")
+        raise error
+
+    return writes_then_fails
+
+
+@pytest.mark.parametrize("how", ["dagster", "duckdb", "own failure"])
+def test_an_interrupted_run_publishes_nothing_a_failed_one_its_whole_steps(tmp_path, how):
+    """Ctrl-C published the steps finished so far: the queue from this run beside the risk marts of the last one.
+    An interrupted run now leaves the warehouse as before it; a run failing on its own still publishes the steps
+    that committed (README: re-running a month)."""
+    import duckdb
+    from dagster._core.errors import DagsterExecutionInterruptedError
+
+    from fangpin import warehouse as fangpin_warehouse
+    from pipelines.resources import FangpinData
+
+    with fangpin_warehouse.writer(tmp_path) as con:  # the live warehouse as the last run left it
+        con.execute("CREATE TABLE IF NOT EXISTS marts.last_run AS SELECT 1 AS x")
+    error = {"dagster": DagsterExecutionInterruptedError(), "duckdb": RuntimeError("Query interrupted"),
+             "own failure": ValueError("the step's own failure")}[how]
+    interrupted = how != "own failure"  # Ctrl-C inside a DuckDB query fails the step with DuckDB's words
+    result = dg.materialize([_writes_then_fails(error)], raise_on_error=False, instance=dg.DagsterInstance.ephemeral(),
+                            resources={"fangpin": FangpinData(data_dir=str(tmp_path))})
+    assert not result.success
+    with duckdb.connect(str(fangpin_warehouse.warehouse_path(tmp_path)), read_only=True) as con:
+        tables = {row[0] for row in con.execute("SELECT table_name FROM information_schema.tables "
+                                                "WHERE table_schema = 'marts'").fetchall()}
+    assert "last_run" in tables
+    assert ("committed_before_failing" in tables) is not interrupted
+    assert not fangpin_warehouse.working_copy_path(fangpin_warehouse.warehouse_path(tmp_path)).exists()

@@ -159,3 +159,14 @@ def test_an_operating_system_error_another_library_reports_gets_the_same_words_a
     assert clerk_message(full) == f"磁盘已满，请清理磁盘空间后重新运行（{full}）"
     own = "fangpin.protect.SecretError: 工作簿密码文件 /s/p.yaml 不存在。 " + os.strerror(errno.ENOENT)
     assert clerk_message(own) == "工作簿密码文件 /s/p.yaml 不存在。 " + os.strerror(errno.ENOENT)
+
+
+def test_an_interrupted_step_is_told_in_words_with_what_became_of_the_run():
+    """After Ctrl-C the clerk read `✗ township_feedback: dagster._core.errors.DagsterExecutionInterruptedError`."""
+    from pipelines.progress import INTERRUPTED_WORDS, clerk_message
+
+    assert clerk_message("dagster._core.errors.DagsterExecutionInterruptedError") == INTERRUPTED_WORDS
+    assert clerk_message("KeyboardInterrupt") == INTERRUPTED_WORDS
+    assert clerk_message("RuntimeError: Query interrupted") == INTERRUPTED_WORDS  # Ctrl-C inside a DuckDB query
+    assert "没有保存" in INTERRUPTED_WORDS
+    assert clerk_message("ValueError: KeyboardInterrupt in a message") == "ValueError: KeyboardInterrupt in a message"
