@@ -208,6 +208,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from fangpin import demo
 
     data_dir = _data_dir(args.data_dir)
+    if data_dir.exists() and not data_dir.is_dir():
+        raise ValueError(f"数据目录 {data_dir} 是一个文件，不是文件夹（--data-dir 或 FANGPIN_DATA_DIR）。"
+                         f" The data directory is a file.")
     summary = demo.generate(data_dir, persons=args.persons)
     months = summary.get("months", demo.DEFAULT_MONTHS)
     print(f"demo county: {summary.get('persons')} persons, months {', '.join(months)} → {data_dir / 'raw'}", file=sys.stderr)
@@ -290,6 +293,12 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         print(f"fangpin: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # a read-only data directory, a full disk: the path and what to do, not a traceback
+        from fangpin.files import os_error_words
+
+        where = f"{error.filename}：" if error.filename else ""
+        print(f"fangpin: {where}{os_error_words(error)}", file=sys.stderr)
+        return 1
 
 
 def entry() -> None:

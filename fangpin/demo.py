@@ -1551,7 +1551,8 @@ def generate(data_dir: Path, months: list[str] | None = None, persons: int = 60_
     months = [check_month(m) for m in (months or DEFAULT_MONTHS)]
     months = sorted(dict.fromkeys(months))
     if persons < 200:
-        raise ValueError("persons must be at least 200 for a county with every list and problem")
+        raise ValueError("示范县至少要有200人（--persons），才能包含每一种名单和问题。"
+                         " persons must be at least 200 for a county with every list and problem")
     data_dir = Path(data_dir)
     _prepare_dirs(data_dir, months)
     rng = np.random.default_rng(seed)

@@ -396,3 +396,23 @@ def test_an_interrupted_run_publishes_nothing_a_failed_one_its_whole_steps(tmp_p
     assert "last_run" in tables
     assert ("committed_before_failing" in tables) is not interrupted
     assert not fangpin_warehouse.working_copy_path(fangpin_warehouse.warehouse_path(tmp_path)).exists()
+
+
+def test_the_cli_answers_a_file_for_a_folder_and_a_read_only_disk_in_words(tmp_path, monkeypatch, capsys):
+    """`fangpin demo --data-dir <a file>` ended in NotADirectoryError, `fangpin snapshot` on a read-only data
+    directory in OSError: [Errno 30] Read-only file system (tracebacks)."""
+    from fangpin import cli, snapshot
+
+    a_file = tmp_path / "data.txt"
+    a_file.write_text("not a folder")
+    assert cli.main(["demo", "--data-dir", str(a_file)]) == 2
+    assert "是一个文件" in capsys.readouterr().err
+
+    def read_only(*args, **kwargs):
+        raise OSError(30, "Read-only file system", str(tmp_path / "warehouse" / "fangpin.writer.lock"))
+
+    monkeypatch.setattr(snapshot, "build_snapshot", read_only)
+    monkeypatch.setenv(snapshot.KEY_FILE_ENV, str(tmp_path / "key"))
+    assert cli.main(["snapshot", "--data-dir", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "磁盘是只读的" in err and "fangpin.writer.lock" in err and "Traceback" not in err
