@@ -15,7 +15,7 @@ import duckdb
 
 from fangpin.config import check_month
 from fangpin.risk import LEVELS
-from fangpin.warehouse import warehouse_path
+from fangpin.warehouse import WarehouseDamaged, raise_if_damaged, warehouse_path
 from pipelines.resources import COUNTIES_FOLDER, county_dir
 
 COUNTY_MARTS = {"province.township_risk": "marts.township_risk", "province.village_risk": "marts.village_risk"}
@@ -53,7 +53,9 @@ def ensure_province_schema(con: duckdb.DuckDBPyConnection) -> None:
     level_columns = ", ".join(f"townships_{level} INTEGER" for level in LEVELS)
     con.execute(f"""CREATE TABLE IF NOT EXISTS province.county_risk (
         month VARCHAR NOT NULL, county VARCHAR NOT NULL, ran BOOLEAN NOT NULL, townships INTEGER,
-        {level_columns}, households BIGINT, warned_households BIGINT, rate_per_1000 DOUBLE)""")
+        {level_columns}, households BIGINT, warned_households BIGINT, rate_per_1000 DOUBLE,
+        unreadable VARCHAR)""")  # why the county's warehouse could not be read (damaged, held by another program)
+    con.execute("ALTER TABLE province.county_risk ADD COLUMN IF NOT EXISTS unreadable VARCHAR")  # earlier provinces
 
 
 def build_province_marts(con: duckdb.DuckDBPyConnection, month: str, province_dir: Path) -> dict[str, int]:
@@ -65,28 +67,36 @@ def build_province_marts(con: duckdb.DuckDBPyConnection, month: str, province_di
     counties = counties_found(province_dir)
     files = {county: path for county in counties
              if (path := warehouse_path(county_dir(province_dir, county))).exists()}
-    ran = _copy_counties(con, month, files)
-    _county_rows(con, month, counties, ran)
+    ran, unreadable = _copy_counties(con, month, files)
+    _county_rows(con, month, counties, ran, unreadable)
     return {table: con.execute(f"SELECT count(*) FROM {table} WHERE month = ?", [month]).fetchone()[0]
             for table in (*COUNTY_MARTS, "province.county_risk")}
 
 
-def _copy_counties(con: duckdb.DuckDBPyConnection, month: str, files: dict[str, Path]) -> list[str]:
+def _copy_counties(con: duckdb.DuckDBPyConnection, month: str, files: dict[str, Path]
+                   ) -> tuple[list[str], dict[str, str]]:
     """Every county's marts of `month` into the provincial tables; returns the counties that have run the month
-    (township rows for it), in order.
+    (township rows for it), in order, and why each county whose warehouse cannot be read was left out (one damaged
+    or held file must not stop the province's marts).
 
     The county files are attached read-only to a connection of their own (ATTACH shares one database instance:
     ~3 ms a county, where a connection per file took ~42 ms) and read by one query per mart; the province's
     connection, inside its transaction, receives the rows in one insert per table."""
+    unreadable: dict[str, str] = {}
     with duckdb.connect() as source:
         aliases = {}
         for county, path in files.items():
-            aliases[county] = f"county_{len(aliases)}"
-            source.execute(f"ATTACH '{_sql_text(path)}' AS {aliases[county]} (READ_ONLY)")
+            alias = f"county_{len(aliases)}"
+            try:
+                source.execute(f"ATTACH '{_sql_text(path)}' AS {alias} (READ_ONLY)")
+            except duckdb.Error as error:
+                unreadable[county] = _unreadable_county(path, error)
+                continue
+            aliases[county] = alias
         with_marts = _databases_with(source, COUNTY_MARTS.values())  # older warehouses: not run for this month
-        readable = [county for county in files if aliases[county] in with_marts]
+        readable = [county for county in aliases if aliases[county] in with_marts]
         if not readable:
-            return []
+            return [], unreadable
         rows = {table: _union(source, mart, month, {c: aliases[c] for c in readable})
                 for table, mart in COUNTY_MARTS.items()}
     with_townships = set(rows["province.township_risk"]["county"].to_pylist())
@@ -98,7 +108,16 @@ def _copy_counties(con: duckdb.DuckDBPyConnection, month: str, files: dict[str, 
                         "WHERE list_contains(?::VARCHAR[], county)", [ran])
         finally:
             con.unregister("_county_marts")
-    return ran
+    return ran, unreadable
+
+
+def _unreadable_county(path: Path, error: duckdb.Error) -> str:
+    """The clerk's words for a county warehouse the province could not attach."""
+    try:
+        raise_if_damaged(path, error)
+    except WarehouseDamaged as damaged:
+        return str(damaged)
+    return f"县数据仓库 {path} 无法打开（可能正被其他程序占用），本次未汇总该县 — cannot be read: {error}"
 
 
 def _sql_text(path: Path) -> str:
@@ -123,18 +142,20 @@ def _union(con: duckdb.DuckDBPyConnection, mart: str, month: str, aliases: dict[
     return con.sql(f"SELECT * FROM ({parts}) ORDER BY ALL", params=params).to_arrow_table()
 
 
-def _county_rows(con: duckdb.DuckDBPyConnection, month: str, counties: list[str], ran: list[str]) -> None:
+def _county_rows(con: duckdb.DuckDBPyConnection, month: str, counties: list[str], ran: list[str],
+                 unreadable: dict[str, str]) -> None:
     """One province.county_risk row per county of the province, from the township rows just copied."""
     levels = ", ".join(f"count(*) FILTER (WHERE level = '{level}')::INTEGER AS townships_{level}" for level in LEVELS)
     level_columns = ", ".join(f"t.townships_{level}" for level in LEVELS)
     con.execute(f"""
         INSERT INTO province.county_risk
         SELECT ?, c.county, list_contains(?::VARCHAR[], c.county), t.townships, {level_columns},
-               t.households, t.warned, CASE WHEN t.households > 0 THEN 1000.0 * t.warned / t.households END
+               t.households, t.warned, CASE WHEN t.households > 0 THEN 1000.0 * t.warned / t.households END,
+               map_extract(?::MAP(VARCHAR, VARCHAR), c.county)[1]
         FROM (SELECT unnest(?::VARCHAR[]) AS county) AS c
         LEFT JOIN (
             SELECT county, count(*)::INTEGER AS townships, {levels},
                    sum(households) AS households, sum(warned_households) AS warned
             FROM province.township_risk WHERE month = ? GROUP BY county
         ) AS t USING (county)
-        ORDER BY c.county""", [month, ran, counties, month])
+        ORDER BY c.county""", [month, ran, unreadable, counties, month])

@@ -504,3 +504,30 @@ def test_a_province_without_county_folders_is_told_where_they_belong(tmp_path, m
     (tmp_path / "counties" / "notes").mkdir(parents=True)  # a folder without a drop zone is not a county
     assert cli.main(["province", "--month", MONTH, "--data-dir", str(tmp_path), "--workers", "1"]) == 2
     assert f"counties/<县代码>/raw/{MONTH}/" in capsys.readouterr().err
+
+
+def test_a_damaged_county_warehouse_is_left_out_of_the_provincial_marts_not_fatal(tmp_path):
+    """One county's overwritten warehouse file failed the marts of every county with DuckDB's English error."""
+    import duckdb
+
+    from fangpin import province as province_marts
+    from fangpin import warehouse as fangpin_warehouse
+    from pipelines.resources import county_dir
+
+    for county in ("360701", "360702"):
+        (county_dir(tmp_path, county) / "raw" / MONTH).mkdir(parents=True)
+    with fangpin_warehouse.writer(county_dir(tmp_path, "360701")):
+        pass  # a county warehouse with the schema and no rows for the month
+    damaged = fangpin_warehouse.warehouse_path(county_dir(tmp_path, "360702"))
+    damaged.parent.mkdir(parents=True)
+    damaged.write_bytes(b"not a duckdb file" * 100)
+
+    with duckdb.connect() as con:
+        fangpin_warehouse.ensure_schema(con)  # the province's own warehouse holds the county DDL too
+        counts = province_marts.build_province_marts(con, MONTH, tmp_path)
+        rows = con.execute("SELECT county, ran, unreadable FROM province.county_risk ORDER BY county").fetchall()
+
+    assert counts["province.county_risk"] == 2
+    assert rows[0] == ("360701", False, None)
+    assert rows[1][:2] == ("360702", False) and "损坏" in rows[1][2]
+    assert damaged.read_bytes() == b"not a duckdb file" * 100
