@@ -195,9 +195,10 @@ def is_interruption(cls_name: str | None, message: str) -> bool:
 
 def _interrupted(context: dg.InitResourceContext) -> bool:
     """Whether a step of this run failed because the run was interrupted (its failure event's error, or a cause)."""
-    instance, run_id = context.instance, context.run_id
-    if instance is None or run_id is None:
+    instance, run = context.instance, context.run
+    if instance is None or run is None:
         return False
+    run_id = run.run_id
     for record in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE):
         error = record.dagster_event.step_failure_data.error if record.dagster_event else None
         while error is not None:
