@@ -134,8 +134,8 @@ def list_frames(con: duckdb.DuckDBPyConnection, month: str) -> pl.DataFrame:
 def roster_frames(con: duckdb.DuckDBPyConnection, month: str) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(persons, households) of the month's roster, the frames the roster suite judges.
 
-    A roster row rejected for another reason than its 户编号 (household number: missing, or digits lost) keeps a placeholder
-    household_id: its household number was not the fault, so it is not judged for it.
+    A roster row rejected for another reason than its 户编号 (household number: missing, or digits lost) keeps a
+    placeholder household_id: its household number was not the fault, so it is not judged for it.
     """
     persons = con.sql(f"""
         SELECT TRUE AS id_valid, id_number AS person_key, household_id, {_row_ref_sql()} AS row_ref,

@@ -694,13 +694,15 @@ def _excel_grids(data: bytes, limits: IntakeLimits, only: frozenset[str] | None 
 
 def workbook_sheets(data: bytes, names: frozenset[str] | None, limits: IntakeLimits | None = None
                     ) -> dict[str, pl.DataFrame]:
-    """The sheets of an Excel workbook named in `names` (those it has; None: every sheet), each as text cells read
-    the way department lists are (calamine; limits and encryption checked first; cells stripped, blanks null, dates at midnight as
-    dates, whole numbers without ".0"), error cells as Excel shows them (#N/A; calamine reads them blank). Columns
-    are named by Excel letter from the first used column; row i is Excel row i + 1. For workbooks fangpin wrote and
-    gets back (a township's verification results): calamine reads one in ~0.2 s where openpyxl took 2-4 s.
+    """The sheets of an Excel workbook named in `names` (those it has; None: every sheet), each as text cells read the
+    way department lists are (calamine; limits and encryption checked first; cells stripped, blanks null, dates at
+    midnight as dates, whole numbers without ".0"), error cells as Excel shows them (#N/A; calamine reads them
+    blank). Columns are named by Excel letter from the first used column; row i is Excel row i + 1. For workbooks
+    fangpin wrote and gets back (a township's verification results): calamine reads one in ~0.2 s where openpyxl
+    took 2-4 s.
 
-    Raises UnreadableFile (its message the clerk's detail) when the workbook, or one of those sheets, cannot be read.
+    Raises UnreadableFile (its message the clerk's detail) when the workbook, or one of those sheets, cannot be
+    read.
     """
     sheets = {}
     for grid in _excel_grids(data, limits or intake_limits(), only=names):

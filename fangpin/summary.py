@@ -39,7 +39,8 @@ def summary_lines(con, month: str) -> list[str]:
         named = "、".join(path.split("/", 2)[-1] for path in documents[:3]) + ("等" if len(documents) > 3 else "")
         lines.append(f"不是Excel或CSV、未读取的文件 files not read (no spreadsheet): {len(documents)}（{named}；"
                      "见 raw.received_files）")
-    taken = _fetch(con, "SELECT count(*), count(DISTINCT source_file) FROM cases.verifications WHERE month = ?", month)[0]
+    taken = _fetch(con, "SELECT count(*), count(DISTINCT source_file) FROM cases.verifications WHERE month = ?",
+                   month)[0]
     refused = _fetch(con, "SELECT count(*), count(DISTINCT source_file) FROM quarantine.rejected_rows "
                           "WHERE month = ? AND list_key = 'feedback'", month)[0]
     if taken[0] or refused[0]:  # what the townships sent back for this month, and what of it was not taken

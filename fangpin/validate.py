@@ -500,7 +500,8 @@ def _household_rules() -> list[NoteRule]:
                  among=pl.col("_townships") > 1),
         NoteRule("household_size", "household_size_members", first_row,
                  {"household_id": hid, "value": pl.col("_reported_size"), "members": pl.col("_members")},
-                 among=pl.col("_reported_size").ne_missing(pl.col("_members")) & pl.col("_reported_size").is_not_null()),
+                 among=pl.col("_reported_size").is_not_null()
+                 & pl.col("_reported_size").ne_missing(pl.col("_members"))),
     ]
 
 

@@ -257,7 +257,7 @@ WITH income AS (
     FROM wq_facts f, wq_policy p
 ), judged AS (
     SELECT i.*,
-           CASE WHEN i.is_monitored THEN i.monitoring_category                -- leaves only by the elimination procedure
+           CASE WHEN i.is_monitored THEN i.monitoring_category  -- leaves monitoring only by the elimination procedure
                 WHEN i.a34 IS NULL OR i.a38_after IS NULL THEN p.unknown      -- missing income: verify, never guess
                 WHEN i.a38_after > i.line THEN p.above_line                   -- A38 decides inclusion
                 WHEN i.a34 > i.line THEN p.sudden                             -- above the line until the event
