@@ -124,8 +124,10 @@ def run_province(month: str, province_dir: Path, workers: int = 1, only: list[st
         if not marts:
             return not failed
         built = _execute("pipelines.province", "province_marts", month, province_dir, instance=instance).success
-    print(f"\n== fangpin province {month}: {len(counties) - len(failed)}/{len(counties)} counties done"
-          f"{'; failed: ' + ', '.join(failed) if failed else ''}; provincial marts {'done' if built else 'FAILED'} ==")
+    done = len(counties) - len(failed)
+    print(f"\n== fangpin province {month}: {done}/{len(counties)} 个县完成 counties done"
+          f"{'；未完成 failed: ' + '、'.join(failed) if failed else ''}；"
+          f"省级汇总 provincial marts {'完成 done' if built else '失败 FAILED'} ==")
     return not failed and built
 
 
@@ -140,7 +142,7 @@ def run_province_in_one_run(month: str, province_dir: Path, workers: int) -> boo
         raise ValueError(province.no_counties_message(province_dir, month))
     result = _execute("pipelines.province", "province_one_run", month, province_dir,
                       ops={"run_province_in_one_run": {"config": {"workers": workers}}})
-    print(f"\n== fangpin province {month} (one run): {'done' if result.success else 'FAILED'} ==")
+    print(f"\n== fangpin province {month} (one run 一次运行): {'完成 done' if result.success else '失败 FAILED'} ==")
     return result.success
 
 
