@@ -17,6 +17,13 @@ COUNTY_TAG = "dagster/partition/county"  # set by Dagster on a run of one month 
 MONTH_TAG = "dagster/partition/month"  # likewise, its month
 
 
+def latest_county_run(instance: dg.DagsterInstance, month: str, county: str) -> dg.DagsterRun | None:
+    """The latest run of a county's month partition, whichever process ran it (None: never run as a partition)."""
+    key = str(dg.MultiPartitionKey({"month": month, "county": county}))
+    runs = instance.get_runs(filters=dg.RunsFilter(tags={PARTITION_TAG: key}), limit=1)
+    return runs[0] if runs else None
+
+
 def register_counties(instance: dg.DagsterInstance, counties: list[str]) -> None:
     """Add the counties not yet known as `county` partitions (what the counties sensor does, for a caller that runs
     counties before the sensor has seen them)."""

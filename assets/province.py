@@ -4,7 +4,7 @@ import warnings
 
 import dagster as dg
 
-from assets.partitions import MONTHLY
+from assets.partitions import MONTHLY, latest_county_run
 from fangpin import province
 from fangpin.warehouse import transaction
 from pipelines.resources import FangpinData
@@ -19,17 +19,20 @@ with warnings.catch_warnings():
 def province_risk(context: dg.AssetExecutionContext, fangpin: FangpinData) -> dg.MaterializeResult:
     """province.township_risk / village_risk / county_risk for the month, from every county's warehouse."""
     month = context.partition_key
+    failed = tuple(county for county in province.counties_found(fangpin.root)
+                   if (run := latest_county_run(context.instance, month, county)) is not None
+                   and run.status in (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED))
     with fangpin.writer() as con, transaction(con):
-        counts = province.build_province_marts(con, month, fangpin.root)
+        counts = province.build_province_marts(con, month, fangpin.root, failed)
         missing = [row[0] for row in con.execute(
-            "SELECT county FROM province.county_risk WHERE month = ? AND NOT ran AND unreadable IS NULL "
+            "SELECT county FROM province.county_risk WHERE month = ? AND NOT ran AND left_out IS NULL "
             "ORDER BY county", [month]).fetchall()]
-        unreadable = con.execute("SELECT county, unreadable FROM province.county_risk WHERE month = ? "
-                                 "AND unreadable IS NOT NULL ORDER BY county", [month]).fetchall()
+        left_out = con.execute("SELECT county, left_out FROM province.county_risk WHERE month = ? "
+                               "AND left_out IS NOT NULL ORDER BY county", [month]).fetchall()
     if missing:
         context.log.warning(f"{len(missing)} 个县尚未运行 {month}：{'、'.join(missing)}")
-    for county, why in unreadable:  # one damaged county file leaves the others' marts intact
-        context.log.warning(f"县 {county} 的数据仓库无法读取，未汇总：{why}")
+    for county, why in left_out:  # a failed or unreadable county leaves the others' marts intact
+        context.log.warning(f"县 {county} 未汇总：{why}")
     context.log.info("省级汇总：" + "，".join(f"{table} {rows}" for table, rows in counts.items()))
     return dg.MaterializeResult(metadata={**counts, "counties_not_run": dg.MetadataValue.json(missing),
-                                          "counties_unreadable": dg.MetadataValue.json([c for c, _ in unreadable])})
+                                          "counties_left_out": dg.MetadataValue.json([c for c, _ in left_out])})

@@ -180,11 +180,10 @@ def county_month_succeeded(instance, month: str, county: str) -> bool:
     process ran it)."""
     import dagster as dg
 
-    from assets.partitions import PARTITION_TAG
+    from assets.partitions import latest_county_run
 
-    key = str(dg.MultiPartitionKey({"month": month, "county": county}))
-    runs = instance.get_runs(filters=dg.RunsFilter(tags={PARTITION_TAG: key}), limit=1)
-    return bool(runs) and runs[0].status == dg.DagsterRunStatus.SUCCESS
+    run = latest_county_run(instance, month, county)
+    return run is not None and run.status == dg.DagsterRunStatus.SUCCESS
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -54,21 +54,27 @@ def ensure_province_schema(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(f"""CREATE TABLE IF NOT EXISTS province.county_risk (
         month VARCHAR NOT NULL, county VARCHAR NOT NULL, ran BOOLEAN NOT NULL, townships INTEGER,
         {level_columns}, households BIGINT, warned_households BIGINT, rate_per_1000 DOUBLE,
-        unreadable VARCHAR)""")  # why the county's warehouse could not be read (damaged, held by another program)
-    con.execute("ALTER TABLE province.county_risk ADD COLUMN IF NOT EXISTS unreadable VARCHAR")  # earlier provinces
+        left_out VARCHAR)""")  # why the county is not in this month's marts (its run failed, its file unreadable)
+    con.execute("ALTER TABLE province.county_risk ADD COLUMN IF NOT EXISTS left_out VARCHAR")  # earlier provinces
 
 
-def build_province_marts(con: duckdb.DuckDBPyConnection, month: str, province_dir: Path) -> dict[str, int]:
-    """Replace `month` in the provincial marts from every county's warehouse (attached read-only)."""
+FAILED_RUN_NOTE = "该县本月最近一次运行未成功，其数据未汇总（以免把上一次运行的结果当作本月的）；请查看该县的运行记录，处理后重新运行"
+
+
+def build_province_marts(con: duckdb.DuckDBPyConnection, month: str, province_dir: Path,
+                         failed: tuple[str, ...] = ()) -> dict[str, int]:
+    """Replace `month` in the provincial marts from every county's warehouse (attached read-only). Counties in
+    `failed` (their month's latest run failed: its warehouse may hold an earlier run's figures beside the failed
+    run's) are left out, and province.county_risk says why."""
     check_month(month)
     ensure_province_schema(con)
     for table in (*COUNTY_MARTS, "province.county_risk"):
         con.execute(f"DELETE FROM {table} WHERE month = ?", [month])
     counties = counties_found(province_dir)
-    files = {county: path for county in counties
-             if (path := warehouse_path(county_dir(province_dir, county))).exists()}
+    files = {county: path for county in counties if county not in failed
+             and (path := warehouse_path(county_dir(province_dir, county))).exists()}
     ran, unreadable = _copy_counties(con, month, files)
-    _county_rows(con, month, counties, ran, unreadable)
+    _county_rows(con, month, counties, ran, {**{county: FAILED_RUN_NOTE for county in failed}, **unreadable})
     return {table: con.execute(f"SELECT count(*) FROM {table} WHERE month = ?", [month]).fetchone()[0]
             for table in (*COUNTY_MARTS, "province.county_risk")}
 
@@ -143,7 +149,7 @@ def _union(con: duckdb.DuckDBPyConnection, mart: str, month: str, aliases: dict[
 
 
 def _county_rows(con: duckdb.DuckDBPyConnection, month: str, counties: list[str], ran: list[str],
-                 unreadable: dict[str, str]) -> None:
+                 left_out: dict[str, str]) -> None:
     """One province.county_risk row per county of the province, from the township rows just copied."""
     levels = ", ".join(f"count(*) FILTER (WHERE level = '{level}')::INTEGER AS townships_{level}" for level in LEVELS)
     level_columns = ", ".join(f"t.townships_{level}" for level in LEVELS)
@@ -158,4 +164,4 @@ def _county_rows(con: duckdb.DuckDBPyConnection, month: str, counties: list[str]
                    sum(households) AS households, sum(warned_households) AS warned
             FROM province.township_risk WHERE month = ? GROUP BY county
         ) AS t USING (county)
-        ORDER BY c.county""", [month, ran, unreadable, counties, month])
+        ORDER BY c.county""", [month, ran, left_out, counties, month])

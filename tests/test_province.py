@@ -525,9 +525,65 @@ def test_a_damaged_county_warehouse_is_left_out_of_the_provincial_marts_not_fata
     with duckdb.connect() as con:
         fangpin_warehouse.ensure_schema(con)  # the province's own warehouse holds the county DDL too
         counts = province_marts.build_province_marts(con, MONTH, tmp_path)
-        rows = con.execute("SELECT county, ran, unreadable FROM province.county_risk ORDER BY county").fetchall()
+        rows = con.execute("SELECT county, ran, left_out FROM province.county_risk ORDER BY county").fetchall()
 
     assert counts["province.county_risk"] == 2
     assert rows[0] == ("360701", False, None)
     assert rows[1][:2] == ("360702", False) and "损坏" in rows[1][2]
     assert damaged.read_bytes() == b"not a duckdb file" * 100
+
+
+def test_a_county_whose_latest_run_failed_is_left_out_not_shown_with_old_figures(tmp_path):
+    """A county whose month failed this time (after an earlier run succeeded) stayed in province.county_risk as
+    ran = true with the earlier run's figures, while its latest files were never processed."""
+    import duckdb
+
+    from fangpin import province as province_marts
+    from fangpin import warehouse as fangpin_warehouse
+    from pipelines.resources import county_dir
+
+    for county in ("360701", "360702"):
+        (county_dir(tmp_path, county) / "raw" / MONTH).mkdir(parents=True)
+        with fangpin_warehouse.writer(county_dir(tmp_path, county)) as con:  # both ran once, with one township
+            con.execute("INSERT INTO marts.township_risk (month, township, households, warned_households, level, "
+                        "level_rank, reasons) VALUES (?, '城关镇', 100, 5, 'green', 0, '—')", [MONTH])
+
+    with duckdb.connect() as con:
+        fangpin_warehouse.ensure_schema(con)
+        province_marts.build_province_marts(con, MONTH, tmp_path, failed=("360702",))
+        rows = con.execute("SELECT county, ran, warned_households, left_out FROM province.county_risk "
+                           "ORDER BY county").fetchall()
+        townships = con.execute("SELECT county FROM province.township_risk").fetchall()
+
+    assert rows[0] == ("360701", True, 5, None)
+    assert rows[1][:3] == ("360702", False, None) and "最近一次运行未成功" in rows[1][3]
+    assert townships == [("360701",)]
+
+
+def test_province_risk_leaves_out_a_county_whose_latest_partition_run_failed(tmp_path):
+    """The province_risk asset reads each county month's latest run from the instance (the record, whichever
+    process ran it): a failed one is left out of the marts and named."""
+    import dagster as dg
+    from dagster._core.test_utils import create_run_for_test
+
+    from assets.partitions import PARTITION_TAG
+    from assets.province import province_risk
+    from fangpin import warehouse as fangpin_warehouse
+    from pipelines.resources import FangpinData, county_dir
+
+    for county in ("360701", "360702"):
+        (county_dir(tmp_path, county) / "raw" / MONTH).mkdir(parents=True)
+        with fangpin_warehouse.writer(county_dir(tmp_path, county)) as con:
+            con.execute("INSERT INTO marts.township_risk (month, township, households, warned_households, level, "
+                        "level_rank, reasons) VALUES (?, '城关镇', 100, 5, 'green', 0, '—')", [MONTH])
+    with dg.instance_for_test() as instance:
+        for county, status in (("360701", dg.DagsterRunStatus.SUCCESS), ("360702", dg.DagsterRunStatus.FAILURE)):
+            key = str(dg.MultiPartitionKey({"month": MONTH, "county": county}))
+            create_run_for_test(instance, job_name="county_month", tags={PARTITION_TAG: key}, status=status)
+        result = dg.materialize([province_risk], partition_key=MONTH, instance=instance,
+                                resources={"fangpin": FangpinData(data_dir=str(tmp_path))})
+    assert result.success
+    [metadata] = [event.materialization.metadata for event in result.get_asset_materialization_events()]
+    assert metadata["counties_left_out"].value == ["360702"]
+    with duckdb.connect(str(fangpin_warehouse.warehouse_path(tmp_path)), read_only=True) as con:
+        assert con.execute("SELECT county FROM province.township_risk").fetchall() == [("360701",)]
