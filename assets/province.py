@@ -17,11 +17,18 @@ with warnings.catch_warnings():
 @dg.asset(partitions_def=MONTHLY, group_name="province", kinds={"duckdb"},
           deps=[dg.AssetDep("township_risk", partition_mapping=ALL_COUNTIES_OF_THE_MONTH)])
 def province_risk(context: dg.AssetExecutionContext, fangpin: FangpinData) -> dg.MaterializeResult:
-    """province.township_risk / village_risk / county_risk for the month, from every county's warehouse."""
+    """province.township_risk / village_risk / county_risk for the month, from every county's warehouse; a county
+    whose month's latest partition run failed is left out (the instance is the record, whichever process ran it)."""
     month = context.partition_key
     failed = tuple(county for county in province.counties_found(fangpin.root)
                    if (run := latest_county_run(context.instance, month, county)) is not None
                    and run.status in (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED))
+    return province_marts(context, fangpin, month, failed)
+
+
+def province_marts(context, fangpin: FangpinData, month: str, failed: tuple[str, ...]) -> dg.MaterializeResult:
+    """The provincial marts of `month` without the `failed` counties, logged and described (province_risk's body;
+    the province's one run calls it with the counties its workers saw fail, which are no Dagster runs)."""
     with fangpin.writer() as con, transaction(con):
         counts = province.build_province_marts(con, month, fangpin.root, failed)
         missing = [row[0] for row in con.execute(

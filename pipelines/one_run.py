@@ -104,13 +104,14 @@ def run_county(assets: list[dg.AssetsDefinition], province_dir: Path, month: str
     return outcome
 
 
-def build_province_marts(province_dir: Path, month: str) -> dg.MaterializeResult:
-    """The provincial marts of the month: the `province_risk` asset invoked directly on the province's warehouse."""
-    from assets.province import province_risk
+def build_province_marts(province_dir: Path, month: str, failed: tuple[str, ...] = ()) -> dg.MaterializeResult:
+    """The provincial marts of the month (the `province_risk` asset's body on the province's warehouse), without the
+    counties that failed in this run: their warehouses may hold an earlier run's figures."""
+    from assets.province import province_marts
 
     resource = FangpinData(data_dir=str(province_dir))
     with dg.build_asset_context(partition_key=month, resources={"fangpin": resource}) as context:
-        return province_risk(context)
+        return province_marts(context, context.resources.fangpin, month, failed)
 
 
 def _invoke(asset: dg.AssetsDefinition, context, values: dict) -> tuple[dict[dg.AssetKey, object], dict]:

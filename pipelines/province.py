@@ -128,7 +128,7 @@ def run_province_in_one_run(context: dg.OpExecutionContext, config: OneRunConfig
                 context.log_event(materialization)
             if not outcome.ok:
                 failed.append(outcome.county)
-    marts = one_run.build_province_marts(root, month)
+    marts = one_run.build_province_marts(root, month, tuple(sorted(failed)))
     context.log_event(dg.AssetMaterialization(asset_key=province_risk.key, partition=month, metadata=marts.metadata))
     if failed:
         failed.sort()

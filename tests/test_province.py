@@ -434,8 +434,8 @@ def test_a_one_run_with_a_failed_county_builds_the_marts_and_fails_naming_it(tmp
     assert not empty.success and "没有县的文件夹" in _failure(empty)
     assert not failed.success and "1 个县未完成：360702" in _failure(failed)
     with duckdb.connect(str(tmp_path / "warehouse" / "fangpin.duckdb"), read_only=True) as con:
-        assert con.execute("SELECT county, ran FROM province.county_risk WHERE month = ?", [MONTH]).fetchall() == \
-            [("360702", False)]
+        assert con.execute("SELECT county, ran, left_out LIKE '%最近一次运行未成功%' FROM province.county_risk "
+                           "WHERE month = ?", [MONTH]).fetchall() == [("360702", False, True)]
 
 
 def _failure(result) -> str:
