@@ -13,6 +13,7 @@ import dagster as dg
 
 from assets.partitions import MONTHLY
 from fangpin.config import MONTH_PATTERN
+from fangpin.reading import walk_folder
 from pipelines.jobs import monthly_run
 from pipelines.resources import default_data_dir
 
@@ -25,12 +26,21 @@ def month_fingerprints(raw_dir: Path) -> dict[str, str]:
     if not raw_dir.is_dir():
         return fingerprints
     for month_dir in sorted(p for p in raw_dir.iterdir() if p.is_dir() and MONTH_PATTERN.match(p.name)):
-        listing = sorted(
-            f"{f.relative_to(month_dir).as_posix()}|{f.stat().st_size}|{f.stat().st_mtime_ns}"
-            for f in month_dir.rglob("*") if f.is_file()
-        )
-        fingerprints[month_dir.name] = hashlib.sha256("\n".join(listing).encode()).hexdigest()[:16]
+        files, unreachable = walk_folder(month_dir)  # the run's own walk: linked folders in, unreadable ones named
+        listing = sorted([*(_entry(month_dir, f) for f in files),
+                          *(f"{u.relative_to(month_dir).as_posix()}|unreachable" for u in unreachable)])
+        fingerprints[month_dir.name] = hashlib.sha256("\n".join(listing).encode("utf-8", "surrogateescape"))\
+            .hexdigest()[:16]
     return fingerprints
+
+
+def _entry(month_dir: Path, path: Path) -> str:
+    """A file as the fingerprint lists it: path, size, modification time (a file gone meanwhile: its path only)."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return f"{path.relative_to(month_dir).as_posix()}|gone"
+    return f"{path.relative_to(month_dir).as_posix()}|{stat.st_size}|{stat.st_mtime_ns}"
 
 
 def changed_months(previous: dict[str, str], current: dict[str, str], valid_months: set[str]) -> list[str]:

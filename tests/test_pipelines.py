@@ -85,6 +85,13 @@ def test_sensor_requests_a_rerun_only_when_a_month_changes(tmp_path, monkeypatch
     assert [r.partition_key for r in after.run_requests] == ["2026-09"]
     assert json.loads(after.cursor)["2026-09"] != json.loads(first.cursor)["2026-09"]
 
+    share = tmp_path / "share"  # a department's files linked in from a shared drive: their arrival counts too
+    share.mkdir()
+    (tmp_path / "raw" / "2026-09" / "water").symlink_to(share)
+    (share / "饮水.csv").write_text("身份证号码\n", encoding="utf-8")
+    linked = late_files_sensor(dg.build_sensor_context(cursor=after.cursor))
+    assert [r.partition_key for r in linked.run_requests] == ["2026-09"]
+
 
 def test_a_month_without_a_usable_roster_fails_instead_of_warning_nobody(tmp_path):
     """An empty (or refused) roster must stop the month: an empty warning queue would look like a quiet month."""
