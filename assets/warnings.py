@@ -6,6 +6,8 @@ each replaces only its own month.
 """
 
 import getpass
+import os
+import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, NamedTuple
@@ -15,6 +17,7 @@ import polars as pl
 
 from assets.partitions import month_of, partitioned_asset
 from fangpin import feedback, linkage, protect, warnings, workbooks
+from fangpin.files import fsync
 from fangpin.warehouse import as_arrow, replace_month, transaction
 from pipelines.resources import FangpinData
 
@@ -62,14 +65,34 @@ def _workbooks_writer(fangpin: FangpinData, month: str) -> Callable[[], _Written
     itself (no warehouse access)."""
     passwords = protect.load_passwords(fangpin.root)
     queue, unmatched, case_status = _month_frames(fangpin, month)
-    out_dir = fangpin.exports_dir(month)
-    protect.restrict_exports(out_dir, fangpin.root / "exports")
+    staging = _staging_dir(fangpin, month)
+    shutil.rmtree(staging, ignore_errors=True)  # an interrupted run's, never published
+    protect.restrict_exports(staging, fangpin.root / "exports")
 
     def write() -> _WrittenWorkbooks:
-        by_township = workbooks.write_workbooks_by_township(queue, unmatched, month, out_dir, case_status=case_status)
+        by_township = workbooks.write_workbooks_by_township(queue, unmatched, month, staging, case_status=case_status)
         return _WrittenWorkbooks(queue, by_township, passwords)
 
     return write
+
+
+def _staging_dir(fangpin: FangpinData, month: str) -> Path:
+    """Where a run writes and encrypts the month's workbooks before they replace those in exports/<month>/: a run
+    interrupted before its workbooks step (the warehouse then stays as before it) leaves the exports as they were,
+    never this run's files, nor plaintext ones meant to be encrypted."""
+    return fangpin.root / "exports" / f".{month}.writing"
+
+
+def _publish_workbooks(paths: list[Path], out_dir: Path, staging: Path) -> dict[Path, Path]:
+    """Move the finished (encrypted) workbooks from the staging folder into exports/<month>/; {staged: published}."""
+    published = {}
+    for path in paths:
+        target = out_dir / path.name
+        os.replace(path, target)
+        published[path] = target
+    shutil.rmtree(staging, ignore_errors=True)
+    fsync(out_dir)
+    return published
 
 
 # Last among the steps ready beside it (priority -2, after data_quality's -1): warning_queue started the writing
@@ -102,7 +125,10 @@ def township_workbooks(context: dg.AssetExecutionContext, fangpin: FangpinData) 
                 missing = error  # a real township without its workbook: the run must say so
             else:  # only names a department list used, not in the roster: nobody would receive these
                 context.log.warning(f"乡镇 {'、'.join(error.townships)} 不在花名册中且没有密码，未生成工作簿")
-    written = [path for path in paths if path.exists()]
+    published = _publish_workbooks([path for path in paths if path.exists()], out_dir, _staging_dir(fangpin, month))
+    written = list(published.values())
+    townships = {published[path]: township for path, township in townships.items() if path in published}
+    encrypted = {published[path]: done for path, done in encrypted.items() if path in published}
     audit = _audit_rows(written, townships, encrypted, queue, month)
     with fangpin.writer() as con, transaction(con):
         if audit.height:

@@ -423,3 +423,31 @@ def test_the_cli_answers_a_file_for_a_folder_and_a_read_only_disk_in_words(tmp_p
     assert cli.main(["snapshot", "--data-dir", str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert "磁盘是只读的" in err and "fangpin.writer.lock" in err and "Traceback" not in err
+
+
+def test_workbooks_are_written_aside_and_replace_the_exports_only_in_their_step(tmp_path):
+    """The workbooks are written from warning_queue's end on, encrypted in the workbooks step: a run interrupted in
+    between left this run's files (plaintext ones, where passwords are set) in exports/<month>/ beside a warehouse
+    kept as before the run. They are now written aside and replace the exports in their step."""
+    import polars as pl
+
+    from assets.warnings import _workbooks_writer
+    from fangpin import warehouse as fangpin_warehouse
+    from pipelines.resources import FangpinData
+    from test_feedback import household
+
+    queue = pl.DataFrame([household("A001", "甲镇", "赵一", "360799198001011111", 3.0)])
+    with fangpin_warehouse.writer(tmp_path) as con:
+        fangpin_warehouse.replace_month(con, "marts.warning_queue", "2026-10", queue)
+    previous = tmp_path / "exports" / "2026-10" / "甲镇.xlsx"
+    previous.parent.mkdir(parents=True)
+    previous.write_bytes(b"the workbook the townships were sent last time")
+    resource = FangpinData(data_dir=str(tmp_path))
+
+    _workbooks_writer(resource, "2026-10")()  # warning_queue's part; the run is interrupted here
+
+    assert previous.read_bytes() == b"the workbook the townships were sent last time"
+    result = _materialize(["township_workbooks"], tmp_path)  # the next run's workbooks step
+    assert result.success
+    assert previous.read_bytes().startswith(b"PK")  # this run's workbook, in place
+    assert [p.name for p in (tmp_path / "exports").iterdir()] == ["2026-10"]  # nothing left aside
