@@ -168,3 +168,23 @@ def test_each_county_is_handed_over_when_it_is_done_not_when_the_last_is(monkeyp
     with pytest.raises(KeyboardInterrupt):
         next(outcomes)
     assert shutdowns == [True] and not futures["360703"].done()
+
+
+def test_the_one_run_cli_output_ends_with_the_province_not_with_bindings_noise(tmp_path):
+    """Two workers printed 86 lines of DuckDB's nanobind "leaked" warnings at their exit, between the counties'
+    lines and the province's summary: the workers now exit without the interpreter's teardown, as the CLI does."""
+    import os
+    import subprocess
+    import sys
+
+    from fangpin import demo
+
+    for county, seed in (("360701", 1), ("360702", 2)):
+        demo.generate(tmp_path / "counties" / county, months=[MONTH], persons=400, seed=seed)
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "dagster_home")}
+    done = subprocess.run([sys.executable, "-m", "fangpin.cli", "province", "--month", MONTH, "--data-dir",
+                           str(tmp_path), "--one-run", "--workers", "2"], capture_output=True, text=True, env=env,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "leaked" not in done.stderr + done.stdout
+    assert done.stdout.rstrip().endswith("完成 done ==")
