@@ -73,7 +73,7 @@ class Registry:
     roster_required: tuple[str, ...]
     list_required: tuple[str, ...]
     total_row_words: tuple[str, ...]
-    roster_choices: dict[str, dict[str, str]]  # column -> {word as written (normalised): meaning ("" = none)}
+    roster_choices: dict[str, dict[str, str]]  # column -> {word as the registry writes it: meaning ("" = none)}
 
     def lists_of(self, department: str) -> list[ListSpec]:
         return [spec for spec in self.lists.values() if spec.department == department]
@@ -164,7 +164,7 @@ def registry() -> Registry:
         roster_required=tuple(raw["roster_required"]),
         list_required=tuple(raw["list_required"]),
         total_row_words=tuple(raw["total_row_words"]),
-        roster_choices={column: {choice_key(word): str(meaning) for meaning, words in meanings.items()
+        roster_choices={column: {str(word): str(meaning) for meaning, words in meanings.items()
                                  for word in (meaning, *words) if word != ""}
                         for column, meanings in raw.get("roster_choices", {}).items()},
     )
@@ -189,11 +189,6 @@ def _subtype_words(entry) -> tuple[tuple[str, str], ...]:
         return tuple((str(word), str(subtype)) for subtype, words in entry.items()
                      for word in dict.fromkeys((subtype, *(words or ()))))
     return tuple((str(subtype), str(subtype)) for subtype in entry)
-
-
-def choice_key(word: str) -> str:
-    """A vocabulary word as compared: no spaces, brackets full-width (脱贫户(监测) is 脱贫户（监测）)."""
-    return "".join(str(word).split()).replace("(", "（").replace(")", "）")
 
 
 @lru_cache(maxsize=None)

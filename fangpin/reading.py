@@ -33,7 +33,7 @@ import fastexcel
 import polars as pl
 from openpyxl.utils import get_column_letter
 
-from fangpin import config, readcache
+from fangpin import config, ids, readcache
 from fangpin.config import ListSpec, Registry
 from fangpin.files import fs_text, os_error_words, sha256_of
 from fangpin.values import cell_text
@@ -1306,11 +1306,11 @@ def read_table_file(path: Path, data_dir: Path, header_map: dict[str, tuple[str,
 
 
 def _holds_ids(cells: pl.DataFrame) -> bool:
-    """Whether any cell holds what looks like a resident ID (15 digits, or 17 and a check character)."""
+    """Whether any cell holds a valid resident ID (fangpin.ids' rule, as validation judges a list's IDs)."""
     if not cells.width:
         return False
-    pattern = r"^\s*'?[0-9]{17}[0-9Xx]\s*$|^\s*'?[0-9]{15}\s*$"
-    return bool(cells.select(pl.any_horizontal(pl.col(c).str.contains(pattern) for c in cells.columns).any()).item())
+    return bool(cells.select(pl.any_horizontal(ids.id_problem(pl.col(c)).is_null() for c in cells.columns).any())
+                .item())
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -1564,17 +1564,18 @@ def scan_month(data_dir: Path, month: str, registry: Registry | None = None,
         cache.prune()
         return MonthScan([], tables, [])
     paths: list[tuple[Path, str]] = []
+    departments: dict[str, str | None] = {"": None}  # folder -> its department (a loose file is in none)
     for entry in sorted(month_dir.iterdir(), key=lambda p: p.name):
         if entry.name in NOT_DEPARTMENTS and entry.is_dir():
             continue
-        folder = entry.name if not entry.is_file() else ""  # a loose file is in no department folder
+        folder = entry.name if not entry.is_file() else ""
+        departments.setdefault(folder, reg.department_for_folder(fs_text(folder)))
         files, unreachable = walk_folder(entry)
         paths.extend((p, folder) for p in files)
-        department = reg.department_for_folder(fs_text(folder)) if folder else None
         for path in unreachable:
-            intake.refuse(path, department, folder, unreachable_detail(path))
+            intake.refuse(path, departments[folder], folder, unreachable_detail(path))
     for path, folder in sorted(paths, key=lambda item: item[0].as_posix()):
-        department = reg.department_for_folder(fs_text(folder)) if folder else None
+        department = departments[folder]
         sha = intake.admit(path, department, folder)
         if sha is None:
             continue

@@ -357,16 +357,24 @@ ROSTER_CHOICES = ("household_type", "monitoring_category")  # answers from a voc
 
 
 def _choice_text(expr: pl.Expr) -> pl.Expr:
-    """A vocabulary cell as compared with config.choice_key's words."""
+    """A vocabulary word as compared, in a cell or in the registry: no spaces, brackets full-width (脱贫户(监测) is
+    脱贫户（监测）)."""
     return cell_text(expr).str.replace_all(r"\s", "").str.replace_all("(", "（", literal=True) \
         .str.replace_all(")", "）", literal=True)
+
+
+def _choice_words(column: str) -> dict[str, str]:
+    """config/registry.yaml roster_choices of `column`, each word as `_choice_text` makes it: {word: meaning}."""
+    words = registry().roster_choices.get(column, {})
+    compared = pl.Series(list(words), dtype=pl.String).to_frame("w").select(_choice_text(pl.col("w")))["w"]
+    return dict(zip(compared.to_list(), words.values()))
 
 
 def _choice(column: str) -> pl.Expr:
     """What a household_type / monitoring_category cell means: the form's word for a known way of writing it, null
     for one meaning "none" (无, /, 非监测对象: not "already monitored"), else the text as written (noted)."""
     text = _choice_text(pl.col(column))
-    meaning = text.replace_strict(registry().roster_choices.get(column, {}), default=text, return_dtype=pl.String)
+    meaning = text.replace_strict(_choice_words(column), default=text, return_dtype=pl.String)
     return pl.when(meaning != "").then(meaning)
 
 
@@ -478,7 +486,7 @@ def _township_from_code(persons: pl.DataFrame) -> pl.DataFrame:
 def _unknown_choice(column: str) -> NoteRule:
     """A household_type / monitoring_category written in no way the registry knows: kept, and noted, since the
     warning's category and weights only know the form's words."""
-    words = registry().roster_choices.get(column, {})
+    words = _choice_words(column)
     options = "、".join(dict.fromkeys(meaning for meaning in words.values() if meaning))
     text = _choice_text(pl.col(f"_{column}"))
     return NoteRule(column, "choice_kept", ~text.is_in(list(words)), {"value": cell_text(pl.col(f"_{column}")),
