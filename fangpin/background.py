@@ -14,6 +14,8 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Callable, TypeVar
 
+from fangpin import framestack
+
 T = TypeVar("T")
 
 ROSTER_READ_THREAD = "fangpin-roster-read"
@@ -29,7 +31,7 @@ def in_background(name: str, work: Callable[[], T]) -> Future:
 
     def run() -> None:
         try:
-            future.set_result(work())
+            future.set_result(framestack.with_room(work))  # the GE suites' deep calls: see fangpin.framestack
         except BaseException as error:  # noqa: BLE001 - handed to the step through the future
             future.set_exception(error)
 

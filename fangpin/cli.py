@@ -15,6 +15,7 @@ import os
 import sys
 from pathlib import Path
 
+from fangpin import framestack
 from fangpin.config import PROJECT_ROOT, check_month
 
 
@@ -306,7 +307,7 @@ def entry() -> None:
     """Console-script entry. Exits without interpreter teardown once the run is finished and flushed: DuckDB 2.0's
     nanobind bindings print dozens of spurious "leaked type" lines at teardown after a Dagster run (its own module
     constants, no connection is left open), which would bury the summary a county officer reads."""
-    code = main()
+    code = framestack.with_room(main)  # imports and the run's steps: see fangpin.framestack
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)

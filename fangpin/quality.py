@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 import duckdb
 import polars as pl
 
-from fangpin import deferred
+from fangpin import deferred, framestack
 from fangpin.collector import loading_modules
 from fangpin.config import PROJECT_ROOT, check_month, read_yaml, registry
 from fangpin.warehouse import replace_month
@@ -209,7 +209,7 @@ def start_loading_great_expectations() -> threading.Thread:
     """
     def warm_up() -> None:
         try:
-            _shared_batch_definition()
+            framestack.with_room(_shared_batch_definition)  # a deep import: see fangpin.framestack
         except Exception:  # noqa: BLE001 - data_quality will raise it where the run can report it
             _batch_definition.cache_clear()
 

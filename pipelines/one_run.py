@@ -30,6 +30,7 @@ from typing import Iterator
 
 import dagster as dg
 
+from fangpin import framestack
 from fangpin.collector import loading_modules
 from pipelines.progress import clerk_message
 from pipelines.resources import FangpinData, county_dir
@@ -197,9 +198,13 @@ def _exit_without_teardown() -> None:
 
 
 def run_county_of_the_province(province_dir: Path, month: str, county: str) -> CountyOutcome:
-    """One county with the province's county assets (a worker's task: imported once per worker process)."""
-    with loading_modules():  # a worker's first county imports the code location: no full collections
-        from pipelines.province import COUNTY_ASSETS
+    """One county with the province's county assets (a worker's task: imported once per worker process), its
+    frames in one chunk of the frame stack (fangpin.framestack: the first county's imports are deep)."""
+    def county_run() -> CountyOutcome:
+        with loading_modules():  # a worker's first county imports the code location: no full collections
+            from pipelines.province import COUNTY_ASSETS
 
-    print(f"▶ {county}", file=sys.stderr, flush=True)  # the assets' own lines follow (Dagster's console)
-    return run_county(COUNTY_ASSETS, province_dir, month, county)
+        print(f"▶ {county}", file=sys.stderr, flush=True)  # the assets' own lines follow (Dagster's console)
+        return run_county(COUNTY_ASSETS, province_dir, month, county)
+
+    return framestack.with_room(county_run)
