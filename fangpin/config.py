@@ -90,13 +90,6 @@ class Registry:
                     return dept.slug
         return None
 
-    def risk_type_from_detail(self, detail: str | None) -> str:
-        """The A27 risk type that a free-text detail (原因, 困难描述) points to."""
-        for words, risk_type in self.detail_words:
-            if detail and any(word in detail for word in words):
-                return risk_type
-        return self.default_risk_type
-
 
 class ConfigError(ValueError):
     """A configuration file fangpin cannot read; the message names the file (and line and column) and what to do,

@@ -121,9 +121,9 @@ WITH matched AS (
            arg_min(o.risk_type, o.rank) AS risk_type, arg_min(o.word, o.rank) AS word
     FROM links l JOIN detail_overrides o ON o.list_key = l.list_key AND contains(l.detail, o.word)
     GROUP BY ALL
-), worded AS (       -- the first detail-word rule that the detail contains (for "from_detail" lists)
-    SELECT l.list_key, l.source_file, l.sheet, l.row_number,
-           arg_min(d.risk_type, d.rank) AS risk_type, arg_min(d.word, d.rank) AS word
+), worded AS (       -- every risk type whose words the detail contains (for "from_detail" lists; A27 is a set
+                     -- of check boxes), each explained by its first word listed: a row for each
+    SELECT l.list_key, l.source_file, l.sheet, l.row_number, d.risk_type, arg_min(d.word, d.rank) AS word
     FROM links l JOIN detail_words d ON contains(l.detail, d.word)
     GROUP BY ALL
 ), subtyped AS (     -- the disaster subtype the detail names

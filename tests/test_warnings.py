@@ -78,6 +78,20 @@ def test_detail_words_as_departments_write_them(list_key, detail, risk_detail):
     assert queue(con, "1", "risk_details")["risk_details"] == [risk_detail]
 
 
+def test_a_detail_naming_two_risks_gives_both_as_the_forms_check_boxes_do():
+    """A27 is a set of check boxes: an application saying the children's schooling and an old man's illness are the
+    trouble is 因学 and 因病, each explained by its own word, not whichever the registry lists first."""
+    con = warehouse()
+    ids = add_household(con, "1")
+    add_row(con, "rural_revitalization.application", ids[0], detail="子女上学、老人患病")
+    run(con)
+    row = queue(con, "1", "risk_types", "members")
+    assert row["risk_types"] == sorted(["因学", "因病"])
+    assert row["members"] == sorted(["户主1（rural_revitalization.application：因病）",
+                                     "户主1（rural_revitalization.application：因学）"])
+    assert rows(con, "SELECT meaning_rule FROM wq_signals ORDER BY 1") == [("原因含“上学”→因学",), ("原因含“病”→因病",)]
+
+
 @pytest.mark.parametrize("a34, a38, household_type, amount, expected", [
     (LINE, LINE, "一般农户", None, "边缘易致贫户"),                   # exactly at the line: included
     (LINE, LINE + 0.01, "一般农户", None, "收入高于监测线（暂不符合纳入条件）"),  # just above: not included
