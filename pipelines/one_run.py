@@ -32,7 +32,7 @@ import dagster as dg
 
 from fangpin import framestack
 from fangpin.collector import loading_modules
-from pipelines.progress import clerk_message
+from pipelines.progress import CountyLines, clerk_message
 from pipelines.resources import FangpinData, county_dir
 
 DONE = "完成 done"  # what a county's line says when its month went through (the bench counts these lines)
@@ -84,8 +84,10 @@ def run_county(assets: list[dg.AssetsDefinition], province_dir: Path, month: str
     broken: set[dg.AssetKey] = set()
     try:
         with dg.build_asset_context(partition_key=key, resources={"fangpin": resource}) as context:
+            lines = CountyLines(county)
+            context.log.addFilter(lines)
             for asset in invocation_order(assets):
-                name = asset.node_def.name
+                name = lines.step = asset.node_def.name
                 if asset.dependency_keys & broken:
                     outcome.skipped.append(name)
                     broken |= set(asset.keys)

@@ -587,3 +587,19 @@ def test_province_risk_leaves_out_a_county_whose_latest_partition_run_failed(tmp
     assert metadata["counties_left_out"].value == ["360702"]
     with duckdb.connect(str(fangpin_warehouse.warehouse_path(tmp_path)), read_only=True) as con:
         assert con.execute("SELECT county FROM province.township_risk").fetchall() == [("360701",)]
+
+
+def test_a_one_run_countys_lines_name_the_county_and_the_asset(tmp_path, monkeypatch, capsys):
+    """In the one run two workers print side by side: each line of a county's assets names the county and the asset,
+    as `fangpin run` names the step, and Dagster's console adds none of its own (timestamped, without the county)."""
+    from pipelines import progress
+    from pipelines.one_run import run_county
+    from pipelines.province import COUNTY_ASSETS
+
+    monkeypatch.setattr(progress, "_terminal", None)  # lines to this test's stderr, not a copy another test took
+    (tmp_path / "counties" / "360702" / "raw" / MONTH).mkdir(parents=True)  # a drop zone with nothing in it
+    outcome = run_county(COUNTY_ASSETS, tmp_path, MONTH, "360702")
+    printed = capsys.readouterr().err.splitlines()
+    assert "roster" in outcome.failed  # no roster this month: the county stops there, with its lines printed
+    assert any(line.startswith("  360702 drop_zone: ") for line in printed), printed
+    assert not [line for line in printed if " - dagster - " in line]
