@@ -19,6 +19,7 @@ import polars as pl
 from fangpin import households, ids
 from fangpin.config import ListSpec, check_month, registry
 from fangpin.ordering import ROSTER_ORDER, in_order
+from fangpin.reading import excel_number_text
 from fangpin.values import cell_text, parse_amount, parse_date, resolve_places
 from schemas.lists import ListRowsModel, RejectedRowsModel, RowNotesModel
 from schemas.reasons import NOTE, REJECT
@@ -426,17 +427,20 @@ def _roster_fields(frame: pl.DataFrame) -> list[pl.Expr]:
 TOWNSHIP_CODE_DIGITS = 9  # 统计用区划代码: 6 digits of the county, 3 of the township, 3 of the village
 
 
-def _roster_values(frame: pl.DataFrame) -> pl.DataFrame:
+def _roster_values(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Accepted roster rows parsed; a member's blank place is the household's (the head's, else a member's), and a
-    household's blank township the one its 区划代码 (division code) names elsewhere in the roster."""
+    household's blank township the one its 区划代码 (division code) names elsewhere in the roster. Also one row per
+    household with what its members' rows disagree on (`_DISAGREEING`), for the notes."""
     parsed = frame.with_columns(_roster_fields(frame))
     places = ("township", "village", "division_code")
-    household = households.household_values(parsed, list(places), _HOUSEHOLD_FACTS)
-    aligned = parsed.select("household_id").join(household, on="household_id", how="left", maintain_order="left")
+    household = households.household_values(parsed, list(places), (*_HOUSEHOLD_FACTS, *_DISAGREEMENT_FACTS))
+    facts = [fact.meta.output_name() for fact in _HOUSEHOLD_FACTS]
+    aligned = parsed.select("household_id").join(household.select("household_id", *places, *facts),
+                                                 on="household_id", how="left", maintain_order="left")
     placed = parsed.with_columns(*(pl.coalesce(pl.col(c), aligned[c]).alias(c) for c in places),
-                                 *(aligned[fact.meta.output_name()] for fact in _HOUSEHOLD_FACTS),
+                                 *(aligned[fact] for fact in facts),
                                  aligned["township"].alias("_head_township"))
-    return _income_unreadable(_township_from_code(placed))
+    return _income_unreadable(_township_from_code(placed)), household
 
 
 # What is odd about a household, for the notes (`_household_rules`), found in the grouping that gives its places:
@@ -445,6 +449,51 @@ _HOUSEHOLD_FACTS = (
     pl.col("is_head").sum().alias("_heads"), pl.col("township").drop_nulls().n_unique().alias("_townships"),
     pl.col("household_size").drop_nulls().first().alias("_reported_size"), pl.len().alias("_members"),
 )
+
+
+# Household-level fields the national export repeats on every member's row, which decide a warning's category and
+# income: where two members' rows hold different values, the household takes the head's (households.household_value)
+# and the head's row gets a note naming both. Found by one cheap aggregation per field in the grouping above (1M
+# persons: ~0.1 s); the values for the note only for the households found, usually none.
+_AGREEING = (*ROSTER_CHOICES, "risk_eliminated", *ROSTER_AMOUNTS)
+_DISAGREEMENT_FACTS = tuple(
+    (pl.col(c).min() != pl.col(c).max() if c in ROSTER_AMOUNTS else pl.col(c).drop_nulls().n_unique() > 1)
+    .fill_null(False).alias(f"_differs_{c}") for c in _AGREEING)
+
+
+def _shown(column: str, expr: pl.Expr) -> pl.Expr:
+    """A parsed household value as the note shows it: 是/否 for 风险是否消除, amounts as Excel shows numbers."""
+    if column == "risk_eliminated":
+        return pl.when(expr).then(pl.lit("是")).otherwise(pl.lit("否"))
+    if column in ROSTER_AMOUNTS:
+        return excel_number_text(expr)
+    return expr.cast(pl.String)
+
+
+def _disagreeing_rules() -> list[NoteRule]:
+    """A household whose members' rows give one of `_AGREEING` two values: noted once, on its head's row."""
+    return [NoteRule(c, "household_values_differ", pl.col(f"_differs_{c}"),
+                     {"household_id": pl.col("household_id"), "value": _shown(c, pl.col(f"_min_{c}")),
+                      "other": _shown(c, pl.col(f"_max_{c}"))})
+            for c in _AGREEING]
+
+
+def _household_notes(persons: pl.DataFrame, household: pl.DataFrame, month: str,
+                     labels: dict[str, str]) -> pl.DataFrame | None:
+    """The notes on what a household's members' rows disagree on (`_disagreeing_rules`), at the head's row (its
+    first row in member order), with the smallest and largest value its rows give; None when no household's rows
+    disagree (the usual roster pays no join and no second validation of the notes)."""
+    differs = [f"_differs_{c}" for c in _AGREEING]
+    found = household.filter(pl.any_horizontal(differs)).select("household_id", *differs)
+    if found.is_empty():
+        return None
+    rows = households.in_member_order(persons.join(found, on="household_id", how="semi"))
+    at_head = rows.group_by("household_id").agg(
+        *(pl.col(c).first() for c in ("source_file", "sheet", "row_number")),
+        *(pl.col(c).min().alias(f"_min_{c}") for c in _AGREEING),
+        *(pl.col(c).max().alias(f"_max_{c}") for c in _AGREEING),
+    ).join(found, on="household_id").sort("household_id")
+    return _notes(at_head, _disagreeing_rules(), month, "roster", labels)
 
 
 def _income_unreadable(persons: pl.DataFrame) -> pl.DataFrame:
@@ -547,8 +596,11 @@ def validate_roster(table: pl.DataFrame, *, month: str, raw: RawOfRows | None = 
                     .when(ids.looks_like_float_text(pl.col("household_id")))
                     .then(pl.lit("roster_household_float_mangled")))
     frame = _mark_problems(frame, [no_household])
-    good = _roster_values(frame.filter(pl.col("_code").is_null()))
+    good, household = _roster_values(frame.filter(pl.col("_code").is_null()))
     notes = _notes(good, _roster_note_rules(), month, "roster", labels)
+    disagreeing = _household_notes(good, household, month, labels)
+    if disagreeing is not None:
+        notes = pl.concat([notes, disagreeing]).sort("list_key", "source_file", "sheet", "row_number", "column_name")
     accepted = good.with_columns(pl.lit(month, pl.String).alias("month"), pl.col("row_number").cast(pl.Int32))
     rejected = _rejected(frame, month, "roster", labels, raw)
     return Validated(checked(PersonsModel, accepted.select(PERSON_COLUMNS)), rejected, notes)

@@ -387,6 +387,31 @@ def test_what_is_odd_about_a_household_is_noted_where_it_is():
     assert "花名册中该户有1人" in notes.filter(pl.col("note_code") == "household_size_members").item(0, "note")
 
 
+def test_members_rows_that_disagree_on_the_household_are_noted_once_at_the_head():
+    """The national export repeats household fields on every member's row. Where two rows of one household disagree
+    (脱贫户 on one, 一般农户 on another; two wage figures), the household takes the head's value, as before, and the
+    head's row says so, naming both values, once per field; agreeing or blank rows say nothing."""
+    rows = [
+        {"household_id": "1", "name": "乙", "id_number": SPOUSE, "relation": "配偶", "household_type": "一般农户",
+         "wages": "3500"},
+        {"household_id": "1", "name": "甲", "id_number": HEAD, "relation": "户主", "household_type": "脱贫户",
+         "wages": "3000", "risk_eliminated": "是"},
+        {"household_id": "1", "name": "丙", "id_number": CHILD, "relation": "子", "household_type": "脱贫户",
+         "wages": "3500", "risk_eliminated": "否"},
+        {"household_id": "2", "name": "丁", "id_number": OTHER, "relation": "户主", "household_type": "脱贫户",
+         "wages": "3000"},
+    ]
+    result = validate.validate_roster(_roster(rows), month=MONTH)
+    notes = result.notes.filter(pl.col("note_code") == "household_values_differ").sort("column_name")
+    assert notes.select("row_number", "column_name").rows() == [(4, "工资性收入"), (4, "户类型"), (4, "风险是否消除")]
+    wages, kind, eliminated = notes["note"].to_list()
+    assert "“3000”与“3500”" in wages and "户主行" in wages and "户编号“1”" in wages
+    assert "一般农户" in kind and "脱贫户" in kind
+    assert "“否”与“是”" in eliminated
+    built = households.build_households(result.accepted, MONTH).sort("household_id")
+    assert built["household_type"].to_list() == ["脱贫户", "脱贫户"] and built["wages"].to_list() == [3000, 3000]
+
+
 def test_the_same_person_in_two_households_is_named_as_such():
     """The same ID in households 0021 and 0013 was rejected as "重复报送" (sent twice), naming neither household."""
     rows = [{"household_id": "0013", "name": "甲", "id_number": HEAD, "relation": "户主"},
