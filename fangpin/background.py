@@ -31,7 +31,7 @@ def in_background(name: str, work: Callable[[], T]) -> Future:
 
     def run() -> None:
         try:
-            future.set_result(framestack.with_room(work))  # the GE suites' deep calls: see fangpin.framestack
+            future.set_result(framestack.with_room(work))  # deep calls (the GE suites): see fangpin.framestack
         except BaseException as error:  # noqa: BLE001 - handed to the step through the future
             future.set_exception(error)
 

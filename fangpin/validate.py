@@ -430,7 +430,7 @@ TOWNSHIP_CODE_DIGITS = 9  # 统计用区划代码: 6 digits of the county, 3 of 
 def _roster_values(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Accepted roster rows parsed; a member's blank place is the household's (the head's, else a member's), and a
     household's blank township the one its 区划代码 (division code) names elsewhere in the roster. Also one row per
-    household with what its members' rows disagree on (`_DISAGREEING`), for the notes."""
+    household with what its members' rows disagree on (`_DISAGREEMENT_FACTS`), for the notes."""
     parsed = frame.with_columns(_roster_fields(frame))
     places = ("township", "village", "division_code")
     household = households.household_values(parsed, list(places), (*_HOUSEHOLD_FACTS, *_DISAGREEMENT_FACTS))

@@ -206,7 +206,7 @@ def run_county_of_the_province(province_dir: Path, month: str, county: str) -> C
         with loading_modules():  # a worker's first county imports the code location: no full collections
             from pipelines.province import COUNTY_ASSETS
 
-        print(f"▶ {county}", file=sys.stderr, flush=True)  # the assets' own lines follow (Dagster's console)
+        print(f"▶ {county}", file=sys.stderr, flush=True)  # its assets' lines follow (progress.CountyLines)
         return run_county(COUNTY_ASSETS, province_dir, month, county)
 
     return framestack.with_room(county_run)

@@ -405,7 +405,7 @@ def test_members_rows_that_disagree_on_the_household_are_noted_once_at_the_head(
     notes = result.notes.filter(pl.col("note_code") == "household_values_differ").sort("column_name")
     assert notes.select("row_number", "column_name").rows() == [(4, "工资性收入"), (4, "户类型"), (4, "风险是否消除")]
     wages, kind, eliminated = notes["note"].to_list()
-    assert "“3000”与“3500”" in wages and "户主行" in wages and "户编号“1”" in wages
+    assert "“3000”与“3500”" in wages and "取户主行的值" in wages and "户编号“1”" in wages
     assert "一般农户" in kind and "脱贫户" in kind
     assert "“否”与“是”" in eliminated
     built = households.build_households(result.accepted, MONTH).sort("household_id")

@@ -589,7 +589,7 @@ def test_province_risk_leaves_out_a_county_whose_latest_partition_run_failed(tmp
         assert con.execute("SELECT county FROM province.township_risk").fetchall() == [("360701",)]
 
 
-def test_a_one_run_countys_lines_name_the_county_and_the_asset(tmp_path, monkeypatch, capsys):
+def test_in_the_one_run_each_line_of_a_county_names_the_county_and_the_asset(tmp_path, monkeypatch, capsys):
     """In the one run two workers print side by side: each line of a county's assets names the county and the asset,
     as `fangpin run` names the step, and Dagster's console adds none of its own (timestamped, without the county)."""
     from pipelines import progress
