@@ -463,8 +463,9 @@ _DISAGREEMENT_FACTS = tuple(
 
 def _shown(column: str, expr: pl.Expr) -> pl.Expr:
     """A parsed household value as the note shows it: 是/否 for 风险是否消除, amounts as Excel shows numbers."""
-    if column == "risk_eliminated":
-        return pl.when(expr).then(pl.lit("是")).otherwise(pl.lit("否"))
+    if column == "risk_eliminated":  # back to the words YES_NO reads
+        words = {value: word for word, value in YES_NO.items()}
+        return pl.when(expr).then(pl.lit(words[True])).otherwise(pl.lit(words[False]))
     if column in ROSTER_AMOUNTS:
         return excel_number_text(expr)
     return expr.cast(pl.String)
