@@ -32,7 +32,7 @@ import dagster as dg
 
 from fangpin import framestack
 from fangpin.collector import loading_modules
-from pipelines.progress import CountyLines, clerk_message
+from pipelines.progress import AssetLines, clerk_message
 from pipelines.resources import FangpinData, county_dir
 
 DONE = "完成 done"  # what a county's line says when its month went through (the bench counts these lines)
@@ -84,7 +84,7 @@ def run_county(assets: list[dg.AssetsDefinition], province_dir: Path, month: str
     broken: set[dg.AssetKey] = set()
     try:
         with dg.build_asset_context(partition_key=key, resources={"fangpin": resource}) as context:
-            lines = CountyLines(county)
+            lines = AssetLines(county=county)
             context.log.addFilter(lines)
             for asset in invocation_order(assets):
                 name = lines.step = asset.node_def.name
@@ -116,6 +116,7 @@ def build_province_marts(province_dir: Path, month: str, failed: tuple[str, ...]
 
     resource = FangpinData(data_dir=str(province_dir))
     with dg.build_asset_context(partition_key=month, resources={"fangpin": resource}) as context:
+        context.log.addFilter(AssetLines("province_risk"))
         return province_marts(context, context.resources.fangpin, month, failed)
 
 
@@ -206,7 +207,7 @@ def run_county_of_the_province(province_dir: Path, month: str, county: str) -> C
         with loading_modules():  # a worker's first county imports the code location: no full collections
             from pipelines.province import COUNTY_ASSETS
 
-        print(f"▶ {county}", file=sys.stderr, flush=True)  # its assets' lines follow (progress.CountyLines)
+        print(f"▶ {county}", file=sys.stderr, flush=True)  # its assets' lines follow (progress.AssetLines)
         return run_county(COUNTY_ASSETS, province_dir, month, county)
 
     return framestack.with_room(county_run)

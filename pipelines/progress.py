@@ -144,20 +144,21 @@ class _ProgressHandler(logging.Handler):
             _say(f"✗ {step or 'run'}: {message}")
 
 
-class CountyLines(logging.Filter):
-    """A province county's progress lines in the one run (`fangpin province --one-run`), as `fangpin run` prints a
-    county's: `  360099 roster: 花名册 300000 行…`. Put on the log of a county's directly invoked assets, it prints
-    each message with the county and the asset running (`step`, set by the caller) and keeps it from Dagster's
-    console, which would print it with a timestamp and no county, two workers' lines interleaved. One write per
-    line, so the two workers' lines never mix within a line."""
+class AssetLines(logging.Filter):
+    """The progress lines of directly invoked assets (the province's one run, `fangpin province --one-run`), as
+    `fangpin run` prints a step's: `  360099 roster: 花名册 300000 行…` for a county, `  province_risk: …` for the
+    provincial marts. Put on the log of the assets' context, it prints each message with the county, if any, and the
+    asset running (`step`, set by the caller), and keeps it from Dagster's console, which would print it with a
+    timestamp and no county, two workers' lines interleaved. One write per line, so the two workers' lines never
+    mix within a line."""
 
-    def __init__(self, county: str):
+    def __init__(self, step: str = "", county: str | None = None):
         super().__init__()
-        self.county, self.step = county, ""
+        self.step, self.prefix = step, f"{county} " if county else ""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno >= logging.INFO:
-            _say(f"  {self.county} {self.step}: {record.getMessage()}")
+            _say(f"  {self.prefix}{self.step}: {record.getMessage()}")
         return False
 
 

@@ -593,7 +593,7 @@ def test_in_the_one_run_each_line_of_a_county_names_the_county_and_the_asset(tmp
     """In the one run two workers print side by side: each line of a county's assets names the county and the asset,
     as `fangpin run` names the step, and Dagster's console adds none of its own (timestamped, without the county)."""
     from pipelines import progress
-    from pipelines.one_run import run_county
+    from pipelines.one_run import build_province_marts, run_county
     from pipelines.province import COUNTY_ASSETS
 
     monkeypatch.setattr(progress, "_terminal", None)  # lines to this test's stderr, not a copy another test took
@@ -602,4 +602,8 @@ def test_in_the_one_run_each_line_of_a_county_names_the_county_and_the_asset(tmp
     printed = capsys.readouterr().err.splitlines()
     assert "roster" in outcome.failed  # no roster this month: the county stops there, with its lines printed
     assert any(line.startswith("  360702 drop_zone: ") for line in printed), printed
+    assert not [line for line in printed if " - dagster - " in line]
+    build_province_marts(tmp_path, MONTH, failed=("360702",))  # the provincial marts of the one run, likewise
+    printed = capsys.readouterr().err.splitlines()
+    assert any(line.startswith("  province_risk: ") and "360702" in line for line in printed), printed
     assert not [line for line in printed if " - dagster - " in line]
