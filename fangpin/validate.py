@@ -472,18 +472,23 @@ def _shown(column: str, expr: pl.Expr) -> pl.Expr:
 
 
 def _disagreeing_rules() -> list[NoteRule]:
-    """A household whose members' rows give one of `_AGREEING` two values: noted once, on its head's row."""
+    """A household whose members' rows give one of `_AGREEING` two values: noted once, on its head's row, with the
+    value taken (the first of `_values_<column>`, in member order: the head's) and the others."""
+    def quoted(values: pl.Expr) -> pl.Expr:
+        return values.list.eval(pl.lit("“") + pl.element() + pl.lit("”")).list.join("、")
+
     return [NoteRule(c, "household_values_differ", pl.col(f"_differs_{c}"),
-                     {"household_id": pl.col("household_id"), "value": _shown(c, pl.col(f"_min_{c}")),
-                      "other": _shown(c, pl.col(f"_max_{c}"))})
+                     {"household_id": pl.col("household_id"), "value": pl.col(f"_values_{c}").list.first(),
+                      "others": quoted(pl.col(f"_values_{c}").list.slice(1))})
             for c in _AGREEING]
 
 
 def _household_notes(persons: pl.DataFrame, household: pl.DataFrame, month: str,
                      labels: dict[str, str]) -> pl.DataFrame | None:
     """The notes on what a household's members' rows disagree on (`_disagreeing_rules`), at the head's row (its
-    first row in member order), with the smallest and largest value its rows give; None when no household's rows
-    disagree (the usual roster pays no join and no second validation of the notes)."""
+    first row in member order), with the values its rows give in member order (the head's first, which the household
+    takes); None when no household's rows disagree (the usual roster pays no join and no second validation of the
+    notes)."""
     differs = [f"_differs_{c}" for c in _AGREEING]
     found = household.filter(pl.any_horizontal(differs)).select("household_id", *differs)
     if found.is_empty():
@@ -491,8 +496,7 @@ def _household_notes(persons: pl.DataFrame, household: pl.DataFrame, month: str,
     rows = households.in_member_order(persons.join(found, on="household_id", how="semi"))
     at_head = rows.group_by("household_id").agg(
         *(pl.col(c).first() for c in ("source_file", "sheet", "row_number")),
-        *(pl.col(c).min().alias(f"_min_{c}") for c in _AGREEING),
-        *(pl.col(c).max().alias(f"_max_{c}") for c in _AGREEING),
+        *(_shown(c, pl.col(c).drop_nulls()).unique(maintain_order=True).alias(f"_values_{c}") for c in _AGREEING),
     ).join(found, on="household_id").sort("household_id")
     return _notes(at_head, _disagreeing_rules(), month, "roster", labels)
 

@@ -70,7 +70,7 @@ NOTE = {
     "township_unknown": "乡镇“{value}”在花名册中找不到",
     "household_heads": "户编号“{household_id}”一户有{heads}个户主行，户的信息取第一个户主行；请核对是否把两户编成了同一个户编号",
     "household_townships": "户编号“{household_id}”的成员分属不同乡镇（本行“{value}”，户主“{head_township}”），预警按户主所在乡镇分派；请核对户编号是否各乡镇各自编号",
-    "household_values_differ": "户编号“{household_id}”各成员行的这一项填写不一致（“{value}”与“{other}”），户的信息取户主行的值（户主行未填时取第一个填写的成员行）；请核对后统一",
+    "household_values_differ": "户编号“{household_id}”各成员行的这一项填写不一致：户的信息取“{value}”（户主行的值；户主行未填时为第一个填写的成员行），其他成员行填的是{others}；请核对后统一",
     "household_size_members": "户编号“{household_id}”家庭人口数填的是{value}人，花名册中该户有{members}人；人均收入按家庭人口数计算，请核对",
     "township_from_code": "乡镇为空，已按区划代码“{code}”补为“{township}”（花名册中同一代码的其他户都属该乡镇）",
     "township_missing": "乡镇为空，也无法从区划代码判断；该户如有预警，无法分派给任何乡镇，请在花名册中补填乡镇",

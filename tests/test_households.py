@@ -393,7 +393,7 @@ def test_members_rows_that_disagree_on_the_household_are_noted_once_at_the_head(
     head's row says so, naming both values, once per field; agreeing or blank rows say nothing."""
     rows = [
         {"household_id": "1", "name": "乙", "id_number": SPOUSE, "relation": "配偶", "household_type": "一般农户",
-         "wages": "3500"},
+         "wages": "1000"},
         {"household_id": "1", "name": "甲", "id_number": HEAD, "relation": "户主", "household_type": "脱贫户",
          "wages": "3000", "risk_eliminated": "是"},
         {"household_id": "1", "name": "丙", "id_number": CHILD, "relation": "子", "household_type": "脱贫户",
@@ -405,9 +405,11 @@ def test_members_rows_that_disagree_on_the_household_are_noted_once_at_the_head(
     notes = result.notes.filter(pl.col("note_code") == "household_values_differ").sort("column_name")
     assert notes.select("row_number", "column_name").rows() == [(4, "工资性收入"), (4, "户类型"), (4, "风险是否消除")]
     wages, kind, eliminated = notes["note"].to_list()
-    assert "“3000”与“3500”" in wages and "取户主行的值" in wages and "户编号“1”" in wages
-    assert "一般农户" in kind and "脱贫户" in kind
-    assert "“否”与“是”" in eliminated
+    # the head's 3000 is taken, between the members' 1000 and 3500: every value named, the one taken first
+    assert "户的信息取“3000”（户主行的值" in wages and "其他成员行填的是“1000”、“3500”；" in wages
+    assert "户编号“1”" in wages
+    assert "取“脱贫户”" in kind and "其他成员行填的是“一般农户”；" in kind
+    assert "取“是”" in eliminated and "其他成员行填的是“否”；" in eliminated
     built = households.build_households(result.accepted, MONTH).sort("household_id")
     assert built["household_type"].to_list() == ["脱贫户", "脱贫户"] and built["wages"].to_list() == [3000, 3000]
 
