@@ -158,7 +158,11 @@ FROM typed
 
 FACTS_SQL = """
 CREATE OR REPLACE TEMP TABLE wq_facts AS
-WITH risk AS (
+WITH listed AS (     -- a list row's risk details side by side: a detail naming two risks is one member entry
+    SELECT *, nullif(array_to_string(list_sort(list(risk_detail) FILTER (WHERE risk_detail IS NOT NULL)
+               OVER (PARTITION BY list_key, source_file, sheet, row_number)), '、'), '') AS row_details
+    FROM wq_signals WHERE kind = 'risk' AND household_id IS NOT NULL
+), risk AS (
     SELECT s.household_id,
            coalesce(list_sort(list_distinct(list(s.risk_type) FILTER (WHERE s.risk_type IS NOT NULL))), []) AS risk_types,
            coalesce(list_sort(list_distinct(list(s.risk_detail) FILTER (WHERE s.risk_detail IS NOT NULL))), []) AS risk_details,
@@ -166,15 +170,14 @@ WITH risk AS (
            list_sort(list_distinct(list(s.list_key))) AS sources,
            list_sort(list_distinct(list(
                s.person_name || '（' || CASE WHEN s.match_rule = 'probable_name' THEN '疑似匹配，' ELSE '' END
-               || s.name_check || s.list_key || '：' || concat_ws('、', s.risk_detail, s.gap) || '）'))) AS members,
+               || s.name_check || s.list_key || '：' || concat_ws('、', s.row_details, s.gap) || '）'))) AS members,
            list_sort(list_distinct(list(s.id_number))) AS member_ids,
            count(DISTINCT s.department) AS departments,
            list_sort(list_distinct(list(s.department_name))) AS department_names,
            bool_or(s.match_rule = 'id') AS any_id, bool_or(s.match_rule = 'probable_name') AS any_probable,
            coalesce(list(s.person_name) FILTER (WHERE list_contains(p.severe_illness_lists, s.list_key)), []) AS ill_listed,
            coalesce(list(s.person_name) FILTER (WHERE list_contains(p.disability_lists, s.list_key)), []) AS disabled_listed
-    FROM wq_signals s, wq_policy p
-    WHERE s.kind = 'risk' AND s.household_id IS NOT NULL
+    FROM listed s, wq_policy p
     GROUP BY s.household_id
 ), costs AS (      -- this month's out-of-pocket cost or loss; a person sent twice on one list counts once
     -- summed as decimals: a DOUBLE sum depends on the order DuckDB's threads add in (143263.65 one run,
