@@ -112,6 +112,12 @@ def _say(line: str) -> None:
     print(line, file=_terminal or sys.stderr, flush=True)
 
 
+def _step_line(step: str, message: str) -> None:
+    """A step's message as the person watching reads it: `  roster: 花名册 …` (a county's steps in the province's one
+    run: `  360099 roster: …`)."""
+    _say(f"  {step}: {message}")
+
+
 class _ProgressHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         """The record's progress line, if it has one. A line that cannot be written (the terminal gone: a closed
@@ -128,7 +134,7 @@ class _ProgressHandler(logging.Handler):
         message = meta.get("orig_message") or record.getMessage()
         if event is None:
             if record.levelno >= logging.INFO:
-                _say(f"  {step}: {skipped_step_message(message)}")
+                _step_line(step, skipped_step_message(message))
             return
         kind = event.event_type_value
         if kind == "STEP_START":
@@ -158,7 +164,7 @@ class AssetLines(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno >= logging.INFO:
-            _say(f"  {self.prefix}{self.step}: {record.getMessage()}")
+            _step_line(f"{self.prefix}{self.step}", record.getMessage())
         return False
 
 
