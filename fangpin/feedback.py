@@ -371,8 +371,9 @@ def read_feedback_files(paths: list[Path], expected: pl.DataFrame, month: str | 
 
     Other files than .xlsx/.xlsm (whatever the case of the suffix) are rejected as no workbook (townships must
     return the xlsx they were sent), an identical copy of a file read before as a copy. `open_returned(path)`
-    gives an encrypted workbook's plain bytes (fangpin.protect.open_returned), or None to read the file itself. `month` is the folder's (see `read_feedback`). A household answered in two files
-    is taken from the file saved last (`_answered_once`).
+    gives an encrypted workbook's plain bytes (fangpin.protect.open_returned), or None to read the file itself.
+    `month` is the folder's (see `read_feedback`). A household answered in two files is taken from the file saved
+    last (`_answered_once`).
     """
     verifications, rejections = [_empty_verifications()], [pl.DataFrame(schema=REJECTED_COLUMNS)]
     saved: dict[str, float] = {}  # source_file -> when the file was last saved (its modification time)

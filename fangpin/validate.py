@@ -453,8 +453,8 @@ _HOUSEHOLD_FACTS = (
 
 # Household-level fields the national export repeats on every member's row, which decide a warning's category and
 # income: where two members' rows hold different values, the household takes the head's (households.household_value)
-# and the head's row gets a note naming the value taken and the others. Found by one cheap aggregation per field in the grouping above (1M
-# persons: ~0.1 s); the values for the note only for the households found, usually none.
+# and the head's row gets a note naming the value taken and the others. Found by one cheap aggregation per field in
+# the grouping above (1M persons: ~0.1 s); the values for the note only for the households found, usually none.
 _AGREEING = (*ROSTER_CHOICES, "risk_eliminated", *ROSTER_AMOUNTS)
 _DISAGREEMENT_FACTS = tuple(
     (pl.col(c).min() != pl.col(c).max() if c in ROSTER_AMOUNTS else pl.col(c).drop_nulls().n_unique() > 1)
