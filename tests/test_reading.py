@@ -522,6 +522,7 @@ def test_xml_scan_finds_the_cells_pythons_re_finds(kind):
 def test_xml_scan_across_blocks_and_batches_matches_pythons_re(monkeypatch):
     """Blocks cut mid-row and batches of blocks do not lose or double a cell: tiny blocks, two per batch."""
     monkeypatch.setattr(reading, "_MB", 64)
+    monkeypatch.setattr(reading, "_INFLATE_INPUT", 16)  # many small inflated pieces, as a big part gives
     monkeypatch.setattr(reading, "_SCAN_BLOCKS_AT_ONCE", 2)
     kinds = list(_CELLS)
     cells = [_CELLS[kinds[row % len(kinds)]] for row in range(400)]
@@ -532,6 +533,46 @@ def test_xml_scan_across_blocks_and_batches_matches_pythons_re(monkeypatch):
 
     assert _found(found) == _reference(xml, ("C",))
     assert found.number_rows[0].len() > 100 and found.formulas.len() > 20 and found.errors.len() > 20
+
+
+@pytest.mark.parametrize("compression", [zipfile.ZIP_DEFLATED, zipfile.ZIP_STORED])
+@pytest.mark.parametrize("from_memory", [True, False])
+def test_a_worksheet_part_inflates_to_the_bytes_zipfile_reads(tmp_path, monkeypatch, compression, from_memory):
+    """The scan inflates deflated parts of a workbook in memory with ISA-L, in pieces; stored parts and workbooks on
+    disk go through zipfile. Either way, the same bytes as zipfile's own read."""
+    monkeypatch.setattr(reading, "_INFLATE_INPUT", 7)
+    xml = "".join(f'<row r="{row}"><c r="C{row}"><v>{row * 7919}</v></c></row>' for row in range(2, 3000)).encode()
+    path = tmp_path / "book.xlsx"
+    with zipfile.ZipFile(path, "w", compression) as archive:
+        archive.writestr("docProps/app.xml", "<Properties/>")
+        archive.writestr("xl/worksheets/sheet1.xml", xml)
+    archive = zipfile.ZipFile(io.BytesIO(path.read_bytes()) if from_memory else path)
+
+    pieces = list(reading._inflated(archive, "xl/worksheets/sheet1.xml"))
+
+    assert b"".join(pieces) == xml == archive.read("xl/worksheets/sheet1.xml")
+    assert len(pieces) > 100 if (from_memory and compression == zipfile.ZIP_DEFLATED) else len(pieces) == 1
+
+
+@pytest.mark.parametrize("damage", ["crc", "size", "deflate"])
+def test_a_damaged_worksheet_part_is_not_scanned_but_left_to_calamine(damage):
+    """A part whose CRC, declared size or deflated bytes are wrong raises while it inflates, and the scan then
+    answers "cannot tell" (calamine's own read reports the damage), never numbers read from damaged bytes."""
+    archive = _sheet_part([_CELLS["number"]] * 50)
+    info = archive.getinfo("xl/worksheets/sheet1.xml")
+    if damage == "crc":
+        info.CRC ^= 1
+    elif damage == "size":
+        info.file_size -= 1
+    else:
+        data = bytearray(archive.fp.getvalue())
+        data[info.header_offset + 60] ^= 0xFF
+        archive = zipfile.ZipFile(io.BytesIO(bytes(data)))
+
+    with pytest.raises(Exception):
+        list(reading._inflated(archive, "xl/worksheets/sheet1.xml"))
+    assert reading._SheetXml(archive, "xl/worksheets/sheet1.xml").number_rows(["C"]) is None
+    assert reading._SheetXml(_sheet_part([_CELLS["number"]] * 50), "xl/worksheets/sheet1.xml").number_rows(["C"])
 
 
 def test_the_eager_sheet_load_gives_the_lazy_loads_cells_and_columns(tmp_path):
