@@ -195,7 +195,8 @@ class ReadCache:
     not use, so entries of files no longer received do not outlive the next scan.
 
     New entries are written by one background thread while the next file is parsed (writing parquet and fsync
-    release the GIL, and took a quarter of a cold scan); `prune` first waits until every entry is written.
+    release the GIL, and took a quarter of a cold scan); `prune` first waits until every entry is written. A run's
+    roster read instead holds its entries back for the run to write later (`later`, a LaterWrites).
     """
 
     def __init__(self, data_dir: Path, month: str, kind: str, use: bool | None = None,
