@@ -49,7 +49,6 @@ def roster(context: dg.AssetExecutionContext, fangpin: FangpinData) -> ingest.Ro
     """The household roster (花名册) as of the month: persons, households with A33/A34/A37/A38, places."""
     month = month_of(context)
     month_roster = ingest.load_roster(fangpin.root, month, fangpin.roster_files(month))
-    fangpin.write_read_cache()  # the entries its read held back: the cores are less busy from here
     if month_roster.persons.is_empty():
         raise dg.Failure(description=no_roster_message(month, month_roster))
     whole = month_roster.rejected.filter(pl.col("row_number").is_null())  # files or sheets refused as a whole

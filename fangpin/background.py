@@ -11,30 +11,15 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import Future
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, TypeVar
+from typing import Callable, TypeVar
 
 from fangpin import framestack
-
-if TYPE_CHECKING:
-    from fangpin.readcache import LaterWrites
 
 T = TypeVar("T")
 
 ROSTER_READ_THREAD = "fangpin-roster-read"
-
-
-@dataclass(frozen=True)
-class RosterRead:
-    """A roster read under way: `reading.read_roster`'s result to come, and the read-cache entries it holds back for
-    the run to write when it has a core to spare (`LaterWrites.start`, then `finish` before the run ends)."""
-
-    future: Future
-    cache_writes: LaterWrites
-
-
-_ahead: dict[tuple[str, str], RosterRead] = {}  # (data dir, month) -> a roster read started before its run
+_ahead: dict[tuple[str, str], Future] = {}  # (data dir, month) -> a roster read started before its run
 _AHEAD_LOCK = threading.Lock()
 
 
@@ -54,12 +39,10 @@ def in_background(name: str, work: Callable[[], T]) -> Future:
     return future
 
 
-def _read(data_dir: Path, month: str) -> RosterRead:
-    from fangpin import reading, readcache
+def _read(data_dir: Path, month: str) -> Future:
+    from fangpin import reading
 
-    writes = readcache.LaterWrites()
-    return RosterRead(in_background(ROSTER_READ_THREAD,
-                                    lambda: reading.read_roster(data_dir, month, cache_writes=writes)), writes)
+    return in_background(ROSTER_READ_THREAD, lambda: reading.read_roster(data_dir, month))
 
 
 def read_roster_ahead(data_dir: Path, month: str) -> None:
@@ -71,15 +54,15 @@ def read_roster_ahead(data_dir: Path, month: str) -> None:
             _ahead[(str(data_dir), month)] = _read(data_dir, month)
 
 
-def roster_read(data_dir: Path, month: str, then: Callable[[], object] | None = None) -> RosterRead:
-    """`reading.read_roster(data_dir, month)` in a background thread, its result to come: the read
-    `read_roster_ahead` started, taken over (once), else one started now. `then` is called once the read is over
-    (succeeded or failed): in the reading thread, or at once when it is already over."""
+def roster_read(data_dir: Path, month: str, then: Callable[[], object] | None = None) -> Future:
+    """`reading.read_roster(data_dir, month)` in a background thread, its result to come in the returned future:
+    the read `read_roster_ahead` started, taken over (once), else one started now. `then` is called once the read
+    is over (succeeded or failed): in the reading thread, or at once when it is already over."""
     data_dir = Path(data_dir).resolve()
     with _AHEAD_LOCK:
-        read = _ahead.pop((str(data_dir), month), None)
-    if read is None:
-        read = _read(data_dir, month)
+        future = _ahead.pop((str(data_dir), month), None)
+    if future is None:
+        future = _read(data_dir, month)
     if then is not None:
-        read.future.add_done_callback(lambda _: then())
-    return read
+        future.add_done_callback(lambda _: then())
+    return future

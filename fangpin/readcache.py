@@ -32,11 +32,10 @@ import shutil
 import tempfile
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor, wait
-from functools import lru_cache, partial
+from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
-from typing import Callable
 
 import polars as pl
 
@@ -195,14 +194,11 @@ class ReadCache:
     not use, so entries of files no longer received do not outlive the next scan.
 
     New entries are written by one background thread while the next file is parsed (writing parquet and fsync
-    release the GIL, and took a quarter of a cold scan); `prune` first waits until every entry is written. A run's
-    roster read instead holds its entries back for the run to write later (`later`, a LaterWrites).
+    release the GIL, and took a quarter of a cold scan); `prune` first waits until every entry is written.
     """
 
-    def __init__(self, data_dir: Path, month: str, kind: str, use: bool | None = None,
-                 later: LaterWrites | None = None):
+    def __init__(self, data_dir: Path, month: str, kind: str, use: bool | None = None):
         self.data_dir = Path(data_dir)
-        self.later = later  # new entries held back for the caller to write (LaterWrites), else written at once
         self.root = self.data_dir / "cache"
         valid = bool(config.MONTH_PATTERN.match(month))  # the month names a folder: never "../x"
         self.folder = self.root / "reads" / (month if valid else "_invalid") / kind
@@ -238,9 +234,6 @@ class ReadCache:
         tables, problems, notes = result
         copied = ([dataclasses.replace(t, unmapped_headers=list(t.unmapped_headers)) for t in tables],
                   [dataclasses.replace(p) for p in problems], list(notes))
-        if self.later is not None:
-            self.later.submit(partial(self._store_now, source, key, copied))
-            return
         with self._lock:
             if self._writer is None:
                 self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="readcache")
@@ -254,8 +247,7 @@ class ReadCache:
             log.warning("read cache: could not store %s (%s: %s)", source, type(exc).__name__, exc)
 
     def wait(self) -> None:
-        """Block until every entry handed to the writer thread is stored (or its failure logged); entries held back
-        (`later`) are the caller's to write and wait for."""
+        """Block until every entry handed to the writer thread is stored (or its failure logged)."""
         with self._lock:
             writer, self._writer = self._writer, None
         if writer is not None:
@@ -273,8 +265,7 @@ class ReadCache:
             _private_dir(folder)
 
     def prune(self) -> list[str]:
-        """Delete the entries this scan did not use (and crashed writers' leftovers); returns the deleted names.
-        An entry held back (`later`) is one this scan used, so it is kept when it is written after this."""
+        """Delete the entries this scan did not use (and crashed writers' leftovers); returns the deleted names."""
         self.wait()
         if not self.folder.is_dir() or self.folder.parent.name == "_invalid":
             return []
@@ -290,43 +281,3 @@ class ReadCache:
                 entry.unlink(missing_ok=True)
             deleted.append(entry.name)
         return deleted
-
-
-class LaterWrites:
-    """New read-cache entries held back, to be written when the caller says the run has a core to spare.
-
-    Why: a 1M-person county's two roster entries (parquet, then fsync) cost ~1 CPU-s, and the roster step waited
-    ~0.5 s at the end of its read for them, in the stretch where the parse and the roster's validation keep both
-    cores busy; the next steps (department_lists: mostly Dagster's events, in one thread) leave one partly idle
-    (bench/README.md, session 21). Entries are queued until `start()`, then written one after the other in a thread
-    of their own; `finish()` starts them if need be and waits for all. A process killed before that loses only the
-    entries: the next run parses the files again, as it would with no cache.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._queued: list[Callable[[], None]] = []
-        self._writer: ThreadPoolExecutor | None = None
-        self._written: list[Future] = []
-
-    def submit(self, write: Callable[[], None]) -> None:
-        with self._lock:
-            if self._writer is None:
-                self._queued.append(write)
-            else:
-                self._written.append(self._writer.submit(write))
-
-    def start(self) -> None:
-        """Write the entries held so far, and any handed over from now on, in a background thread."""
-        with self._lock:
-            if self._writer is None:
-                self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="readcache-later")
-                self._written += [self._writer.submit(write) for write in self._queued]
-                self._queued.clear()
-
-    def finish(self) -> None:
-        """Start the writes if they were not, and wait until every entry is stored (or its failure logged)."""
-        self.start()
-        with self._lock:
-            written = list(self._written)
-        wait(written)

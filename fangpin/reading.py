@@ -1720,12 +1720,11 @@ RosterFiles = tuple[list[SheetTable], list[FileProblem], list[ReceivedFile]]  # 
 
 
 def read_roster(data_dir: Path, month: str, registry: Registry | None = None, limits: IntakeLimits | None = None,
-                cache_writes: readcache.LaterWrites | None = None) -> RosterFiles:
+                ) -> RosterFiles:
     """data_dir/raw/<month>/roster/*: the 花名册 (household roster), in one or several xlsx/xls files or sheets,
     csv or parquet, as roster tables.
 
     Mapped with registry.roster_headers; a sheet lacking registry.roster_required is a problem (list_key "roster").
-    New read-cache entries are written before this returns, or held in `cache_writes` for the caller to write.
     """
     reg = registry or config.registry()
     data_dir = Path(data_dir)
@@ -1733,7 +1732,7 @@ def read_roster(data_dir: Path, month: str, registry: Registry | None = None, li
     intake = _Intake(data_dir, ROSTER_SUFFIXES, reg, list_key="roster")
     tables: list[SheetTable] = []
     problems: list[FileProblem] = []
-    cache = readcache.ReadCache(data_dir, month, "roster", later=cache_writes)  # re-reads only files with new content
+    cache = readcache.ReadCache(data_dir, month, "roster")  # re-reads only files whose content is new
     if not folder.is_dir():
         cache.prune()
         return tables, problems, intake.files

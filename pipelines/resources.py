@@ -13,7 +13,7 @@ import polars as pl
 from pydantic import PrivateAttr
 
 from assets.partitions import COUNTY_TAG, MONTH_TAG, PARTITION_TAG
-from fangpin import background, quality, readcache, reading, warehouse
+from fangpin import background, quality, reading, warehouse
 from fangpin.config import PROJECT_ROOT
 
 COUNTIES_FOLDER = "counties"
@@ -67,8 +67,7 @@ class FangpinData(dg.ConfigurableResource):
     data_dir: str
     _run: warehouse.RunWarehouse | None = PrivateAttr(default=None)
     _county: str | None = PrivateAttr(default=None)
-    _roster_read: tuple[str, background.RosterRead] | None = PrivateAttr(default=None)  # (month, the read under way)
-    _cache_writes: readcache.LaterWrites | None = PrivateAttr(default=None)  # the roster read's entries held back
+    _roster_read: tuple[str, Future] | None = PrivateAttr(default=None)  # (month, read_roster's result to come)
     _ahead: dict[str, tuple[str, Future]] = PrivateAttr(default_factory=dict)  # step -> (month, its work started early)
     _steps: frozenset[str] = PrivateAttr(default=frozenset())
 
@@ -97,8 +96,7 @@ class FangpinData(dg.ConfigurableResource):
         warm_up = quality.start_loading_great_expectations if "data_quality" in steps else None
         month = _run_month(context.run)
         if month and "roster" in steps:
-            read = background.roster_read(self.root, month, then=warm_up)
-            self._roster_read, self._cache_writes = (month, read), read.cache_writes
+            self._roster_read = (month, background.roster_read(self.root, month, then=warm_up))
         elif warm_up is not None:
             warm_up()
 
@@ -108,16 +106,8 @@ class FangpinData(dg.ConfigurableResource):
         a run, or for another month)."""
         started, self._roster_read = self._roster_read, None
         if started is not None and started[0] == month:
-            return started[1].future.result()
+            return started[1].result()
         return reading.read_roster(self.root, month)
-
-    def write_read_cache(self) -> None:
-        """Start writing the read-cache entries the roster's read held back (`readcache.LaterWrites`): called by the
-        roster step once the roster is validated, the stretch that keeps both cores busy; the run's teardown waits for
-        them. (Started after the warning queue instead, they slowed the marts beside them: bench/README.md, session
-        21.)"""
-        if self._cache_writes is not None:
-            self._cache_writes.start()
 
     def start_ahead(self, step: str, month: str, prepare: Callable[[], Callable[[], T]]) -> None:
         """Start the work of `step` (an asset's step name) for `month` in a background thread now, when this run has
@@ -173,8 +163,6 @@ class FangpinData(dg.ConfigurableResource):
         interrupted (Ctrl-C, or terminated from the UI) publishes nothing: the warehouse stays as before it, as
         after a power cut, instead of a queue from this run beside risk marts from the last one."""
         self._wait_for_background()
-        if self._cache_writes is not None:
-            self._cache_writes.finish()
         if self._run is None:
             return
         if _interrupted(context):

@@ -164,40 +164,8 @@ def test_a_roster_read_started_before_the_run_is_the_one_the_run_uses(tmp_path, 
     assert threads == ["fangpin-roster-read"]  # one read: the one started ahead
     failure = result.get_step_failure_events()[0]
     assert failure.step_key == "roster" and "花名册.xlsx" in failure.step_failure_data.user_failure_data.description
-    background.roster_read(tmp_path, "2026-10").future.result(30)  # taken: the next read is a new one
+    background.roster_read(tmp_path, "2026-10").result(30)  # taken: the next read is a new one
     assert threads == ["fangpin-roster-read"] * 2
-
-
-def test_a_run_writes_the_roster_cache_entries_it_held_back_before_it_ends(tmp_path, monkeypatch):
-    """The roster's read-cache entries wait for the roster's validation (FangpinData.write_read_cache), and a run
-    whose roster step fails before that still writes them before it ends, so that its re-run parses nothing again."""
-    from fangpin import demo, ingest
-
-    demo.generate(tmp_path, months=["2026-10"], persons=300)
-
-    def failing(*args, **kwargs):
-        raise RuntimeError("validation failed")
-
-    monkeypatch.setattr(ingest, "load_roster", failing)
-    result = _materialize(["drop_zone", "roster"], tmp_path)
-
-    assert not result.success
-    entries = tmp_path / "cache" / "reads" / "2026-10" / "roster"
-    assert [entry for entry in entries.iterdir() if not entry.name.startswith(".")]
-
-
-def test_the_roster_step_starts_the_held_back_cache_writes_and_the_run_waits_for_them(tmp_path, monkeypatch):
-    from fangpin import demo, readcache
-
-    demo.generate(tmp_path, months=["2026-10"], persons=300)
-    calls: list[str] = []
-    start, finish = readcache.LaterWrites.start, readcache.LaterWrites.finish
-    monkeypatch.setattr(readcache.LaterWrites, "start", lambda self: calls.append("start") or start(self))
-    monkeypatch.setattr(readcache.LaterWrites, "finish", lambda self: calls.append("finish") or finish(self))
-
-    result = _materialize(["drop_zone", "roster"], tmp_path)
-
-    assert result.success and calls[:2] == ["start", "finish"]
 
 
 def test_the_cli_reads_the_roster_ahead_only_for_runs_that_have_the_roster_step(tmp_path, monkeypatch):

@@ -328,29 +328,3 @@ def test_a_parquet_roster_is_read_again_rather_than_cached(county, parsed):
     assert _entries(county, "roster") == set()
     _assert_tables_equal(first, second)
     assert first[0].frame.height == frame.height
-
-
-def test_roster_entries_held_back_are_written_when_the_caller_says_and_then_reused(county, parsed):
-    """A run holds the roster's new entries back (readcache.LaterWrites) until the roster is validated:
-    none is on disk when the read returns, all are once `finish()` returns, and the next read parses nothing."""
-    writes = readcache.LaterWrites()
-    first, problems, files = reading.read_roster(county, MONTH, cache_writes=writes)
-    assert _entries(county, "roster") == set() and len(parsed) > 0
-
-    writes.finish()
-
-    assert len(_entries(county, "roster")) == len([f for f in files if f.status == "read"]) > 0
-    parsed.clear()
-    again, problems_again, files_again = reading.read_roster(county, MONTH)
-    assert parsed == []
-    _assert_tables_equal(first, again)
-    assert (problems, files) == (problems_again, files_again)
-
-
-def test_held_back_writes_started_early_take_later_entries_too(county):
-    """Started before the read hands its entries over, the writer takes each one as it comes."""
-    writes = readcache.LaterWrites()
-    writes.start()
-    reading.read_roster(county, MONTH, cache_writes=writes)
-    writes.finish()
-    assert _entries(county, "roster")
