@@ -575,6 +575,23 @@ def test_a_damaged_worksheet_part_is_not_scanned_but_left_to_calamine(damage):
     assert reading._SheetXml(_sheet_part([_CELLS["number"]] * 50), "xl/worksheets/sheet1.xml").number_rows(["C"])
 
 
+def test_a_part_that_inflates_beyond_its_declared_size_is_stopped_4_mb_at_a_time():
+    """A part whose zip directory understates its size (how a zip bomb passes the limits) raises as soon as more
+    comes out than declared, holding at most 4 MB of it: 40 MB of one repeated byte deflate to ~40 KB."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("xl/worksheets/sheet1.xml", b"<c" * (20 * 1024 * 1024))
+    archive = zipfile.ZipFile(buffer)
+    archive.getinfo("xl/worksheets/sheet1.xml").file_size = 5 * 1024 * 1024
+    pieces: list[int] = []
+
+    with pytest.raises(zipfile.BadZipFile, match="more data"):
+        for piece in reading._inflated(archive, "xl/worksheets/sheet1.xml"):
+            pieces.append(len(piece))
+
+    assert pieces and max(pieces) <= 4 * 1024 * 1024 and sum(pieces) <= 5 * 1024 * 1024
+
+
 def test_the_eager_sheet_load_gives_the_lazy_loads_cells_and_columns(tmp_path):
     """Sheets are loaded eagerly (calamine builds Arrow outside the GIL); the cells, dtypes and Excel columns must be
     those of the lazy load: a table starting at C3 keeps its column letters, an empty sheet still reads."""
