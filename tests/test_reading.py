@@ -554,7 +554,7 @@ def test_a_worksheet_part_inflates_to_the_bytes_zipfile_reads(tmp_path, monkeypa
     assert len(pieces) > 100 if (from_memory and compression == zipfile.ZIP_DEFLATED) else len(pieces) == 1
 
 
-@pytest.mark.parametrize("damage", ["crc", "size", "deflate"])
+@pytest.mark.parametrize("damage", ["crc", "size", "deflate", "local name"])
 def test_a_damaged_worksheet_part_is_not_scanned_but_left_to_calamine(damage):
     """A part whose CRC, declared size or deflated bytes are wrong raises while it inflates, and the scan then
     answers "cannot tell" (calamine's own read reports the damage), never numbers read from damaged bytes."""
@@ -564,9 +564,9 @@ def test_a_damaged_worksheet_part_is_not_scanned_but_left_to_calamine(damage):
         info.CRC ^= 1
     elif damage == "size":
         info.file_size -= 1
-    else:
+    else:  # a byte of the deflated data, or of the file name in the part's local header (zipfile refuses it)
         data = bytearray(archive.fp.getvalue())
-        data[info.header_offset + 60] ^= 0xFF
+        data[info.header_offset + (60 if damage == "deflate" else 33)] ^= 0x01
         archive = zipfile.ZipFile(io.BytesIO(bytes(data)))
 
     with pytest.raises(Exception):
@@ -575,9 +575,20 @@ def test_a_damaged_worksheet_part_is_not_scanned_but_left_to_calamine(damage):
     assert reading._SheetXml(_sheet_part([_CELLS["number"]] * 50), "xl/worksheets/sheet1.xml").number_rows(["C"])
 
 
+def test_a_part_that_declares_more_than_it_holds_reads_as_zipfile_reads_it():
+    """zipfile reads a part up to its declared size and checks only the CRC: a size overstated (by one byte here)
+    with the right CRC reads whole, so its formula and error notes are not lost."""
+    archive = _sheet_part([_CELLS["number"], _CELLS["error value"]])
+    archive.getinfo("xl/worksheets/sheet1.xml").file_size += 1
+
+    assert b"".join(reading._inflated(archive, "xl/worksheets/sheet1.xml")) == archive.read("xl/worksheets/sheet1.xml")
+    assert reading._SheetXml(archive, "xl/worksheets/sheet1.xml").notes()
+
+
 def test_a_part_that_inflates_beyond_its_declared_size_is_stopped_4_mb_at_a_time():
-    """A part whose zip directory understates its size (how a zip bomb passes the limits) raises as soon as more
-    comes out than declared, holding at most 4 MB of it: 40 MB of one repeated byte deflate to ~40 KB."""
+    """A part whose zip directory understates its size (how a zip bomb passes the limits) is inflated no further
+    than declared, at most 4 MB at a time, and then fails its CRC, as zipfile reads it: 40 MB of one repeated pair
+    of bytes deflate to ~40 KB."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("xl/worksheets/sheet1.xml", b"<c" * (20 * 1024 * 1024))
@@ -585,11 +596,11 @@ def test_a_part_that_inflates_beyond_its_declared_size_is_stopped_4_mb_at_a_time
     archive.getinfo("xl/worksheets/sheet1.xml").file_size = 5 * 1024 * 1024
     pieces: list[int] = []
 
-    with pytest.raises(zipfile.BadZipFile, match="more data"):
+    with pytest.raises(zipfile.BadZipFile, match="CRC"):
         for piece in reading._inflated(archive, "xl/worksheets/sheet1.xml"):
             pieces.append(len(piece))
 
-    assert pieces and max(pieces) <= 4 * 1024 * 1024 and sum(pieces) <= 5 * 1024 * 1024
+    assert pieces and max(pieces) <= 4 * 1024 * 1024 and sum(pieces) == 5 * 1024 * 1024
 
 
 def test_the_eager_sheet_load_gives_the_lazy_loads_cells_and_columns(tmp_path):
