@@ -99,6 +99,19 @@ def test_clean_list_and_roster_pass(con):
     assert results["month"].unique().to_list() == [MONTH]
 
 
+def test_each_lists_examples_name_its_own_rows(con):
+    """GE names offending rows by their position in the list's own frame; the sentence must turn that back into the
+    list's own file and row, for a list validated after another one of the same month."""
+    for list_key, first_bad_row in (("civil_affairs.dibao", 50), ("medical_insurance.high_cost", 80)):
+        accepted(con, list_key, 40, amount=[500.0] * 40)
+        rejected(con, list_key, [(first_bad_row + i, "id_float_mangled", "3.60799E+17") for i in range(4)])
+    results = quality.run_list_suites(con, MONTH)
+    dibao = check(results, "civil_affairs.dibao", "valid_ids")["examples"]
+    high_cost = check(results, "medical_insurance.high_cost", "valid_ids")["examples"]
+    assert dibao == "名单.xlsx 工作表“Sheet1”第50行、名单.xlsx 工作表“Sheet1”第51行、名单.xlsx 工作表“Sheet1”第52行"
+    assert high_cost == "名单.xlsx 工作表“Sheet1”第80行、名单.xlsx 工作表“Sheet1”第81行、名单.xlsx 工作表“Sheet1”第82行"
+
+
 def test_many_float_mangled_ids_fail_the_valid_id_share(con):
     accepted(con, "civil_affairs.dibao", 40, amount=[500.0] * 40)
     rejected(con, "civil_affairs.dibao", [(50 + i, "id_float_mangled", "3.60799E+17") for i in range(4)]
