@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import re
+import struct
 import zipfile
 from datetime import datetime
 
@@ -32,22 +33,47 @@ def xml_text(expr: pl.Expr) -> pl.Expr:
             .str.replace_all(">", "&gt;", literal=True))
 
 
-# Deflate level of the zips written here. zlib's default (6) spent 0.54 CPU-s on a province county's eight
-# township workbooks (30 MB of XML); level 3 takes 0.21 s for files 16% larger (3.9 MB against 3.3 MB), level 1 no
-# less time for 32% larger (bench/README.md, session 8).
-ZIP_LEVEL = 3
+# Deflate level of the zips written here, ISA-L's (0-3): deflated by ISA-L (python-isal, as the reader inflates
+# worksheets) instead of zlib. A province county's nine township workbooks (30 MB of XML): zlib's level 3 0.158
+# CPU-s for 3.86 MB, ISA-L's level 2 0.036 CPU-s for 4.38 MB; ISA-L's level 3 0.083 s for 4.36 MB (bench/README.md,
+# session 22; zlib's default level 6 had taken 0.54 s, session 8).
+ZIP_LEVEL = 2
+_MAX_ZIP32 = 0xFFFFFFFF  # sizes and offsets past this need ZIP64, which no workbook comes near
+
+
+def _dos_date_time(date_time: tuple[int, ...]) -> tuple[int, int]:
+    """A zip entry's MS-DOS time and date fields, as zipfile writes them (two-second resolution)."""
+    year, month, day, hour, minute, second = date_time[:6]
+    return (hour << 11) | (minute << 5) | (second // 2), ((year - 1980) << 9) | (month << 5) | day
 
 
 def stable_zip(parts: dict[str, bytes], date_time: tuple[int, ...]) -> bytes:
-    """A zip whose bytes depend only on the parts: entries in the given order, fixed times and permissions."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, data in parts.items():
-            info = zipfile.ZipInfo(name, date_time=date_time)
-            info.compress_type = zipfile.ZIP_DEFLATED
-            info.external_attr = 0o644 << 16
-            archive.writestr(info, data, compresslevel=ZIP_LEVEL)  # a ZipInfo does not take the archive's level
-    return buffer.getvalue()
+    """A zip whose bytes depend only on the parts: entries in the given order, fixed times and permissions.
+
+    zipfile deflates only through zlib, so the three records of each entry (local header, central directory entry,
+    end record) are written here, with the fields zipfile writes for a ZipInfo with these times and permissions;
+    the data is deflated by ISA-L. tests/test_xlsxml.py reads the result back through zipfile (CRCs checked)."""
+    from isal import isal_zlib
+
+    time_field, date_field = _dos_date_time(date_time)
+    body, directory = io.BytesIO(), []
+    for name, data in parts.items():
+        encoded, flags = (name.encode("ascii"), 0) if name.isascii() else (name.encode("utf-8"), 0x800)
+        deflater = isal_zlib.compressobj(ZIP_LEVEL, isal_zlib.DEFLATED, -15)
+        deflated = deflater.compress(data) + deflater.flush()
+        crc, offset = isal_zlib.crc32(data), body.tell()
+        if max(len(data), len(deflated), offset) >= _MAX_ZIP32:
+            raise ValueError(f"{name}: too large for a zip without ZIP64")
+        fields = (20, flags, zipfile.ZIP_DEFLATED, time_field, date_field, crc, len(deflated), len(data), len(encoded))
+        body.write(struct.pack("<4s5H3L2H", b"PK\x03\x04", *fields, 0) + encoded + deflated)
+        directory.append(struct.pack("<4s6H3L5H2L", b"PK\x01\x02", (3 << 8) | 20, *fields, 0, 0, 0, 0,
+                                     0o644 << 16, offset) + encoded)
+    start, listing = body.tell(), b"".join(directory)
+    if len(directory) > 0xFFFF or start + len(listing) >= _MAX_ZIP32:
+        raise ValueError("too many or too large parts for a zip without ZIP64")
+    body.write(listing + struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, len(directory), len(directory),
+                                     len(listing), start, 0))
+    return body.getvalue()
 
 
 def openpyxl_parts(workbook, stamp: datetime) -> dict[str, bytes]:
