@@ -8,12 +8,18 @@ county that `make bench county` generated and cached. The run's CPU time, sample
 core-seconds a core stood idle; its exact CPU time comes from `os.wait4`.
 
     .venv/bin/python -m bench.ab REV_A REV_B [--rounds 4]      e.g. bench.ab main~1 main
+    .venv/bin/python -m bench.ab REV_A REV_B --province 8       the province as one run, on 8 of its counties
+
+With `--province N` each round runs `fangpin province --one-run --workers 2` on the first N counties of the
+province that `make bench province` generated (copied once into a temporary province), instead of the county: a
+province run takes minutes, and changes worth a few percent of it drown in the machine's drift between two runs.
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -53,13 +59,23 @@ def idle_core_seconds(samples: list[tuple[float, float]], cores: int) -> float:
     return sum(max(0.0, cores * (t2 - t1) - (c2 - c1)) for (t1, c1), (t2, c2) in zip(samples, samples[1:]))
 
 
-def run_once(code: Path, data_dir: Path, work: Path) -> Sample:
-    """`fangpin run` of `code` (a worktree) on the bench county, as `make bench` runs it (`bench.run.run_fangpin`:
-    a fresh instance, no warehouse, exports or read cache; the run's log under `work`)."""
-    scenario = SCENARIOS["county"]
-    outcome = run_fangpin(data_dir, scenario.month, work, scenario.cap_seconds, scenario.memory_cap_gb, code=code)
+def run_once(code: Path, data_dir: Path, work: Path, province: bool = False) -> Sample:
+    """`fangpin run` of `code` (a worktree) on the bench county, or with `province` `fangpin province --one-run` on
+    a province dir, as `make bench` runs them (`bench.run.run_fangpin`: a fresh instance, no warehouse, exports or
+    read cache; the run's log under `work`)."""
+    scenario = SCENARIOS["province-one-run" if province else "county"]
+    outcome = run_fangpin(data_dir, scenario.month, work, scenario.cap_seconds, scenario.memory_cap_gb, code=code,
+                          **({"command": "province", "workers": scenario.workers, "one_run": True} if province else {}))
     return Sample(outcome.wall, outcome.cpu, idle_core_seconds(outcome.cpu_samples, os.cpu_count() or 1),
                   outcome.returncode)
+
+
+def province_sample(source: Path, counties: int, target: Path) -> Path:
+    """The first `counties` counties (by code) of the province at `source`, their drop zones copied under `target`,
+    laid out as `fangpin province` reads a province."""
+    for county in sorted((source / "counties").iterdir())[:counties]:
+        shutil.copytree(county / "raw", target / "counties" / county.name / "raw")
+    return target
 
 
 def summary(a: list[Sample], b: list[Sample], names: tuple[str, str]) -> list[str]:
@@ -84,19 +100,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("a", help="revision A (run first in each round)")
     parser.add_argument("b", help="revision B")
     parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--province", type=int, metavar="N",
+                        help="run the province as one run on its first N counties instead of the county")
     args = parser.parse_args(argv)
-    scenario = SCENARIOS["county"]
+    scenario = SCENARIOS["province-one-run" if args.province else "county"]
     data_dir = scenario_dir(scenario, CACHE_DIR) / "data"
-    if not (data_dir / "raw" / scenario.month).is_dir():
-        print(f"no bench county in {data_dir}: run `make bench county` once first", file=sys.stderr)
+    if not (data_dir / ("counties" if args.province else f"raw/{scenario.month}")).is_dir():
+        print(f"no bench {scenario.layout} in {data_dir}: run `make bench {scenario.layout}` once first", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory(prefix="fangpin-ab-") as temp, \
             checked_out(args.a, Path(temp)) as code_a, checked_out(args.b, Path(temp)) as code_b:
+        if args.province:
+            data_dir = province_sample(data_dir, args.province, Path(temp) / "province")
         runs_a: list[Sample] = []
         runs_b: list[Sample] = []  # apart from runs_a even when both name one revision (an A/A check of the noise)
         for round_number in range(1, args.rounds + 1):
             for name, code, runs in ((args.a, code_a, runs_a), (args.b, code_b, runs_b)):
-                runs.append(run_once(code, data_dir, Path(temp) / "run"))
+                runs.append(run_once(code, data_dir, Path(temp) / "run", province=bool(args.province)))
                 print(f"round {round_number} {name}: {runs[-1].wall:.1f} s", file=sys.stderr, flush=True)
     names = (args.a, args.b) if args.a != args.b else (f"{args.a} (A)", f"{args.b} (B)")
     for line in summary(runs_a, runs_b, names):

@@ -33,3 +33,17 @@ def test_another_checkout_runs_its_own_code_not_this_checkout_s_console_script(t
 
     theirs = fangpin_command("2026-10", tmp_path, code=tmp_path / "tree")
     assert theirs == [sys.executable, "-m", "fangpin.cli", "run", "--month", "2026-10", "--data-dir", str(tmp_path)]
+
+
+def test_a_province_sample_holds_the_first_counties_drop_zones_laid_out_as_a_province(tmp_path):
+    from bench.ab import province_sample
+
+    for code in ("360299", "360099", "360199"):
+        drop_zone = tmp_path / "source" / "counties" / code / "raw" / "2026-10" / "roster"
+        drop_zone.mkdir(parents=True)
+        (drop_zone / "花名册.parquet").write_bytes(code.encode())
+        (tmp_path / "source" / "counties" / code / "warehouse").mkdir()  # a run's output: not copied
+    sample = province_sample(tmp_path / "source", 2, tmp_path / "sample")
+    assert sorted(p.name for p in (sample / "counties").iterdir()) == ["360099", "360199"]
+    assert (sample / "counties" / "360199" / "raw" / "2026-10" / "roster" / "花名册.parquet").read_bytes() == b"360199"
+    assert not (sample / "counties" / "360099" / "warehouse").exists()
