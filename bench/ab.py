@@ -66,8 +66,11 @@ def run_once(code: Path, data_dir: Path, work: Path, province: bool = False) -> 
     scenario = SCENARIOS["province-one-run" if province else "county"]
     outcome = run_fangpin(data_dir, scenario.month, work, scenario.cap_seconds, scenario.memory_cap_gb, code=code,
                           **({"command": "province", "workers": scenario.workers, "one_run": True} if province else {}))
-    return Sample(outcome.wall, outcome.cpu, idle_core_seconds(outcome.cpu_samples, os.cpu_count() or 1),
-                  outcome.returncode)
+    cores = os.cpu_count() or 1
+    # the samples read the parent's CPU only, while a province's counties run in worker processes: its idle time
+    # is what the whole run's CPU (os.wait4, workers included) left of the cores over the wall time
+    idle = max(0.0, cores * outcome.wall - outcome.cpu) if province else idle_core_seconds(outcome.cpu_samples, cores)
+    return Sample(outcome.wall, outcome.cpu, idle, outcome.returncode)
 
 
 def province_sample(source: Path, counties: int, target: Path) -> Path:
