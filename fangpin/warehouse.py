@@ -273,12 +273,9 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def table_columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
-    schema, name = table.split(".")
-    rows = con.execute(
-        "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
-        [schema, name],
-    ).fetchall()
-    return [row[0] for row in rows]
+    """The columns of `schema.name`, in their order. From the table's relation, not information_schema: 0.16
+    against 2.7 ms a call, and `replace_month` asks once per table it writes (bench/README.md, session 22)."""
+    return list(con.table(table).columns)
 
 
 def as_arrow(frame: pl.DataFrame):

@@ -26,6 +26,20 @@ def test_replace_month_keeps_other_months(tmp_path):
     assert rows == [("2026-09", "a"), ("2026-10", "c")]
 
 
+def test_replace_month_matches_columns_by_name_even_added_in_the_same_transaction(tmp_path):
+    """The frame's columns go to the table's columns of the same name, whatever their order; a column the table
+    got earlier in the same transaction counts, one the table lacks is left out."""
+    with warehouse.writer(tmp_path) as con:
+        with warehouse.transaction(con):
+            con.execute("CREATE SCHEMA IF NOT EXISTS scratch")
+            con.execute('CREATE TABLE scratch.t (month VARCHAR, "列 名" VARCHAR, b INTEGER)')
+            con.execute("ALTER TABLE scratch.t ADD COLUMN c DOUBLE")
+            assert warehouse.table_columns(con, "scratch.t") == ["month", "列 名", "b", "c"]
+            frame = pl.DataFrame({"c": [1.5], "extra": ["x"], "b": [2], "month": ["2026-10"], "列 名": ["甲"]})
+            assert warehouse.replace_month(con, "scratch.t", "2026-10", frame) == 1
+        assert con.execute("SELECT * FROM scratch.t").fetchall() == [("2026-10", "甲", 2, 1.5)]
+
+
 def test_failed_transaction_leaves_the_month_as_it_was(tmp_path):
     with warehouse.writer(tmp_path) as con:
         with warehouse.transaction(con):
