@@ -12,6 +12,7 @@ from pathlib import Path
 import fastexcel
 import openpyxl
 import polars as pl
+from polars.testing import assert_frame_equal
 import pytest
 import xlwt
 from isal import isal_zlib
@@ -372,6 +373,26 @@ def test_corrupt_encrypted_and_html_files_are_quarantined_not_raised(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------- roster
+def test_a_parquet_grid_cleans_its_text_columns_as_every_other_cell(tmp_path):
+    """Text columns (strings, categories, bytes) are stripped and blanked like a sheet's cells; number, date, time
+    and yes/no columns, which cannot hold a blank, are left as written: the grid equals cleaning every cell."""
+    frame = pl.DataFrame({
+        " 户号 ": ["H001 ", "\u3000H002", ""], "家庭人口数": [3, None, 12], "工资性收入": [1234.5, 3.21202199001011e17, None],
+        "识别纳入时间": [dt.date(2026, 10, 5), None, dt.date(2025, 1, 1)], "申报时间": [dt.datetime(2026, 10, 5), None,
+                                                                               dt.datetime(2026, 10, 5, 13, 45)],
+        "时刻": [dt.time(8, 30), None, dt.time(0, 0)], "是否风险消除": [True, False, None],
+        "户类别": pl.Series([" 脱贫户", "一般农户 ", " "], dtype=pl.Categorical), "备注": [b" x ", b"", None],
+        "金额": pl.Series(["12.50", "3", None]).cast(pl.Decimal(10, 2)),
+    })
+    frame.write_parquet(tmp_path / "花名册.parquet")
+    grid = reading._parquet_grid(tmp_path / "花名册.parquet")
+    # cleaning is idempotent: cleaning the grid again changes nothing exactly when no cell was left uncleaned
+    assert_frame_equal(reading._clean_cells(grid.cells), grid.cells)
+    assert grid.cells.row(0)[0] == "户号" and grid.cells["c0"].to_list()[1:] == ["H001", "H002", None]
+    assert grid.cells["c7"].to_list()[1:] == ["脱贫户", "一般农户", None]
+    assert grid.cells["c2"].to_list()[1:] == ["1234.5", "3.21202199001011E+17", None]
+
+
 def test_roster_split_across_files_sheets_and_parquet(tmp_path):
     roster_dir = tmp_path / "raw" / MONTH / "roster"
     header = ["户编号", "姓名", "证件号码", "与户主关系", "乡镇", "村"]
