@@ -39,6 +39,7 @@ from fangpin import config, ids, readcache
 from fangpin.config import ListSpec, Registry
 from fangpin.files import fs_text, os_error_words, sha256_of
 from fangpin.values import cell_text
+from fangpin.xlsxml import ZIP_UTF8_NAME
 from schemas.reasons import ignored, reject
 
 # .et is the WPS Office spreadsheet (common in county offices); calamine reads it like .xls.
@@ -334,9 +335,10 @@ def _column_letter(index: int) -> str:
     return get_column_letter(index + 1)
 
 
-def _clean_cells(cells: pl.DataFrame) -> pl.DataFrame:
-    """Strip each cell; blank cells become null (they are blank to a clerk: `values.cell_text`)."""
-    return cells.with_columns(cell_text(pl.col(c)) for c in cells.columns)
+def _clean_cells(cells: pl.DataFrame, columns: list[str] | None = None) -> pl.DataFrame:
+    """Strip each cell (of `columns`, else of every column); blank cells become null (they are blank to a clerk:
+    `values.cell_text`)."""
+    return cells.with_columns(cell_text(pl.col(c)) for c in (cells.columns if columns is None else columns))
 
 
 def _dates_at_midnight(cells: pl.DataFrame) -> pl.DataFrame:
@@ -483,7 +485,6 @@ _CELL_ROW = r'^<c r="[A-Z]+([0-9]+)"'  # the row of a plain cell tag
 _FORMULA_MARK, _ERROR_MARK = "<f", 't="e"'  # a substring every match of each contains
 _INFLATE_INPUT = 256 * 1024  # deflated bytes fed to the inflater at a time (~2 MB of worksheet XML)
 _ZIP_ENCRYPTED = 0x1  # the general-purpose flag bit of a zip entry encrypted by zip itself
-_ZIP_UTF8_NAME = 0x800  # the flag bit of a zip entry whose name is UTF-8 (else code page 437)
 _SCAN_BLOCKS_AT_ONCE = 16  # 4 MB blocks searched per Polars call: 64 MB of text, not a whole 500 MB part
 
 
@@ -624,10 +625,10 @@ def _deflated_bytes(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> memoryvi
     workbook = archive.fp.getvalue()  # the bytes the archive was opened on, not a copy
     start = info.header_offset + zipfile.sizeFileHeader
     header = workbook[info.header_offset:start]
-    if len(header) < zipfile.sizeFileHeader or not header.startswith(b"PK\x03\x04"):
+    if len(header) < zipfile.sizeFileHeader or not header.startswith(zipfile.stringFileHeader):
         return None
     name_length, extra_length = struct.unpack("<HH", header[26:30])  # the local header's own, not the directory's
-    name = workbook[start:start + name_length].decode("utf-8" if info.flag_bits & _ZIP_UTF8_NAME else "cp437",
+    name = workbook[start:start + name_length].decode("utf-8" if info.flag_bits & ZIP_UTF8_NAME else "cp437",
                                                       "replace")
     if name != info.orig_filename:
         return None
@@ -1006,7 +1007,7 @@ def _parquet_grid(path: Path) -> _Grid:
         frame = pl.read_parquet(path)
     except Exception as exc:
         raise UnreadableFile("parquet文件无法读取，可能已损坏") from exc
-    texts, plain = [], []
+    texts, textual = [], []
     for i, (name, dtype) in enumerate(frame.schema.items()):
         column = pl.col(name)
         if dtype.is_float():
@@ -1016,9 +1017,9 @@ def _parquet_grid(path: Path) -> _Grid:
         else:
             texts.append(column.cast(pl.String))
         if not (dtype.is_numeric() or dtype in (pl.Date, pl.Time, pl.Boolean) or isinstance(dtype, pl.Datetime)):
-            plain.append(f"c{i}")
+            textual.append(f"c{i}")
     values = frame.select(expr.alias(f"c{i}") for i, expr in enumerate(texts))
-    values = values.with_columns(cell_text(pl.col(c)) for c in plain)
+    values = _clean_cells(values, textual)
     header = _clean_cells(pl.DataFrame({f"c{i}": [name] for i, name in enumerate(frame.columns)}))
     cells = pl.concat([header, values]) if frame.width else pl.DataFrame()
     return _Grid(sheet="", cells=cells, first_row=0, column_labels=[_column_letter(i) for i in range(frame.width)])
@@ -1028,7 +1029,7 @@ def _is_workbook(data: bytes) -> bool:
     """An Excel workbook by its bytes: an OLE file (.xls, or an encrypted .xlsx) or a zip holding xl/workbook.xml."""
     if data.startswith(_CFB_SIGNATURE):
         return True
-    if not data.startswith(b"PK\x03\x04"):
+    if not data.startswith(zipfile.stringFileHeader):
         return False
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
@@ -1039,7 +1040,7 @@ def _is_workbook(data: bytes) -> bool:
 
 def _looks_like_text(data: bytes) -> bool:
     """True for bytes that may be CSV text under a spreadsheet name (not binary, not an HTML page)."""
-    if data.startswith((b"PK\x03\x04", _CFB_SIGNATURE)):  # a workbook, however damaged
+    if data.startswith((zipfile.stringFileHeader, _CFB_SIGNATURE)):  # a workbook, however damaged
         return False
     return data[:1] in (b"\xef", b"\xff", b"\xfe") or (b"\x00" not in data[:4096] and b"<" not in data[:64])
 

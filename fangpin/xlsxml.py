@@ -40,6 +40,9 @@ def xml_text(expr: pl.Expr) -> pl.Expr:
 # session 22; zlib's default level 6 had taken 0.54 s, session 8).
 ZIP_LEVEL = 2
 _MAX_ZIP32 = 0xFFFFFFFF  # sizes and offsets past this need ZIP64, which no workbook comes near
+ZIP_UTF8_NAME = 0x800  # the flag bit of a zip entry whose name is UTF-8 (else code page 437)
+_ZIP_VERSION = 20  # the version zipfile writes as needed to extract, and as made by, for a deflated entry
+_MADE_ON_UNIX = 3  # the "made by" system zipfile writes on Linux (the permissions are Unix ones)
 
 
 def _dos_date_time(date_time: tuple[int, ...]) -> tuple[int, int]:
@@ -57,21 +60,23 @@ def stable_zip(parts: dict[str, bytes], date_time: tuple[int, ...]) -> bytes:
     time_field, date_field = _dos_date_time(date_time)
     body, directory = io.BytesIO(), []
     for name, data in parts.items():
-        encoded, flags = (name.encode("ascii"), 0) if name.isascii() else (name.encode("utf-8"), 0x800)
+        encoded, flags = (name.encode("ascii"), 0) if name.isascii() else (name.encode("utf-8"), ZIP_UTF8_NAME)
         deflater = isal_zlib.compressobj(ZIP_LEVEL, isal_zlib.DEFLATED, -15)
         deflated = deflater.compress(data) + deflater.flush()
         crc, offset = isal_zlib.crc32(data), body.tell()
         if max(len(data), len(deflated), offset) >= _MAX_ZIP32:
             raise ValueError(f"{name}: too large for a zip without ZIP64")
-        fields = (20, flags, zipfile.ZIP_DEFLATED, time_field, date_field, crc, len(deflated), len(data), len(encoded))
-        body.write(struct.pack("<4s5H3L2H", b"PK\x03\x04", *fields, 0) + encoded + deflated)
-        directory.append(struct.pack("<4s6H3L5H2L", b"PK\x01\x02", (3 << 8) | 20, *fields, 0, 0, 0, 0,
-                                     0o644 << 16, offset) + encoded)
+        fields = (flags, zipfile.ZIP_DEFLATED, time_field, date_field, crc, len(deflated), len(data), len(encoded))
+        # zipfile's own record layouts: struct formats and signatures of its module
+        body.write(struct.pack(zipfile.structFileHeader, zipfile.stringFileHeader, _ZIP_VERSION, 0, *fields, 0)
+                   + encoded + deflated)
+        directory.append(struct.pack(zipfile.structCentralDir, zipfile.stringCentralDir, _ZIP_VERSION, _MADE_ON_UNIX,
+                                     _ZIP_VERSION, 0, *fields, 0, 0, 0, 0, 0o644 << 16, offset) + encoded)
     start, listing = body.tell(), b"".join(directory)
     if len(directory) > 0xFFFF or start + len(listing) >= _MAX_ZIP32:
         raise ValueError("too many or too large parts for a zip without ZIP64")
-    body.write(listing + struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, len(directory), len(directory),
-                                     len(listing), start, 0))
+    body.write(listing + struct.pack(zipfile.structEndArchive, zipfile.stringEndArchive, 0, 0, len(directory),
+                                     len(directory), len(listing), start, 0))
     return body.getvalue()
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import random
+import struct
 import zipfile
 import zlib
 
@@ -37,17 +38,28 @@ def test_a_zip_depends_only_on_its_parts_and_holds_them_deflated_at_the_chosen_l
     assert sheet.compress_size == expected
 
 
+_LOCAL_COMPRESSED_SIZE = 8  # the deflated size's field in zipfile.structFileHeader
+
+
 def _entries(data: bytes) -> list[tuple]:
+    """Each entry's directory fields, then its local header's fields but the deflated size (zipfile checks only the
+    local name), then where the entry starts."""
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
-        return [(i.filename, i.date_time, i.compress_type, i.create_system, i.create_version, i.extract_version,
-                 i.external_attr, i.flag_bits, i.file_size, i.CRC, i.header_offset) for i in
-                archive.infolist()]
+        entries = []
+        for i in archive.infolist():
+            local = struct.unpack(zipfile.structFileHeader,
+                                  data[i.header_offset:i.header_offset + zipfile.sizeFileHeader])
+            entries.append((i.filename, i.date_time, i.compress_type, i.create_system, i.create_version,
+                            i.extract_version, i.external_attr, i.flag_bits, i.file_size, i.CRC,
+                            local[:_LOCAL_COMPRESSED_SIZE] + local[_LOCAL_COMPRESSED_SIZE + 1:],
+                            i.header_offset))
+        return entries
 
 
 def test_the_entries_are_those_zipfile_writes_for_the_same_names_times_and_permissions():
     """The records are written by hand (zipfile deflates only with zlib): every field a reader sees, non-ASCII names
-    (flagged UTF-8) and empty parts included, equals zipfile's own for the same ZipInfo; only the deflated bytes
-    differ, so only the offsets after the first entry may."""
+    (flagged UTF-8) and empty parts included, and every local header field, equals zipfile's own for the same
+    ZipInfo; only the deflated bytes differ, so only the offsets after the first entry may."""
     parts = {"[Content_Types].xml": b"<Types/>" * 50, "xl/乡镇.xml": "红旗镇".encode() * 100, "empty.xml": b"",
              "xl/worksheets/sheet1.xml": _worksheet_like(300)}
     when = (2026, 11, 1, 13, 45, 31)  # an odd second: zip times have two-second resolution
