@@ -284,6 +284,41 @@ def test_metric_ids_are_computed_once_per_distinct_arguments_with_ge_s_own_resul
     assert not kept["success"].all() and kept["examples"].is_not_null().any()
 
 
+def test_metric_graphs_are_planned_once_per_process_with_ge_s_own_results(con, monkeypatch):
+    """GE plans each expectation's metrics into a graph before computing them; the plan does not depend on the data,
+    so fangpin keeps it for the process. A second month of other data plans nothing, its results (failed checks
+    and example rows included) are those of GE planning every time, and the method is GE's again afterwards."""
+    from contextlib import nullcontext
+
+    from great_expectations.validator.metrics_calculator import MetricsCalculator
+
+    monkeypatch.setattr(quality, "_PLANNED_GRAPHS", {})
+    plans: list[int] = []
+    ge_method = MetricsCalculator.build_metric_dependency_graph
+    monkeypatch.setattr(MetricsCalculator, "build_metric_dependency_graph",
+                        lambda *a, **k: plans.append(1) or ge_method(*a, **k))
+    counting = MetricsCalculator.build_metric_dependency_graph
+    accepted(con, "civil_affairs.dibao", 20, amount=[500.0] * 20)
+    roster(con, 12)
+    quality.run_list_suites(con, MONTH)
+    planned_first = len(plans)
+    assert planned_first > 0 and MetricsCalculator.build_metric_dependency_graph is counting
+    ids = [valid_id(8300 + i) for i in range(12)]
+    ids[11] = ids[0]  # other data: a duplicate person, a bad amount, a rejected ID
+    con.execute("DELETE FROM staging.list_rows; DELETE FROM roster.persons; DELETE FROM roster.households")
+    accepted(con, "civil_affairs.dibao", 20, amount=[500.0] * 18 + [2_000_000.0, None])
+    rejected(con, "civil_affairs.dibao", [(40, "id_checksum", "36079919800101001X")])
+    roster(con, 12, ids=ids, sizes=[2, 2, 2, 2, 2, 25])
+    plans.clear()
+    kept = quality.run_list_suites(con, MONTH)
+    assert plans == []
+    monkeypatch.setattr(quality, "_metric_graphs_planned_once", nullcontext)
+    planned_every_time = quality.run_list_suites(con, MONTH)
+    assert len(plans) >= planned_first  # GE planning again, each expectation of the suites
+    assert kept.equals(planned_every_time)
+    assert not kept["success"].all() and kept["examples"].is_not_null().any()
+
+
 def test_suite_layers_from_configuration():
     assert quality.list_suite("medical_insurance.high_cost")["amount_in_range"]["min_value"] == 10000
     assert "dates_in_month" not in quality.list_suite("education.dropout")
