@@ -138,7 +138,7 @@ def _mark_problems(frame: pl.DataFrame, extra: list[pl.Expr], within: tuple[str,
     `within` group: a person may be on several lists, once per list) after that."""
     raw = frame.lazy().with_columns(pl.col("id_number").alias("_id_raw"),
                                     cell_text(pl.col("id_number")).alias("_id_text"))
-    judged = ids.with_normalised_id(raw).with_columns(ids.problem_of_normalised(pl.col("id_number")).alias("_id_code"))
+    judged = ids.with_id_problem(ids.with_normalised_id(raw), "id_number", "_id_code")
     frame = judged.collect()
     first = pl.coalesce(pl.when(pl.col("is_total_row")).then(pl.lit("total_row")), pl.col("_id_code"), *extra)
     return _mark_duplicates(frame.with_columns(first.alias("_code")), within)

@@ -121,6 +121,21 @@ def test_each_id_case(raw, normalised, problem):
     assert _apply(ids.id_problem, [raw]) == [problem]
 
 
+def test_a_frame_s_ids_are_judged_with_each_fact_computed_once_and_the_same_codes():
+    """Validation judges a whole roster's IDs with `with_id_problem` (its facts as columns first): every case above
+    and 2,000 random valid and corrupted numbers get the code `id_problem` gives, and no helper column is left."""
+    rng = random.Random(115)
+    numbers = [raw for raw, _, _ in ID_CASES]
+    for _ in range(1000):
+        good = _valid_id(rng)
+        numbers += [good, _corrupt(good, rng)]
+    frame = pl.LazyFrame({"id": numbers, "other": range(len(numbers))}, schema={"id": pl.String, "other": pl.Int64})
+    judged = ids.with_id_problem(ids.with_normalised_id(frame, "id"), "id", "problem").collect()
+    assert judged.columns == ["id", "other", "problem"]
+    assert judged["problem"].to_list() == _apply(ids.id_problem, numbers)
+    assert judged["problem"].head(len(ID_CASES)).to_list() == [problem for _, _, problem in ID_CASES]
+
+
 def test_a_real_id_ending_000_is_not_taken_for_a_float():
     born = date(1990, 1, 1)
     while True:  # find a birth date whose sequence 00 gives check character 0: an ID ending "000"
