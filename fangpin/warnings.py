@@ -121,10 +121,12 @@ WITH matched AS (
            arg_min(o.risk_type, o.rank) AS risk_type, arg_min(o.word, o.rank) AS word
     FROM links l JOIN detail_overrides o ON o.list_key = l.list_key AND contains(l.detail, o.word)
     GROUP BY ALL
-), worded AS (       -- every risk type whose words the detail contains (for "from_detail" lists; A27 is a set
-                     -- of check boxes), each explained by its first word listed: a row for each
+), worded AS (       -- every risk type whose words the detail contains (for "from_detail" lists only; A27 is a
+                     -- set of check boxes), each explained by its first word listed: a row for each
     SELECT l.list_key, l.source_file, l.sheet, l.row_number, d.risk_type, arg_min(d.word, d.rank) AS word
-    FROM links l JOIN detail_words d ON contains(l.detail, d.word)
+    FROM links l
+    JOIN list_meanings m ON m.list_key = l.list_key AND m.from_detail
+    JOIN detail_words d ON contains(l.detail, d.word)
     GROUP BY ALL
 ), subtyped AS (     -- the disaster subtype the detail names
     SELECT l.list_key, l.source_file, l.sheet, l.row_number, arg_min(s.subtype, s.rank) AS word
