@@ -168,13 +168,14 @@ def problem_of_normalised(text: pl.Expr) -> pl.Expr:
 
     Inside one when/then chain Polars does not share a sub-expression between branches: at scale use
     `with_id_problem`, which computes each fact once."""
-    return _problem_from(text, **{name.removeprefix("_id_"): fact for name, fact in _id_facts(text).items()})
+    facts = _id_facts(text)
+    return _problem_from(text, facts[_SHAPED], facts[_SUM_OK], facts[_BORN])
 
 
 def with_id_problem(frame: pl.LazyFrame, column: str, alias: str) -> pl.LazyFrame:
     """`problem_of_normalised` of a frame's (normalised) ID column as column `alias`, each of its facts computed
-    once per row in a step before: 300,000 roster IDs 0.20 -> 0.08 CPU-s (bench/README.md, session 23); as one
-    chain the check character was computed twice and a regex run three times on every row."""
+    once per row in a step before: 300,000 roster IDs 0.20 -> 0.07 CPU-s (bench/README.md, session 23); as one
+    chain every row had its check character computed twice and went through six regex passes (now two)."""
     facts = frame.with_columns(fact.alias(name) for name, fact in _id_facts(pl.col(column)).items())
     judged = facts.with_columns(_problem_from(pl.col(column), pl.col(_SHAPED), pl.col(_SUM_OK), pl.col(_BORN))
                                 .alias(alias))

@@ -350,8 +350,9 @@ def _metric_graphs_planned_once() -> Iterator[None]:
     """GE's plan of an expectation's metrics (which metrics, on what, depending on which) is made once per process
     for each distinct request, instead of at every validation.
 
-    Before computing anything GE plans each expectation's metrics into a graph: a third of the suites' time, ~0.15
-    CPU-s of a county's ~0.5 (bench/README.md, session 23), and the same graph every county and month. The plan
+    Before computing anything GE plans each expectation's metrics into a graph: a third of the suites' time under
+    the profiler, and the same graph every county and month; keeping it took a province county's suites from 0.67
+    to 0.58 CPU-s (median of six interleaved rounds, bench/README.md, session 23). The plan
     depends only on the metrics asked for (by id: metric name, column, arguments and the batch id, which is the
     same for every frame of the ephemeral context), the run-time settings and the engine's type, never on the
     data: the metric providers look only at those. So the first plan's edges are kept, under those keys, and a later
