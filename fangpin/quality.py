@@ -352,10 +352,10 @@ def _metric_graphs_planned_once() -> Iterator[None]:
 
     Before computing anything GE plans each expectation's metrics into a graph: a third of the suites' time under
     the profiler, and the same graph every county and month; keeping it took a province county's suites from 0.67
-    to 0.58 CPU-s (median of six interleaved rounds, bench/README.md, session 23). The plan
-    depends only on the metrics asked for (by id: metric name, column, arguments and the batch id, which is the
-    same for every frame of the ephemeral context), the run-time settings and the engine's type, never on the
-    data: the metric providers look only at those. So the first plan's edges are kept, under those keys, and a later
+    to 0.58 CPU-s (median of six interleaved rounds, bench/README.md, session 23). The plan depends only on the
+    metrics asked for (by id: metric name, column, arguments and the batch id, which is the same for every frame of
+    the ephemeral context), the run-time settings and the engine's type, never on the data: the metric providers
+    look only at those. So the first plan's edges are kept, under those keys, and a later
     request gets a new graph of the same edges. The metric configurations in them are the first plan's objects, with
     the defaults and dependencies that plan gave them; the computed values stay per validation (GE keeps them in
     the validation's own dict, by metric id). A request that is not plain JSON goes through GE's method as before.
