@@ -391,21 +391,38 @@ def _metric_graphs_planned_once() -> Iterator[None]:
         MetricsCalculator.build_metric_dependency_graph = unpatched
 
 
+# GE's result formats: BASIC gives what decides a check (rows, missing, offending, success); SUMMARY adds the rows
+# that offend (their positions, for the examples a clerk reads) and counts of the offending values.
+COUNTS_ONLY = {"result_format": "BASIC"}
+WITH_EXAMPLES = {"result_format": "SUMMARY", "unexpected_index_column_names": [ROW], "partial_unexpected_count": 20}
+
+
 def _validate(frame: pl.DataFrame, checks: dict[str, dict], suite_name: str) -> dict[str, Any]:
-    """GE results of `checks` on `frame`, by check name; offending rows named by where a clerk finds them."""
+    """GE results of `checks` on `frame`, by check name; offending rows named by where a clerk finds them.
+
+    Judged twice only where it matters: every check in `COUNTS_ONLY`, then the checks that found an offending row
+    again in `WITH_EXAMPLES`, for the rows to name. Most checks of a month find none, and gathering the offending
+    rows is ~40% of GE's work on a clean month (bench/README.md, session 24); a check's success and counts are the
+    same in both formats, so the results are those of judging everything `WITH_EXAMPLES` (tests/test_quality.py).
+    """
     import great_expectations as gx
 
     batch_definition = _shared_batch_definition()
-    order = list(checks)
-    # Expectations given to the constructor: the suite stays unsaved, bound to no store (nothing to persist).
-    suite = gx.ExpectationSuite(name=suite_name, expectations=[_expectation(checks[name]) for name in order])
     batch = batch_definition.get_batch(batch_parameters={"dataframe": _as_pandas(_judged(frame, checks))})
-    with (_VALIDATION_LOCK, _configurations_built_once(), _metric_ids_computed_once(),  # GE classes patched
-          _metric_graphs_planned_once()):
-        outcome = batch.validate(suite, result_format={
-            "result_format": "SUMMARY", "unexpected_index_column_names": [ROW], "partial_unexpected_count": 20})
-    _name_examples(outcome.results, frame)
-    return dict(zip(order, outcome.results))
+
+    def judged(names: list[str], result_format: dict) -> dict[str, Any]:
+        # Expectations given to the constructor: the suite stays unsaved, bound to no store (nothing to persist).
+        suite = gx.ExpectationSuite(name=suite_name, expectations=[_expectation(checks[name]) for name in names])
+        with (_VALIDATION_LOCK, _configurations_built_once(), _metric_ids_computed_once(),  # GE classes patched
+              _metric_graphs_planned_once()):
+            return dict(zip(names, batch.validate(suite, result_format=result_format).results))
+
+    results = judged(list(checks), COUNTS_ONLY)
+    offending = [name for name, result in results.items() if (result.result or {}).get("unexpected_count")]
+    if offending:
+        results |= judged(offending, WITH_EXAMPLES)
+    _name_examples(list(results.values()), frame)
+    return results
 
 
 def _name_examples(results: list, frame: pl.DataFrame) -> None:

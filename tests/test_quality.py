@@ -286,8 +286,9 @@ def test_metric_ids_are_computed_once_per_distinct_arguments_with_ge_s_own_resul
 
 def test_metric_graphs_are_planned_once_per_process_with_ge_s_own_results(con, monkeypatch):
     """GE plans each expectation's metrics into a graph before computing them; the plan does not depend on the data,
-    so fangpin keeps it for the process. A second month of other data plans nothing, its results (failed checks
-    and example rows included) are those of GE planning every time, and the method is GE's again afterwards."""
+    so fangpin keeps it for the process. A second month of other data, with faults of the same kinds (so the same
+    checks are judged again for their examples), plans nothing; its results (failed checks and example rows
+    included) are those of GE planning every time, and the method is GE's again afterwards."""
     from contextlib import nullcontext
 
     from great_expectations.validator.metrics_calculator import MetricsCalculator
@@ -298,8 +299,11 @@ def test_metric_graphs_are_planned_once_per_process_with_ge_s_own_results(con, m
     monkeypatch.setattr(MetricsCalculator, "build_metric_dependency_graph",
                         lambda *a, **k: plans.append(1) or ge_method(*a, **k))
     counting = MetricsCalculator.build_metric_dependency_graph
-    accepted(con, "civil_affairs.dibao", 20, amount=[500.0] * 20)
-    roster(con, 12)
+    first_ids = [valid_id(8100 + i) for i in range(12)]
+    first_ids[7] = first_ids[2]
+    accepted(con, "civil_affairs.dibao", 20, amount=[700.0] * 17 + [3_000_000.0, None, 900.0])
+    rejected(con, "civil_affairs.dibao", [(41, "id_checksum", "36079919800101002X")])
+    roster(con, 12, ids=first_ids, sizes=[2, 2, 2, 2, 30, 2])
     quality.run_list_suites(con, MONTH)
     planned_first = len(plans)
     assert planned_first > 0 and MetricsCalculator.build_metric_dependency_graph is counting
@@ -317,6 +321,30 @@ def test_metric_graphs_are_planned_once_per_process_with_ge_s_own_results(con, m
     assert len(plans) >= planned_first  # GE planning again, each expectation of the suites
     assert kept.equals(planned_every_time)
     assert not kept["success"].all() and kept["examples"].is_not_null().any()
+
+
+def test_only_checks_that_found_offending_rows_are_judged_again_and_the_results_are_those_of_judging_all(
+        con, monkeypatch):
+    """Every check is judged for its counts (GE's BASIC format), and only those that found offending rows again for
+    the rows to name (SUMMARY): the results, examples included, equal judging every check in SUMMARY."""
+    ids = [valid_id(8500 + i) for i in range(12)]
+    ids[9] = ids[3]
+    accepted(con, "civil_affairs.dibao", 20, amount=[500.0] * 18 + [2_000_000.0, None])
+    accepted(con, "health.major_disease", 15, first=300)  # clean: judged once
+    rejected(con, "civil_affairs.dibao", [(40, "id_checksum", "36079919800101001X")])
+    roster(con, 12, ids=ids, sizes=[2, 2, 2, 2, 2, 25])
+    judged: list[str] = []
+    real = quality._expectation
+    monkeypatch.setattr(quality, "_expectation", lambda spec: judged.append(spec["expectation"]) or real(spec))
+    twice = quality.run_list_suites(con, MONTH)
+    offending = twice.filter(pl.col("unexpected_count") > 0)
+    assert 0 < offending.height < twice.height
+    assert len(judged) == twice.height + offending.height
+    monkeypatch.setattr(quality, "COUNTS_ONLY", quality.WITH_EXAMPLES)
+    all_with_examples = quality.run_list_suites(con, MONTH)
+    assert twice.equals(all_with_examples)
+    assert twice.filter(pl.col("unexpected_count") > 0)["examples"].is_not_null().all()
+    assert quality.suite_passed(twice, "health.major_disease") and not quality.suite_passed(twice, "roster")
 
 
 def test_suite_layers_from_configuration():
@@ -374,11 +402,13 @@ def test_ranges_are_judged_in_one_vectorised_step_with_the_results_of_ge_s_per_r
     monkeypatch.setattr(column_values_between.ColumnValuesBetween, "_pandas_vectorized",
                         classmethod(lambda cls, column, *args: vectorised.append(len(column)) or real(cls, column, *args)))
     widened = quality.run_list_suites(con, MONTH)
-    assert sorted(vectorised) == [6, 20]  # the six households' sizes, the dibao list's 20 amounts
+    # the six households' sizes, the dibao list's 20 amounts; each range offends, so each is judged again for its
+    # examples (quality._validate)
+    assert sorted(vectorised) == [6, 6, 20, 20]
     vectorised.clear()
     monkeypatch.setattr(quality, "_as_pandas", lambda frame: frame.to_pandas())  # int32 as it comes
     per_row = quality.run_list_suites(con, MONTH)
-    assert vectorised == [20], "without widening, household_size took GE's per-row path"
+    assert vectorised == [20, 20], "without widening, household_size took GE's per-row path"
     assert widened.equals(per_row)
     assert failed_checks(widened, "roster") == {"household_size_in_range"}
     assert "amount_in_range" in failed_checks(widened, "civil_affairs.dibao")
@@ -411,9 +441,11 @@ def test_each_expectation_builds_its_configuration_once_per_validation_with_ge_s
     monkeypatch.setattr(quality, "_configurations_built_once", nullcontext)
     every_time = quality.run_list_suites(con, MONTH)
     assert len(builds) > 5 * built_once  # 1,382 against 33 here
-    # Per expectation: the suite's, the copy GE plans with, and the one it makes again for each metric. Without
-    # keeping each configuration's expectation object, 165 here.
-    assert built_once <= 3 * once.height
+    # Per expectation judged: the suite's, the copy GE plans with, and the one it makes again for each metric.
+    # Without keeping each configuration's expectation object, 165 here. A check that found offending rows is
+    # judged twice (the second time for its examples, quality._validate).
+    judged = once.height + once.filter(pl.col("unexpected_count") > 0).height
+    assert judged > once.height and built_once <= 3 * judged
     assert once.equals(every_time)
     assert not once["success"].all() and once["examples"].is_not_null().any()
 
