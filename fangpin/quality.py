@@ -25,6 +25,7 @@ import polars as pl
 from fangpin import deferred, framestack
 from fangpin.collector import loading_modules
 from fangpin.config import PROJECT_ROOT, check_month, read_yaml, registry
+from fangpin.ordering import ROSTER_ORDER, in_order
 from fangpin.warehouse import replace_month
 
 if TYPE_CHECKING:
@@ -145,21 +146,31 @@ def roster_frames(con: duckdb.DuckDBPyConnection, month: str) -> tuple[pl.DataFr
 
     A roster row rejected for another reason than its 户编号 (household number: missing, or digits lost) keeps a
     placeholder household_id: its household number was not the fault, so it is not judged for it.
+
+    Persons in roster order (file, sheet, row), the order of their positions in GE's results. Validation writes
+    roster.persons in that order, so with no rejected row (most months) the rows are only checked, not sorted:
+    sorting a 300,000-person county in DuckDB was half of this function's 0.12-0.14 CPU-s (bench/README.md,
+    session 24).
     """
-    persons = con.sql(f"""
+    accepted = con.sql("""
         SELECT TRUE AS id_valid, id_number AS person_key, household_id, source_file, sheet, row_number
         FROM roster.persons WHERE month = $month
-        UNION ALL
-        SELECT NOT bool_or(starts_with(reason_code, 'id_')),
-               CASE WHEN bool_or(starts_with(reason_code, 'id_')) THEN NULL ELSE any_value(id_number) END,
-               CASE WHEN bool_or(starts_with(reason_code, 'roster_household_')) THEN NULL ELSE '(未判断)' END,
+    """, params={"month": month}).pl()
+    rejected = con.sql("""
+        SELECT NOT bool_or(starts_with(reason_code, 'id_')) AS id_valid,
+               CASE WHEN bool_or(starts_with(reason_code, 'id_')) THEN NULL ELSE any_value(id_number) END
+                   AS person_key,
+               CASE WHEN bool_or(starts_with(reason_code, 'roster_household_')) THEN NULL ELSE '(未判断)' END
+                   AS household_id,
                source_file, sheet, row_number
         FROM quarantine.rejected_rows
         WHERE month = $month AND list_key = 'roster' AND row_number IS NOT NULL
           AND reason_code NOT IN (SELECT unnest($not_person))
         GROUP BY source_file, sheet, row_number
-        ORDER BY source_file, sheet, row_number
     """, params={"month": month, "not_person": list(NOT_A_PERSON)}).pl()
+    persons = pl.concat([accepted, rejected.cast(accepted.schema)])
+    if rejected.height or not in_order(persons, ROSTER_ORDER):  # roster.persons is written in roster order
+        persons = persons.sort(*ROSTER_ORDER, nulls_last=True, maintain_order=True)
     households = con.sql("""
         SELECT household_size, a38_per_capita, township, household_id
         FROM roster.households WHERE month = $month ORDER BY household_id

@@ -207,6 +207,26 @@ def test_roster_suite_catches_a_duplicated_id_number_and_a_bad_household(con):
     assert "户编号H0004" in check(results, "roster", "household_size_in_range")["description_zh"]
 
 
+def test_the_roster_frame_lists_accepted_and_rejected_rows_in_roster_order(con):
+    """GE names offending rows by position, so the persons frame is in file, sheet, row order: rejected rows fall
+    between the accepted ones, and a roster.persons not written in that order is sorted too."""
+    roster(con, 6)  # rows 2..7 of 花名册.xlsx
+    _insert(con, "quarantine.rejected_rows", [
+        {"month": MONTH, "source_file": source, "sheet": "花名册", "row_number": row, "list_key": "roster",
+         "reason_code": code, "reason": "…", "id_raw": "x", "id_number": None}
+        for source, row, code in (("raw/2026-10/roster/花名册.xlsx", 4, "id_checksum"),
+                                  ("raw/2026-10/roster/花名册.xlsx", 4, "roster_household_missing"),
+                                  ("raw/2026-10/roster/a.xlsx", 9, "id_bad_length"))])
+    persons, _ = quality.roster_frames(con, MONTH)
+    assert persons.select("source_file", "row_number").rows() == [
+        ("raw/2026-10/roster/a.xlsx", 9), *[("raw/2026-10/roster/花名册.xlsx", row) for row in (2, 3, 4, 4, 5, 6, 7)]]
+    assert persons.filter(pl.col("row_number") == 4)["id_valid"].to_list() == [True, False]
+    con.execute("DELETE FROM quarantine.rejected_rows")
+    con.execute("CREATE TEMP TABLE shuffled AS SELECT * FROM roster.persons ORDER BY row_number DESC")
+    con.execute("DELETE FROM roster.persons; INSERT INTO roster.persons SELECT * FROM shuffled")
+    assert quality.roster_frames(con, MONTH)[0]["row_number"].to_list() == [2, 3, 4, 5, 6, 7]
+
+
 def test_results_replace_only_their_month(con):
     accepted(con, "civil_affairs.dibao", 5, amount=[500.0] * 5)
     accepted(con, "civil_affairs.dibao", 5, first=200, month="2026-09", amount=[500.0] * 5)
