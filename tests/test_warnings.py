@@ -6,7 +6,7 @@ import pytest
 from fangpin.config import monitoring_line
 from fangpin.linkage import link_month
 from fangpin.warnings import build_warning_queue
-from test_linkage import MONTH, add_household, add_rejected, add_row, needs_values, rows, warehouse
+from test_linkage import MONTH, TOWN, add_household, add_rejected, add_row, needs_values, rows, warehouse
 
 LINE = monitoring_line(2026)
 
@@ -319,3 +319,23 @@ def test_a_list_name_unlike_the_roster_s_is_shown_beside_the_member():
     members = queue(con, "1", "members")["members"]
     assert any(m.startswith("黄涛海（名单姓名为“李杰强”，与花名册不一致") for m in members)
     assert not any("不一致" in m for m in members if m.startswith("黄 母"))
+
+
+def test_a_household_written_twice_in_the_roster_is_warned_once_as_its_row_with_the_lowest_head_id():
+    """roster.households holds one row a household and month by construction; should a second row appear, the
+    queue still has one row for it, the one whose head ID sorts first (a blank head ID last)."""
+    con = warehouse()
+    ids = add_household(con, "1", household_type="脱贫户")
+    con.execute("INSERT INTO roster.households (month, household_id, township, head_id_number, household_type) "
+                "VALUES (?, '1', '别的镇', NULL, '一般农户'), (?, '1', '另一镇', '999', '一般农户')", [MONTH, MONTH])
+    no_head_ids = add_household(con, "2")  # and a household whose rows name no head ID at all: still warned
+    con.execute("UPDATE roster.households SET head_id_number = NULL WHERE household_id = '2'")
+    con.execute("INSERT INTO roster.households (month, household_id, township, head_id_number) "
+                "VALUES (?, '2', ?, NULL)", [MONTH, TOWN])
+    add_row(con, "civil_affairs.dibao", ids[0], detail="因病致贫")
+    add_row(con, "civil_affairs.dibao", no_head_ids[0], detail="因病致贫")
+    counts = run(con)
+    assert counts["households"] == 2
+    row = queue(con, "1", "township", "household_type", "head_id_number")
+    assert row == {"township": TOWN, "household_type": "脱贫户", "head_id_number": ids[0]}
+    assert rows(con, "SELECT township FROM marts.warning_queue WHERE household_id = '2'") == [(TOWN,)]
