@@ -339,3 +339,40 @@ def test_fast_path_same_bytes_as_openpyxl_for_ordinary_rows(tmp_path):
     plain = write_workbooks_by_township(queue, nasty_unmatched(), MONTH, tmp_path / "plain", nasty_cases(),
                                         reference=True)
     assert [p.read_bytes() for p in fast] == [p.read_bytes() for p in sorted(plain.values())]
+
+
+def test_columns_of_plain_values_take_the_short_cell_form_with_the_same_bytes(monkeypatch):
+    """A column with no blank cell, no text to escape and no edge spaces is written in the short form of its cells;
+    every other column in the general form. The XML is the same as writing every column in the general form."""
+    from openpyxl import Workbook
+
+    from fangpin import workbooks
+
+    rows = pl.DataFrame({
+        "plain_text": ["甲", "乙", "丙"], "with_null": ["甲", None, "丙"], "with_empty": ["甲", "", "丙"],
+        "edge": ["甲", " 乙 ", "丙"], "markup": ["a&b", "<c>", "丙"], "formula": ["=1", "甲", "+2"],
+        "ints": [1, 2, 3], "ints_null": [1, None, 3], "floats": [0.5, 1.0, 2.25],
+        "floats_nan": [0.5, float("nan"), float("inf")], "dates": [date(2026, 10, 1)] * 3,
+        "dates_null": [date(2026, 10, 1), None, None], "flags": [True, False, True], "flags_null": [True, None, False],
+    })
+    keys = [*rows.columns, None]
+    styles = ["fp_text"] * len(keys)
+    forms: list[tuple[bool, bool]] = []
+    pieces = workbooks._cell_pieces
+    monkeypatch.setattr(workbooks, "_cell_pieces", lambda *a, **k: forms.append(
+        (k.get("short", False), k.get("escape", True))) or pieces(*a, **k))
+
+    def written() -> bytes:
+        wb = Workbook(write_only=True)
+        workbooks._register_styles(wb)
+        return workbooks._rows_xml(wb.create_sheet("x"), rows, keys, styles, 3)
+
+    short = written()
+    assert forms == [(True, False), (False, False), (False, False), (False, False), (True, True), (True, False),
+                     (True, True), (False, True), (True, True), (False, True), (True, True), (False, True),
+                     (True, True), (False, True), (False, True)]
+    facts = workbooks._column_facts
+    monkeypatch.setattr(workbooks, "_column_facts", lambda frame, names: {
+        name: (True if name.startswith(("blank", "markup", "edge")) else value)
+        for name, value in facts(frame, names).items()})
+    assert written() == short
