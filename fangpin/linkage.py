@@ -145,9 +145,11 @@ WITH roster_ids AS (
     SELECT q.list_key, q.source_file, q.sheet, q.row_number, count(p.id_number) AS hits,
            min(p.id_number) AS person_id, min(p.household_id) AS household_id
     FROM link_rejected q
-    LEFT JOIN (SELECT * FROM roster.persons      -- the villages of rejected rows only: names are cleaned per row
+    LEFT JOIN (SELECT * FROM roster.persons      -- the villages of rejected rows only; roster names hold no spaces
                WHERE month = $rm AND (township, village) IN (SELECT (township, village) FROM link_rejected)) p
-      ON regexp_replace(p.name, '\\s', '', 'g') = q.name AND p.township = q.township AND p.village = q.village
+      -- (validation removes every whitespace from them, validate._person_texts: cleaning a million roster names
+      -- again here cost ~0.2 CPU-s, bench/README.md session 24); the list's name is cleaned in link_rejected
+      ON p.name = q.name AND p.township = q.township AND p.village = q.village
     GROUP BY ALL
 ), rejected AS (
     SELECT q.*, m.department, m.kind, h.hits, h.person_id, h.household_id AS probable_household,

@@ -445,3 +445,14 @@ def test_the_no_roster_message_names_each_problem_once_in_row_order():
     message = no_roster_message(MONTH, ingest.RosterMonth(3, empty, empty, empty, empty, rejected, empty, files))
     assert message.count("文件无法打开") == 1
     assert message.index("第12行") < message.index("第1000行") and "临时锁定文件" in message
+
+
+def test_roster_names_are_written_without_any_whitespace_which_probable_matching_relies_on():
+    """fangpin.linkage compares a list's cleaned name with roster.persons.name as written: the names validation
+    accepts hold no space of any kind (tabs, full-width and no-break spaces, line breaks)."""
+    rows = _family(on_every_row=True)
+    for row, name in zip(rows, ["张 父", "张\u3000母", " 张\t子\n"]):
+        row["name"] = name
+    names = validate.validate_roster(_roster(rows), month=MONTH).accepted["name"].to_list()
+    assert names == ["张父", "张母", "张子"]
+    assert not any(ch.isspace() for name in names for ch in name)
