@@ -360,7 +360,8 @@ def _person_texts() -> dict[str, pl.Expr]:
     """roster.persons texts cleaned (no spaces inside names and places), each an expression of its own column."""
     squeezed = {c: cell_text(pl.col(c)).str.replace_all(r"\s", "") for c in ("name", "relation", "township", "village")}
     return {**squeezed, **{c: cell_text(pl.col(c)) for c in ("labour", "health")},
-            "division_code": ids.clean_text(pl.col("division_code")), "phone": ids.clean_text(pl.col("phone"))}
+            "division_code": ids.clean_text(pl.col("division_code")),
+            "phone": ids.cleaned_where_needed(pl.col("phone"), ids.PLAIN_CODE, ids.clean_text)}
 
 
 ROSTER_CHOICES = ("household_type", "monitoring_category")  # answers from a vocabulary (registry roster_choices)
@@ -604,7 +605,7 @@ def validate_roster(table: pl.DataFrame, *, month: str, raw: RawOfRows | None = 
         raw = table["raw"].gather  # kept aside: only rejected rows need it
     frame = _prepare(table.drop("raw", strict=False).with_row_index("_input_row"), list(reg.roster_headers))
     # 户编号 cleaned like an ID (a leading ', full-width digits, spaces): one household, however its rows were typed
-    household = ids.clean_text(cell_text(pl.col("household_id")))
+    household = ids.cleaned_where_needed(pl.col("household_id"), ids.PLAIN_CODE, cell_text, ids.clean_text)
     frame = frame.with_columns(household.alias("household_id"))
     no_household = (pl.when(pl.col("household_id").is_null()).then(pl.lit("roster_household_missing"))
                     .when(ids.looks_like_float_text(pl.col("household_id")))

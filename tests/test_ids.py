@@ -202,3 +202,15 @@ def test_ids_already_in_normal_form_are_not_cleaned_again(monkeypatch):
     monkeypatch.setattr(ids, "clean_text", lambda expr: seen.append(1) or clean_text(expr))
     assert _normalised_in_two_steps(good) == good and seen == []
     assert _normalised_in_two_steps([*good, " " + good[0].lower()]) == [*good, good[0]] and seen == [1]
+
+
+def test_codes_are_cleaned_where_needed_as_cleaning_every_cell_would():
+    """Household numbers and phone numbers go through `clean_text` only when not already plain (digits and capital
+    letters): the result is that of cleaning every cell."""
+    values = ["3601990010010001", "'3601990010010002", "３６０１９９", " 13800000000 ", "138-0000-0000", "", None,
+              "a12", "13800000000", "ＡＢ１"]
+    frame = pl.DataFrame({"code": values}, schema={"code": pl.String})
+    everywhere = frame.select(ids.clean_text(pl.col("code")))["code"].to_list()
+    gated = frame.select(ids.cleaned_where_needed(pl.col("code"), ids.PLAIN_CODE, ids.clean_text))["code"]
+    assert gated.to_list() == everywhere
+    assert everywhere[:4] == ["3601990010010001", "3601990010010002", "360199", "13800000000"]
