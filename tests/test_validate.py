@@ -339,3 +339,16 @@ def test_a_cell_is_trimmed_of_exactly_what_a_clerk_sees_as_blank():
     assert trimmed.filter(pl.col("now") != pl.col("regex")).is_empty()
     assert set(BLANK_CHARS) == set(trimmed.filter("blank")["cell"].str.slice(0, 1).to_list())
     assert cells.select(cell_text(pl.lit(" \u3000\u200b "))).item() is None
+
+
+def test_person_names_are_squeezed_where_needed_as_squeezing_every_name_would():
+    """Names are cleaned only when they hold a blank (validate.WITHOUT_BLANKS): every blank character, at an edge or
+    inside, still goes, and the result is that of squeezing every name."""
+    from fangpin.values import BLANK_CHARS
+
+    names = ["张三", "李四", None, "", "王 五", *(f"{c}赵六" for c in BLANK_CHARS), *(f"钱{c}七{c}" for c in BLANK_CHARS)]
+    frame = pl.DataFrame({"name": names}, schema={"name": pl.String})
+    gated = frame.select(validate._person_name(pl.col("name")))["name"].to_list()
+    assert gated == frame.select(validate._squeezed(pl.col("name")))["name"].to_list()
+    assert gated[:5] == ["张三", "李四", None, None, "王五"]
+    assert not frame.select(pl.col("name").str.contains(validate.WITHOUT_BLANKS))["name"][5:].any()
