@@ -147,7 +147,7 @@ WITH roster_ids AS (
     FROM link_rejected q
     LEFT JOIN (SELECT * FROM roster.persons      -- the villages of rejected rows only; roster names hold no spaces
                WHERE month = $rm AND (township, village) IN (SELECT (township, village) FROM link_rejected)) p
-      -- (validation removes every whitespace from them, validate._person_texts: cleaning a million roster names
+      -- (validation removes every whitespace from them, validate._person_name: cleaning a million roster names
       -- again here cost ~0.2 CPU-s, bench/README.md session 24); the list's name is cleaned in link_rejected
       ON p.name = q.name AND p.township = q.township AND p.village = q.village
     GROUP BY ALL

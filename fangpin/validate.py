@@ -353,7 +353,7 @@ def _size(expr: pl.Expr) -> pl.Expr:
     return pl.when((number > 0) & (number == number.floor())).then(number).cast(pl.Int32)
 
 
-PER_ROW_TEXTS = ("name", "phone")  # nearly one per person: cleaned row by row, not by value
+PER_ROW_TEXTS = ("name", "phone")  # nearly one per person: not by value (cleaned where needed, row by row)
 
 
 def _squeezed(expr: pl.Expr) -> pl.Expr:
@@ -373,7 +373,8 @@ def _person_name(expr: pl.Expr) -> pl.Expr:
 def _person_texts() -> dict[str, pl.Expr]:
     """roster.persons texts cleaned (no spaces inside names and places), each an expression of its own column."""
     squeezed = {c: _squeezed(pl.col(c)) for c in ("relation", "township", "village")}
-    return {**squeezed, "name": _person_name(pl.col("name")), **{c: cell_text(pl.col(c)) for c in ("labour", "health")},
+    return {**squeezed, "name": _person_name(pl.col("name")),
+            **{c: cell_text(pl.col(c)) for c in ("labour", "health")},
             "division_code": ids.clean_text(pl.col("division_code")),
             "phone": ids.cleaned_where_needed(pl.col("phone"), ids.PLAIN_CODE, ids.clean_text)}
 
