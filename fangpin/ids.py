@@ -76,7 +76,8 @@ def complete_legacy(cleaned: pl.Expr) -> pl.Expr:
     return pl.coalesce(pl.concat_str(first17, check_char(first17)), cleaned)
 
 
-NORMAL_FORM = r"^[0-9]{17}[0-9X]$"  # an ID as the roster stores it: `normalise_id` leaves it as it is
+NORMAL_FORM = r"^[0-9]{17}[0-9X]$"  # an ID as the roster stores it (17 digits, a digit or X): `normalise_id` leaves
+# it as it is, and `id_problem` judges it by its birth date and check character
 PLAIN_CODE = r"^[0-9A-Z]+$"  # a code (household number, phone) that `clean_text` leaves as it is
 
 
@@ -166,7 +167,7 @@ def _id_facts(text: pl.Expr) -> dict[str, pl.Expr]:
     """17 digits and a digit or X; the 18th character the check character of the first 17; the birth date in it.
     The last two mean something only for a shaped ID, and are only read for one."""
     return {
-        _SHAPED: text.str.contains(r"^[0-9]{17}[0-9X]$"),
+        _SHAPED: text.str.contains(NORMAL_FORM),
         _SUM_OK: _check_char_of_digits(text.str.slice(0, 17)) == text.str.slice(17, 1),
         _BORN: text.str.slice(6, 8).str.to_date("%Y%m%d", strict=False),
     }

@@ -20,7 +20,7 @@ from fangpin import households, ids
 from fangpin.config import ListSpec, check_month, registry
 from fangpin.ordering import ROSTER_ORDER, in_order
 from fangpin.reading import excel_number_text
-from fangpin.values import cell_text, parse_amount, parse_date, resolve_places
+from fangpin.values import BLANK_CHARS, cell_text, parse_amount, parse_date, resolve_places
 from schemas.lists import ListRowsModel, RejectedRowsModel, RowNotesModel
 from schemas.reasons import NOTE, REJECT
 from schemas.roster import PersonsModel, checked
@@ -361,7 +361,8 @@ def _squeezed(expr: pl.Expr) -> pl.Expr:
     return cell_text(expr).str.replace_all(r"\s", "")
 
 
-WITHOUT_BLANKS = r"^[^\s\x{200b}\x{feff}]+$"  # text `_squeezed` leaves as it is (BLANK_CHARS: \s, U+200B, U+FEFF)
+# Text `_squeezed` leaves as it is: no BLANK_CHARS (every \s character, the zero-width space, the byte-order mark).
+WITHOUT_BLANKS = "^[^" + "".join(f"\\x{{{ord(char):x}}}" for char in BLANK_CHARS) + "]+$"
 
 
 def _person_name(expr: pl.Expr) -> pl.Expr:
