@@ -20,7 +20,7 @@ from fangpin import households, ids
 from fangpin.config import ListSpec, check_month, registry
 from fangpin.ordering import ROSTER_ORDER, in_order
 from fangpin.reading import excel_number_text
-from fangpin.values import BLANK_CHARS, cell_text, parse_amount, parse_date, resolve_places
+from fangpin.values import BLANK_CHARS, amount_where_needed, cell_text, parse_amount, parse_date, resolve_places
 from schemas.lists import ListRowsModel, RejectedRowsModel, RowNotesModel
 from schemas.reasons import NOTE, REJECT
 from schemas.roster import PersonsModel, checked
@@ -406,13 +406,13 @@ def _choice(column: str) -> pl.Expr:
 
 
 def _household_parsers() -> dict[str, tuple[pl.Expr, pl.DataType]]:
-    """Household-level fields: each column's parser and the type it gives."""
+    """Household-level fields parsed by distinct value (`_by_value`): each column's parser and the type it gives.
+    Not the amounts (ROSTER_AMOUNTS): read row by row where they are plain numbers (`amount_where_needed`)."""
     answer = cell_text(pl.col("risk_eliminated")).replace_strict(YES_NO, default=None, return_dtype=pl.Boolean)
     return {
         "identified_on": (parse_date(pl.col("identified_on")), pl.Date),
         "household_size": (_size(pl.col("household_size")), pl.Int32),
         "risk_eliminated": (answer, pl.Boolean),
-        **{c: (parse_amount(pl.col(c)), pl.Float64) for c in ROSTER_AMOUNTS},
         **{c: (_choice(c), pl.String) for c in ROSTER_CHOICES},
         "cadre": (cell_text(pl.col("cadre")), pl.String),
     }
@@ -445,6 +445,7 @@ def _roster_fields(frame: pl.DataFrame) -> list[pl.Expr]:
         *[pl.col(c).alias(f"_{c}") for c in ("identified_on", "household_size", "risk_eliminated", *ROSTER_AMOUNTS,
                                               *ROSTER_CHOICES)],
         *[texts[c].alias(c) for c in PER_ROW_TEXTS], *_by_value(frame, by_value),
+        *[amount_where_needed(pl.col(c)).alias(c) for c in ROSTER_AMOUNTS],
         households.is_head(pl.col("relation")).alias("is_head"), ids.sex_from_id(pl.col("id_number")).alias("sex"),
         ids.birth_date_from_id(pl.col("id_number")).alias("birth_date"),
     ]

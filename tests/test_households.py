@@ -149,13 +149,14 @@ def _valid_id(sequence: int) -> str:
     return body + ric.calc_check_digit(body + "?")  # stdnum's function ignores the last (check) position
 
 
-def test_roster_amounts_parsed_once_per_distinct_text_equal_each_cells_own_parse_and_notes():
-    """A household's amounts repeat on every member's row, so they are parsed once per distinct text
-    (validate._by_value); every row must still get its own cell's value, and every unusable cell its own note."""
+def test_roster_amounts_read_where_plain_equal_each_cells_own_parse_and_notes():
+    """A household's amounts repeat on every member's row and are mostly plain numbers, so they are cast where plain
+    and parsed only elsewhere (values.amount_where_needed); every row must still get its own cell's value, and every
+    unusable cell its own note."""
     from fangpin.config import registry
     from fangpin.values import parse_amount
 
-    texts = ["12,000", "1.2万元", "很多", "", None, "￥800", "12,000", "很多", " 3000元 ", "nan"]
+    texts = ["12,000", "1.2万元", "很多", "", None, "￥800", "12,000", "很多", " 3000元 ", "nan", "2500.5", "inf"]
     rows = [{"household_id": f"H{i}", "name": f"人{i}", "id_number": _valid_id(i), "relation": "户主",
              "township": "城关镇", "wages": texts[i % len(texts)], "compliant_oop": texts[(i * 3) % len(texts)]}
             for i in range(40)]

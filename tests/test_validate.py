@@ -78,6 +78,26 @@ def test_parse_amount(text, expected):
     assert _one(parse_amount, [text]) == [expected]
 
 
+def test_amounts_read_where_plain_equal_parse_amount_of_every_cell(monkeypatch):
+    """The roster's amounts are cast where the cell is a plain number and parsed only elsewhere
+    (`values.amount_where_needed`): the result must be `parse_amount` of every cell, even for texts a cast reads
+    that parse_amount refuses (inf, nan, 1e400), and a column of plain numbers must not be parsed at all."""
+    import fangpin.values as values
+
+    texts = ["1234.5", "0", "-5", "+7", "1e3", ".5", "5.", " 12 ", "12\u3000", "1,234.50", "1.2万元", "￥800",
+             "1234.5元", "inf", "-inf", "nan", "NaN", "1e400", "", "   ", None, "约一千", "0x10", "1_000"]
+    frame = pl.DataFrame({"amount": texts}, schema={"amount": pl.String})
+    gated = frame.select(values.amount_where_needed(pl.col("amount")))["amount"].to_list()
+    assert gated == _one(parse_amount, texts)
+    assert gated[:8] == [1234.5, 0.0, -5.0, 7.0, 1000.0, 0.5, 5.0, 12.0] and gated[13:18] == [None] * 5
+
+    parsed: list[int] = []
+    monkeypatch.setattr(values, "parse_amount", lambda expr: parsed.append(1) or parse_amount(expr))
+    plain = pl.DataFrame({"amount": ["1234.5", "0", None, "88"]}, schema={"amount": pl.String})
+    assert plain.select(values.amount_where_needed(pl.col("amount")))["amount"].to_list() == [1234.5, 0.0, None, 88.0]
+    assert parsed == []
+
+
 @pytest.mark.parametrize(("a", "b"), [
     ("城关镇", "城关"), ("石门乡", "石门"), ("东街街道", "东街"), ("东街街道办事处", "东街"), ("石门村委会", "石门村"),
     ("西门社区", "西门"), ("西门居委会", "西门"), (" 城 关 镇", "城关"), ("新乡镇", "新乡"),
