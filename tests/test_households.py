@@ -427,6 +427,29 @@ def test_the_same_person_in_two_households_is_named_as_such():
     assert "同一人只能在一户" not in same and "第3行是同一人" in same
 
 
+def test_a_roster_without_duplicates_skips_the_duplicate_window_with_the_same_result(monkeypatch):
+    """With no person on two clean rows, `validate._mark_duplicates` only adds empty columns (no window over the
+    roster's IDs): accepted rows, rejected rows with their reasons, and notes equal those of the full marking, and a
+    duplicate is still found when there is one."""
+    rows = _family(on_every_row=False) + [
+        {"household_id": None, "name": "无户", "id_number": OTHER},
+        {"household_id": "H3", "name": "坏号", "id_number": "3.21202199001011E+17"},
+        {"household_id": "H3", "name": "丙", "id_number": HEAD[:-1] + ("0" if HEAD[-1] != "0" else "1")},
+    ]
+    skipped = validate.validate_roster(_roster(rows), month=MONTH)
+    assert not skipped.rejected.filter(pl.col("reason_code") == "duplicate_in_list").height
+    monkeypatch.setattr(validate, "_has_duplicates", lambda frame, within: True)
+    marked = validate.validate_roster(_roster(rows), month=MONTH)
+    for part in ("accepted", "rejected", "notes"):
+        assert getattr(skipped, part).equals(getattr(marked, part)), part
+    assert skipped.rejected.height == 3
+
+    monkeypatch.undo()
+    twice = validate.validate_roster(_roster([*rows, {"household_id": "H3", "name": "重复", "id_number": HEAD}]),
+                                     month=MONTH)
+    assert twice.rejected.filter(pl.col("reason_code") == "duplicate_in_list")["row_number"].to_list() == [9]
+
+
 def test_the_no_roster_message_names_each_problem_once_in_row_order():
     """The message quoted a refused file's problem twice (as its problem and as its file's note) and put 第1000行
     before 第12行 (sorted as text)."""
