@@ -136,6 +136,21 @@ def test_a_frame_s_ids_are_judged_with_each_fact_computed_once_and_the_same_code
     assert judged["problem"].head(len(ID_CASES)).to_list() == [problem for _, _, problem in ID_CASES]
 
 
+def test_a_valid_id_is_one_normalisation_leaves_as_it_is_and_judges_valid():
+    """`is_valid_id` (the pandera models' check) judges the text as it is, in normal form and without a problem: the
+    same answer as normalising it and requiring it unchanged and valid, on every case above, their normalised forms
+    and 2,000 random valid and corrupted numbers (some with a lower-case x or a space)."""
+    rng = random.Random(214)
+    numbers = [raw for raw, _, _ in ID_CASES] + [normalised for _, normalised, _ in ID_CASES]
+    for _ in range(1000):
+        good = _valid_id(rng)
+        numbers += [good, _corrupt(good, rng), good.lower(), good[:6] + " " + good[6:]]
+    by_normalising = [problem is None and raw == normalised for raw, normalised, problem
+                      in zip(numbers, _apply(ids.normalise_id, numbers), _apply(ids.id_problem, numbers))]
+    assert _apply(ids.is_valid_id, numbers) == by_normalising
+    assert 1000 < sum(by_normalising) < len(numbers) - 2000
+
+
 def test_a_real_id_ending_000_is_not_taken_for_a_float():
     born = date(1990, 1, 1)
     while True:  # find a birth date whose sequence 00 gives check character 0: an ID ending "000"
