@@ -144,26 +144,27 @@ def _mark_problems(frame: pl.DataFrame, extra: list[pl.Expr], within: tuple[str,
     return _mark_duplicates(frame.with_columns(first.alias("_code")), within)
 
 
+# The columns of a duplicate's first clean row its reason names, and what `_mark_duplicates` calls them.
+_FIRST_ROW = (("row_number", "_first_row"), ("source_file", "_first_file"), ("sheet", "_first_sheet_name"))
+
+
 def _mark_duplicates(frame: pl.DataFrame, within: tuple[str, ...]) -> pl.DataFrame:
     """A person (normalised ID) already on an earlier clean row of the same list: duplicate_in_list.
 
     One window finds each person's first clean row; its file, sheet and row are then picked by position (`_order`
     is the row index `_prepare` gave the frame). Four windows, one per column, cost 0.32 s for 300,000 roster rows,
     one window and the picks 0.12 s: Polars does not share the grouping between windows. When `_has_duplicates`
-    finds no person twice, the columns are added empty: only a duplicate's reason reads them.
+    finds no person twice, the columns are added empty (only a duplicate's reason reads them): skipping the
+    picks as well as the window, 0.20 -> 0.14 CPU-s against 0.17 with empty picks (bench/README.md, session 25).
     """
     clean = pl.col("_code").is_null()
-    if not _has_duplicates(frame, within):  # the usual roster: no window over its IDs, nothing to mark
+    if not _has_duplicates(frame, within):  # the usual roster: no window over its IDs, no duplicate to name
         return frame.with_columns(pl.lit(None, frame.schema["_order"]).alias("_first_order"),
-                                  pl.lit(None, frame.schema["row_number"]).alias("_first_row"),
-                                  *(pl.lit(None, pl.String).alias(c) for c in ("_first_file", "_first_sheet_name")),
+                                  *(pl.lit(None, frame.schema[column]).alias(alias) for column, alias in _FIRST_ROW),
                                   pl.lit("").alias("_first_sheet"))
     frame = frame.with_columns(pl.col("_order").filter(clean).first().over(*within, "id_number").alias("_first_order"))
-    frame = frame.with_columns(
-        pl.col(column).gather(pl.col("_first_order")).alias(alias)
-        for column, alias in (("row_number", "_first_row"), ("source_file", "_first_file"),
-                              ("sheet", "_first_sheet_name"))
-    )
+    frame = frame.with_columns(pl.col(column).gather(pl.col("_first_order")).alias(alias)
+                               for column, alias in _FIRST_ROW)
     duplicate = clean & (pl.col("_order") != pl.col("_first_order"))
     sheet = pl.when(pl.col("_first_sheet_name") != "").then(pl.format("工作表“{}”", pl.col("_first_sheet_name")))
     return frame.with_columns(
