@@ -201,14 +201,20 @@ def problem_of_normalised(text: pl.Expr) -> pl.Expr:
     return _problem_from(text, facts[_SHAPED], facts[_SUM_OK], facts[_BORN])
 
 
-def with_id_problem(frame: pl.LazyFrame, column: str, alias: str) -> pl.LazyFrame:
+def with_id_problem(frame: pl.LazyFrame, column: str, alias: str, born: str | None = None) -> pl.LazyFrame:
     """`problem_of_normalised` of a frame's (normalised) ID column as column `alias`, each of its facts computed
     once per row in a step before: 300,000 roster IDs 0.20 -> 0.07 CPU-s (bench/README.md, session 23); as one
-    chain every row had its check character computed twice and went through six regex passes (now two)."""
+    chain every row had its check character computed twice and went through six regex passes (now two).
+
+    `born`: also keep the birth date the judging read from each ID, as that column. For an ID without a problem it
+    is `birth_date_from_id` (the date part of a valid ID is 8 digits), so a valid row's birth date is not read again.
+    """
     facts = frame.with_columns(fact.alias(name) for name, fact in _id_facts(pl.col(column)).items())
     judged = facts.with_columns(_problem_from(pl.col(column), pl.col(_SHAPED), pl.col(_SUM_OK), pl.col(_BORN))
                                 .alias(alias))
-    return judged.drop(_SHAPED, _SUM_OK, _BORN)
+    if born is not None:
+        judged = judged.rename({_BORN: born})
+    return judged.drop(_SHAPED, _SUM_OK, _BORN, strict=False)
 
 
 def is_valid_id(id18: pl.Expr) -> pl.Expr:

@@ -133,12 +133,15 @@ def _prepare(table: pl.DataFrame, canonical: list[str], within: tuple[str, ...] 
     return ordered.with_row_index("_order")  # the row's position: kept until duplicates are marked
 
 
+ID_BIRTH_DATE = "_id_birth_date"  # each row's birth date as its ID's judging read it (`ids.with_id_problem`)
+
+
 def _mark_problems(frame: pl.DataFrame, extra: list[pl.Expr], within: tuple[str, ...] = ()) -> pl.DataFrame:
     """`_code`: the first problem of each row (total row, ID, then `extra` checks), duplicates (within each
     `within` group: a person may be on several lists, once per list) after that."""
     raw = frame.lazy().with_columns(pl.col("id_number").alias("_id_raw"),
                                     cell_text(pl.col("id_number")).alias("_id_text"))
-    judged = ids.with_id_problem(ids.with_normalised_id(raw), "id_number", "_id_code")
+    judged = ids.with_id_problem(ids.with_normalised_id(raw), "id_number", "_id_code", born=ID_BIRTH_DATE)
     frame = judged.collect()
     first = pl.coalesce(pl.when(pl.col("is_total_row")).then(pl.lit("total_row")), pl.col("_id_code"), *extra)
     return _mark_duplicates(frame.with_columns(first.alias("_code")), within)
@@ -463,7 +466,7 @@ def _roster_fields(frame: pl.DataFrame) -> list[pl.Expr]:
         *[texts[c].alias(c) for c in PER_ROW_TEXTS], *_by_value(frame, by_value),
         *[amount_where_needed(pl.col(c)).alias(c) for c in ROSTER_AMOUNTS],
         households.is_head(pl.col("relation")).alias("is_head"), ids.sex_from_id(pl.col("id_number")).alias("sex"),
-        ids.birth_date_from_id(pl.col("id_number")).alias("birth_date"),
+        pl.col(ID_BIRTH_DATE).alias("birth_date"),  # accepted rows: valid IDs, judged in `_mark_problems`
     ]
 
 
