@@ -191,13 +191,27 @@ def _chart_template() -> Iterator[None]:
 
     Why not `update_layout(template=...)` per chart: plotly deep-copies and re-validates a template set on a figure,
     30-60 ms a chart (half of rendering a page), but takes the default template as valid when it makes a figure.
-    Setting the default costs one such copy, and restoring it another: two a page instead of one a chart."""
+    And the default is set past plotly's setter (`_set_default_template`): the setter too validates by a copy."""
     default = pio.templates.default
-    pio.templates.default = CHART_TEMPLATE
+    _set_default_template(CHART_TEMPLATE)
     try:
         yield
     finally:
-        pio.templates.default = default
+        _set_default_template(default)
+
+
+def _set_default_template(template) -> None:
+    """Make `template` plotly's default template, as `pio.templates.default = template` does, without the copy.
+
+    plotly's setter validates what it is given by building a `go.layout.Template` from it (a deep copy, ~19 ms
+    each, twice a page), then throws the copy away. A registered name (CHART_TEMPLATE, and plotly's own default
+    that the page restores) is checked against plotly's registry instead; anything else (a template object, an
+    unknown name) goes through the setter, as does everything if plotly (pinned) ever keeps its default elsewhere."""
+    config = pio.templates
+    if not (isinstance(template, str) and template in config) or not hasattr(config, "_default"):
+        config.default = template  # validated: raises for a name plotly does not know
+        return
+    config._default = template
 
 
 def _chart(fig: go.Figure, div_id: str, height: int = 420) -> str:

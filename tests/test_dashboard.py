@@ -188,10 +188,10 @@ def test_against_the_warehouse_ddl(monkeypatch):
     assert "2026-11-05 09:30" in _section(ours, "submissions") and "乡镇名称可识别" in _section(ours, "quality")
 
 
-def test_every_chart_is_drawn_in_the_template_copied_twice_a_page_not_once_a_chart(con, monkeypatch):
+def test_every_chart_is_drawn_in_the_template_without_plotly_copying_it(con, monkeypatch):
     """Each of the four charts carries the dashboard's template, as when it was set per chart with
-    `update_layout(template=...)`; plotly's template validator (a deep copy each time, half the page's time) runs
-    twice a page, to set plotly's default and to restore it, which stays what it was."""
+    `update_layout(template=...)`; plotly's template validator (a deep copy each time, half the page's time) never
+    runs: plotly's default is set and restored past it, and stays what it was."""
     import plotly.io as pio
     from _plotly_utils.basevalidators import BaseTemplateValidator
 
@@ -201,9 +201,30 @@ def test_every_chart_is_drawn_in_the_template_copied_twice_a_page_not_once_a_cha
                         lambda self, value, *args, **kwargs: coerced.append(value) or validate(self, value, *args, **kwargs))
     default = pio.templates.default
     page = dashboard.render_dashboard(con, MONTH)
-    assert coerced == [dashboard.CHART_TEMPLATE, default] and pio.templates.default == default
+    assert coerced == [] and pio.templates.default == default
     white = json.dumps(pio.templates[dashboard.CHART_TEMPLATE].layout.to_plotly_json()["plot_bgcolor"])
     assert page.count(f'"plot_bgcolor":{white}') == 4
+
+
+def test_the_default_template_is_set_as_plotly_s_setter_would_and_an_unknown_one_refused():
+    """Past the setter, the default is still only a template plotly knows: a registered name; a template object
+    (a default someone else set, which the page restores) goes through the setter, an unknown name is refused."""
+    import plotly.io as pio
+
+    before = pio.templates.default
+    try:
+        dashboard._set_default_template(dashboard.CHART_TEMPLATE)
+        assert pio.templates.default == dashboard.CHART_TEMPLATE
+        with pytest.raises(ValueError):
+            dashboard._set_default_template("no_such_template")
+        assert pio.templates.default == dashboard.CHART_TEMPLATE
+        custom = pio.templates["plotly_dark"]
+        pio.templates.default = custom  # a template object as plotly's default: restored as it is
+        dashboard._set_default_template(dashboard.CHART_TEMPLATE)
+        dashboard._set_default_template(custom)
+        assert pio.templates.default is custom
+    finally:
+        pio.templates.default = before
 
 
 def test_quality_module_fragment_is_embedded(con):
