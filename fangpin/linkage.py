@@ -129,7 +129,8 @@ INSERT INTO marts.person_links (month, list_key, department, kind, source_file, 
     household_id, roster_month, match_rule, match_note)
 WITH roster_ids AS (
     -- one row per ID in the roster; an ID in two households is linked to the smallest household_id, and said so
-    SELECT id_number, min(household_id) AS household_id, count(DISTINCT household_id) AS households,
+    -- (households counted from the list of them, not by count(DISTINCT), which groups the rows a second time)
+    SELECT id_number, min(household_id) AS household_id, len(list_distinct(list(household_id))) AS households,
            array_to_string(list_sort(list_distinct(list(household_id))), '、') AS household_list
     FROM roster.persons
     WHERE month = $rm AND id_number IN (SELECT id_number FROM staging.list_rows WHERE month = $month)  -- listed IDs only

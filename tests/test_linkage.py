@@ -120,6 +120,20 @@ def test_id_match_links_to_household_and_says_which_rule():
     assert "身份证号码与花名册一致" in note
 
 
+def test_an_id_in_two_households_links_to_the_smallest_and_names_each_once():
+    """An ID the roster lists in two households (twice in the first) is linked to the smaller household number, and
+    its note names the two households, each once."""
+    con = warehouse()
+    shared = make_id("19700101", seq=5)
+    add_household(con, "1", members=[{"name": "张三", "id_number": shared}, {"name": "张三", "id_number": shared}])
+    add_household(con, "2", members=[{"name": "张三", "id_number": shared}])
+    add_row(con, "civil_affairs.dibao", shared, name="张三")
+    link_month(con, MONTH)
+    (household, note), = rows(con, "SELECT household_id, match_note FROM marts.person_links")
+    assert household == "1"
+    assert "身份证号码在花名册中属于2户（1、2）" in note
+
+
 def test_person_not_in_roster_goes_to_unmatched_with_sources_and_township():
     con = warehouse()
     add_household(con, "1")

@@ -155,6 +155,20 @@ def test_priority_orders_obvious_pairs_and_says_why():
     assert "成员残疾：丙" in p["3"]["priority_reasons"]  # on the severe-disability list
 
 
+def test_two_lists_of_one_department_count_as_one_department():
+    """Departments are counted once each: a household on two civil-affairs lists and a health list was reported by
+    two departments, not three."""
+    con = warehouse()
+    ids = add_household(con, "1", members=[{"name": "甲"}, {"name": "乙", "birth": "19820101"}])
+    add_row(con, "civil_affairs.dibao", ids[0], detail="因病")
+    add_row(con, "civil_affairs.temporary_assistance", ids[1], detail="因病")
+    add_row(con, "health.major_disease", ids[1])
+    run(con)
+    reasons = queue(con, "1", "priority_reasons")["priority_reasons"].split("；")
+    assert any(r.startswith("2个部门同时报送") for r in reasons)
+    assert not any(r.startswith("3个部门") for r in reasons)
+
+
 def test_priority_income_lifted_out_children_and_departments():
     con = warehouse()
     poor = add_household(con, "1", a34=LINE - 100, a38=LINE - 100, household_type="脱贫户",
