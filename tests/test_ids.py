@@ -150,6 +150,7 @@ def test_the_judging_keeps_each_valid_id_s_birth_date_as_birth_date_from_id_read
     assert valid["born"].null_count() == 0
     assert "born" not in ids.with_id_problem(ids.with_normalised_id(frame, "id"), "id", "problem").collect_schema()
 
+
 def test_a_valid_id_is_one_normalisation_leaves_as_it_is_and_judges_valid():
     """`is_valid_id` (the pandera models' check) judges the text as it is, in normal form and without a problem: the
     same answer as normalising it and requiring it unchanged and valid, on every case above, their normalised forms
