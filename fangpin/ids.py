@@ -212,9 +212,8 @@ def with_id_problem(frame: pl.LazyFrame, column: str, alias: str, born: str | No
     facts = frame.with_columns(fact.alias(name) for name, fact in _id_facts(pl.col(column)).items())
     judged = facts.with_columns(_problem_from(pl.col(column), pl.col(_SHAPED), pl.col(_SUM_OK), pl.col(_BORN))
                                 .alias(alias))
-    if born is not None:
-        judged = judged.rename({_BORN: born})
-    return judged.drop(_SHAPED, _SUM_OK, _BORN, strict=False)
+    kept = judged.drop(_BORN) if born is None else judged.rename({_BORN: born})
+    return kept.drop(_SHAPED, _SUM_OK)
 
 
 def is_valid_id(id18: pl.Expr) -> pl.Expr:

@@ -20,7 +20,8 @@ from fangpin import households, ids
 from fangpin.config import ListSpec, check_month, registry
 from fangpin.ordering import ROSTER_ORDER, in_order
 from fangpin.reading import excel_number_text
-from fangpin.values import BLANK_CHARS, amount_where_needed, cell_text, parse_amount, parse_date, resolve_places
+from fangpin.values import (BLANK_CHARS, amount_where_needed, cell_text, parse_amount, parse_date, regex_literal,
+                            resolve_places)
 from schemas.lists import ListRowsModel, RejectedRowsModel, RowNotesModel
 from schemas.reasons import NOTE, REJECT
 from schemas.roster import PersonsModel, checked
@@ -381,7 +382,7 @@ def _squeezed(expr: pl.Expr) -> pl.Expr:
 
 
 # Text `_squeezed` leaves as it is: no BLANK_CHARS (every \s character, the zero-width space, the byte-order mark).
-WITHOUT_BLANKS = "^[^" + "".join(f"\\x{{{ord(char):x}}}" for char in BLANK_CHARS) + "]+$"
+WITHOUT_BLANKS = "^[^" + regex_literal(BLANK_CHARS) + "]+$"
 
 
 def _person_name(expr: pl.Expr) -> pl.Expr:

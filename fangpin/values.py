@@ -24,6 +24,12 @@ BLANK_CHARS = "".join(chr(code) for code in (*range(0x9, 0xE), 0x20, 0x85, 0xA0,
                                              0x2028, 0x2029, 0x202F, 0x205F, 0x3000, 0x200B, 0xFEFF))
 
 
+def regex_literal(text: str) -> str:
+    """`text` as a Polars (Rust) regex matching it literally, each character as a hex escape (\\x{3000}): safe for
+    control characters, blanks and regex syntax alike, inside a character class or out of one."""
+    return "".join(f"\\x{{{ord(char):x}}}" for char in text)
+
+
 def cell_text(expr: pl.Expr) -> pl.Expr:
     """A cell as trimmed text (full-width and zero-width spaces too); empty -> null. The one rule of what is blank,
     for the reader's cells (fangpin.reading) and validation alike.

@@ -39,6 +39,7 @@ from openpyxl.worksheet.datavalidation import DataValidation
 
 from fangpin.config import PROJECT_ROOT, check_month, config_dir, county, read_yaml, registry
 from fangpin.ids import mask_id
+from fangpin.values import regex_literal
 from fangpin.xlsxml import openpyxl_parts, stable_zip, xml_legal, xml_text
 
 WORKBOOK_CONFIG = "workbook.yaml"
@@ -271,8 +272,7 @@ EXCEL_FAKE_LEAP_DAY = 60  # Excel counts 1900-02-29, which never existed: serial
 
 
 # FORMULA_PREFIXES as one anchored pattern (one pass over the text instead of one per prefix).
-FORMULA_START = "^(?:" + "|".join("".join(f"\\x{{{ord(char):x}}}" for char in prefix)
-                                  for prefix in FORMULA_PREFIXES) + ")"
+FORMULA_START = "^(?:" + "|".join(regex_literal(prefix) for prefix in FORMULA_PREFIXES) + ")"
 
 
 def _formula_like(text: pl.Expr) -> pl.Expr:

@@ -17,10 +17,12 @@ import polars as pl
 from isal import isal_zlib  # ISA-L's deflate: the workbooks' parts ~4x faster than zlib's
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 
+from fangpin.values import regex_literal
+
 # openpyxl's ILLEGAL_CHARACTERS_RE (control characters XML 1.0 cannot hold) as a Polars/Rust pattern, derived
 # from openpyxl's own regex so the fast path drops exactly the characters openpyxl's cell writer drops.
-ILLEGAL_XML_PATTERN = "[" + "".join(
-    f"\\x{{{code:x}}}" for code in range(0x80) if ILLEGAL_CHARACTERS_RE.fullmatch(chr(code))) + "]"
+ILLEGAL_XML_PATTERN = "[" + regex_literal("".join(
+    chr(code) for code in range(0x80) if ILLEGAL_CHARACTERS_RE.fullmatch(chr(code)))) + "]"
 
 
 def xml_legal(expr: pl.Expr) -> pl.Expr:

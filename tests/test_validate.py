@@ -78,6 +78,17 @@ def test_parse_amount(text, expected):
     assert _one(parse_amount, [text]) == [expected]
 
 
+def test_regex_literal_matches_its_text_and_nothing_else():
+    """`values.regex_literal` spells text for a Polars regex: regex syntax, control characters and blanks each
+    match only themselves, alone or inside a character class."""
+    from fangpin.values import regex_literal
+
+    text = "=+-@.*[]()^$\\|?\t\r\u3000\u200b"
+    cells = pl.Series([text, text.replace(".", "x"), "=", "a", "\u3000", None])
+    assert cells.str.contains("^" + regex_literal(text) + "$").to_list() == [True, False, False, False, False, None]
+    assert cells.str.contains("^[" + regex_literal(text) + "]+$").to_list() == [True, False, True, False, True, None]
+
+
 def test_amounts_read_where_plain_equal_parse_amount_of_every_cell(monkeypatch):
     """The roster's amounts are cast where the cell is a plain number and parsed only elsewhere
     (`values.amount_where_needed`): the result must be `parse_amount` of every cell, even for texts a cast reads
