@@ -42,11 +42,15 @@ DONE = "完成 done"  # what a county's line says when its month went through (t
 @dataclass
 class CountyOutcome:
     """What became of one county's month: seconds per step, the assets materialised (with the metadata their bodies
-    gave), the steps that failed (with why) and those skipped because of them."""
+    gave), the steps that failed (with why) and those skipped because of them.
+
+    `step_cpu`: the process's CPU seconds (user + system, every thread) during each step, so background work (the
+    quality suites, the workbooks' writer) counts in the steps it overlaps, as in `bench.steps`, which reads it."""
 
     county: str
     seconds: float = 0.0
     steps: dict[str, float] = field(default_factory=dict)
+    step_cpu: dict[str, float] = field(default_factory=dict)
     materialized: dict[str, dict] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
@@ -94,7 +98,7 @@ def run_county(assets: list[dg.AssetsDefinition], province_dir: Path, month: str
                     outcome.skipped.append(name)
                     broken |= set(asset.keys)
                     continue
-                step_started = time.perf_counter()
+                step_started, cpu_started = time.perf_counter(), time.process_time()
                 try:
                     produced, metadata = _invoke(asset, context, values)
                 except Exception as error:  # the step fails; the county goes on with what does not depend on it
@@ -102,6 +106,7 @@ def run_county(assets: list[dg.AssetsDefinition], province_dir: Path, month: str
                     broken |= set(asset.keys)
                     produced, metadata = {}, {}
                 outcome.steps[name] = seconds = time.perf_counter() - step_started
+                outcome.step_cpu[name] = time.process_time() - cpu_started
                 values |= produced
                 outcome.materialized |= {asset_key.to_user_string(): {**meta, "step_seconds": round(seconds, 2)}
                                          for asset_key, meta in metadata.items()}

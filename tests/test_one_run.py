@@ -81,6 +81,13 @@ def two_copies(tmp_path_factory):
     return {"root": root, "outcome": outcome, "failed_steps": failed_steps}
 
 
+def test_every_step_run_has_its_seconds_and_the_process_cpu_it_took(two_copies):
+    outcome = two_copies["outcome"]  # bench.steps reads step_cpu: failed steps count too, skipped ones cannot
+    assert set(outcome.step_cpu) == set(outcome.steps) and "township_workbooks" in outcome.step_cpu
+    assert all(cpu >= 0 for cpu in outcome.step_cpu.values())
+    assert outcome.step_cpu["roster"] > 0  # reading and validating a roster is never free
+
+
 def test_a_failing_step_fails_as_in_a_county_run_and_the_rest_goes_on(two_copies):
     outcome = two_copies["outcome"]
     assert set(outcome.failed) == two_copies["failed_steps"] == {"township_workbooks", "township_feedback"}
