@@ -83,6 +83,7 @@ def concat_tables(tables: list[reading.SheetTable], with_raw: bool = True) -> pl
     return pl.concat(frames, how="diagonal_relaxed")
 
 
+@validate.in_memory_plans()
 def load_roster(data_dir: Path, month: str, read: reading.RosterFiles | None = None) -> RosterMonth:
     """The month's roster, validated, with its households and places. `read`: what `reading.read_roster` already
     returned for this month (a run starts reading the roster files at its setup); None reads them now."""
@@ -95,6 +96,7 @@ def load_roster(data_dir: Path, month: str, read: reading.RosterFiles | None = N
     return RosterMonth(table.height, checked.accepted, households, townships, villages, rejected, checked.notes, files)
 
 
+@validate.in_memory_plans()
 def ingest_lists(scan: reading.MonthScan, specs: list[ListSpec], places: pl.DataFrame,
                  month: str) -> list[ListResult]:
     """The month's department lists, validated together (`validate.validate_lists`), one ListResult per spec."""

@@ -10,7 +10,8 @@ list-sized frames; a roster past `schemas.roster.ROW_CHECKS_UP_TO` rows gets the
 from __future__ import annotations
 
 import string
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 
@@ -116,6 +117,21 @@ def _reason_body(codes: pl.Expr, columns: list[str]) -> pl.Expr:
     return body
 
 
+@contextmanager
+def in_memory_plans() -> Iterator[None]:
+    """Polars' lazy plans inside run in memory, not streaming: validation's own (the ID judging keeps every column
+    of the frame) and pandera's (a plan per check). Also a decorator (`ingest.load_roster`, `ingest.ingest_lists`).
+
+    Polars 2's default engine ("auto") streams such a plan morsel by morsel and returns the frame in many chunks,
+    which the next eager operation copies whole into one; the frames are in memory already, so streaming saves
+    nothing here. A province county's roster and lists 0.99 -> 0.82 CPU-s, the bench county's 3.33 -> 3.09, results
+    identical (bench/README.md, session 27). Polars keeps the setting for the whole process (`pl.Config`, restored
+    on leaving): work in other threads meanwhile runs in memory too, which changes how fast, never what.
+    """
+    with pl.Config(engine_affinity="in-memory"):
+        yield
+
+
 # ------------------------------------------------------------------------------------------------------------------
 # The one pass: input columns, each row's first problem, duplicates
 # ------------------------------------------------------------------------------------------------------------------
@@ -137,21 +153,13 @@ def _prepare(table: pl.DataFrame, canonical: list[str], within: tuple[str, ...] 
 ID_BIRTH_DATE = "_id_birth_date"  # each row's birth date as its ID's judging read it (`ids.with_id_problem`)
 
 
-# The engine of a lazy plan that keeps every column of a large frame (the ID judging below). Polars' default
-# ("auto") runs it streaming: morsel by morsel, and the frame it returns comes in many chunks, which the next eager
-# operation copies whole into one (eager operations work on single-chunk frames). In memory it is one pass and one
-# chunk: a province county's roster validation 0.81-0.86 -> 0.69-0.71 CPU-s, results identical (bench/README.md,
-# session 27).
-WHOLE_FRAME_ENGINE = "in-memory"
-
-
 def _mark_problems(frame: pl.DataFrame, extra: list[pl.Expr], within: tuple[str, ...] = ()) -> pl.DataFrame:
     """`_code`: the first problem of each row (total row, ID, then `extra` checks), duplicates (within each
     `within` group: a person may be on several lists, once per list) after that."""
     raw = frame.lazy().with_columns(pl.col("id_number").alias("_id_raw"),
                                     cell_text(pl.col("id_number")).alias("_id_text"))
     judged = ids.with_id_problem(ids.with_normalised_id(raw), "id_number", "_id_code", born=ID_BIRTH_DATE)
-    frame = judged.collect(engine=WHOLE_FRAME_ENGINE)
+    frame = judged.collect()  # in memory under `in_memory_plans`
     first = pl.coalesce(pl.when(pl.col("is_total_row")).then(pl.lit("total_row")), pl.col("_id_code"), *extra)
     return _mark_duplicates(frame.with_columns(first.alias("_code")), within)
 

@@ -275,6 +275,23 @@ def test_roster_without_heads_loads_with_first_member_as_head(zone):
     assert heads == {"H001": "钱妻", "H002": "孙父"}
 
 
+def test_intake_runs_its_polars_plans_in_memory_and_leaves_the_setting_as_it_was(zone, scan, monkeypatch):
+    """Validation's lazy plans (the ID judging of every row, pandera's checks) run in memory, not streaming
+    (fangpin.validate.in_memory_plans), for the roster and the lists alike; whatever the process had set before
+    (here: streaming) is back afterwards."""
+    from fangpin import validate
+
+    seen = []
+    judge = validate._mark_problems
+    monkeypatch.setattr(validate, "_mark_problems", lambda *args, **kwargs: seen.append(
+        os.environ.get("POLARS_ENGINE_AFFINITY")) or judge(*args, **kwargs))
+    monkeypatch.setenv("POLARS_ENGINE_AFFINITY", "streaming")
+    roster = ingest.load_roster(zone[0], MONTH)
+    ingest.ingest_lists(scan, list(registry().lists.values()), roster.places, MONTH)
+    assert seen == ["in-memory", "in-memory"]  # the roster's rows, then every list's rows in one frame
+    assert os.environ["POLARS_ENGINE_AFFINITY"] == "streaming"
+
+
 def test_wrong_month_file_is_quarantined_whole_and_not_counted(zone, scan):
     source = _source(zone, "wrong_month")
     [problem] = _problems(scan, source)
