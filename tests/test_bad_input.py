@@ -285,11 +285,14 @@ def test_intake_runs_its_polars_plans_in_memory_and_leaves_the_setting_as_it_was
     judge = validate._mark_problems
     monkeypatch.setattr(validate, "_mark_problems", lambda *args, **kwargs: seen.append(
         os.environ.get("POLARS_ENGINE_AFFINITY")) or judge(*args, **kwargs))
-    monkeypatch.setenv("POLARS_ENGINE_AFFINITY", "streaming")
-    roster = ingest.load_roster(zone[0], MONTH)
-    ingest.ingest_lists(scan, list(registry().lists.values()), roster.places, MONTH)
+    pl.Config.set_engine_affinity("streaming")
+    try:
+        roster = ingest.load_roster(zone[0], MONTH)
+        ingest.ingest_lists(scan, list(registry().lists.values()), roster.places, MONTH)
+        assert os.environ["POLARS_ENGINE_AFFINITY"] == "streaming"
+    finally:
+        pl.Config.set_engine_affinity(None)
     assert seen == ["in-memory", "in-memory"]  # the roster's rows, then every list's rows in one frame
-    assert os.environ["POLARS_ENGINE_AFFINITY"] == "streaming"
 
 
 def test_wrong_month_file_is_quarantined_whole_and_not_counted(zone, scan):
