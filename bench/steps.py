@@ -23,14 +23,18 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bench.ab import province_sample
 from bench.run import CACHE_DIR, SCENARIOS, scenario_dir
 
+if TYPE_CHECKING:  # imported when run: Dagster and the code location take seconds to import
+    from pipelines.one_run import CountyOutcome
+
 COUNTY_TOTAL = "county (all steps and the warehouse's publishing)"
 
 
-def run_counties_here(province_dir: Path, month: str, counties: list[str]) -> list[tuple[object, float]]:
+def run_counties_here(province_dir: Path, month: str, counties: list[str]) -> list[tuple["CountyOutcome", float]]:
     """Each county's outcome (`pipelines.one_run.CountyOutcome`) and the process's CPU seconds for all of it."""
     from pipelines import one_run
 
@@ -42,7 +46,7 @@ def run_counties_here(province_dir: Path, month: str, counties: list[str]) -> li
     return done
 
 
-def warm_medians(done: list[tuple[object, float]]) -> dict[str, float]:
+def warm_medians(done: list[tuple["CountyOutcome", float]]) -> dict[str, float]:
     """Median CPU seconds per step over the warm counties (all but the first, unless it is the only one), largest
     first, and the county's total under COUNTY_TOTAL."""
     warm = done[1:] or done
@@ -52,7 +56,7 @@ def warm_medians(done: list[tuple[object, float]]) -> dict[str, float]:
     return {COUNTY_TOTAL: statistics.median(cpu for _, cpu in warm), **ordered}
 
 
-def report(done: list[tuple[object, float]]) -> list[str]:
+def report(done: list[tuple["CountyOutcome", float]]) -> list[str]:
     """Each county's wall and CPU seconds (and whether it ran whole), then the warm medians per step."""
     lines = [f"{outcome.county}: {outcome.seconds:.2f} s, {cpu:.2f} CPU-s{'' if outcome.ok else ' (failed steps)'}"
              + (" (first: imports and warm-ups, not in the medians)" if i == 0 and len(done) > 1 else "")
