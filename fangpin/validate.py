@@ -159,7 +159,7 @@ def _mark_problems(frame: pl.DataFrame, extra: list[pl.Expr], within: tuple[str,
     raw = frame.lazy().with_columns(pl.col("id_number").alias("_id_raw"),
                                     cell_text(pl.col("id_number")).alias("_id_text"))
     judged = ids.with_id_problem(ids.with_normalised_id(raw), "id_number", "_id_code", born=ID_BIRTH_DATE)
-    frame = judged.collect()  # in memory under `in_memory_plans`
+    frame = judged.collect()  # in memory when called through ingest (`in_memory_plans`)
     first = pl.coalesce(pl.when(pl.col("is_total_row")).then(pl.lit("total_row")), pl.col("_id_code"), *extra)
     return _mark_duplicates(frame.with_columns(first.alias("_code")), within)
 
