@@ -289,11 +289,11 @@ def _column_facts(rows: pl.DataFrame, keys: list[str | None]) -> dict[str, int |
 
     A column with none of the last three is written in the short form of its cells (`_cell_pieces`).
     """
-    exprs = []
+    exprs, schema = [], rows.schema  # a frame's schema is built anew on every access (~25 µs for 40 columns)
     for i, key in enumerate(keys):
         if key is None:
             continue
-        value, dtype = pl.col(key), rows.schema[key]
+        value, dtype = pl.col(key), schema[key]
         if dtype == pl.String:
             exprs += [_formula_like(value).arg_true().first().alias(f"quote{i}"),
                       _formula_like(value).not_().arg_true().first().alias(f"plain{i}"),
@@ -385,14 +385,16 @@ def _rows_xml(ws, rows: pl.DataFrame, keys: list[str | None], styles: list[str],
     None for a column left empty (the fill-in columns)."""
     if rows.height == 0:
         return b""
-    rows = rows.select(xml_legal(pl.col(key)) if rows.schema[key] == pl.String else pl.col(key)
+    schema = rows.schema  # built anew on every access
+    rows = rows.select(xml_legal(pl.col(key)) if schema[key] == pl.String else pl.col(key)
                        for key in dict.fromkeys(key for key in keys if key))  # once per column, not per use
+    schema = rows.schema
     facts = _column_facts(rows, keys)
     ids = _data_style_ids(ws, facts, keys, styles)
     number = pl.int_range(first_row, first_row + pl.len()).cast(pl.String)
     cells = [piece for i, (key, (plain, quote)) in enumerate(zip(keys, ids))
              for piece in _cell_pieces(get_column_letter(i + 1), number, pl.col(key) if key else None,
-                                       rows.schema[key] if key else pl.Null, plain, quote,
+                                       schema[key] if key else pl.Null, plain, quote,
                                        short=not (facts.get(f"blank{i}", True) or facts.get(f"edge{i}", False)),
                                        escape=facts.get(f"markup{i}", True))]
     row = pl.concat_str([pl.lit('<row r="'), number, pl.lit('">'), *cells, pl.lit("</row>")])
