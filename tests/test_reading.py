@@ -393,6 +393,20 @@ def test_a_parquet_grid_cleans_its_text_columns_as_every_other_cell(tmp_path):
     assert grid.cells["c2"].to_list()[1:] == ["1234.5", "3.21202199001011E+17", None]
 
 
+def test_a_parquet_grid_writes_integers_as_polars_casts_them(tmp_path):
+    """Integer columns of every width and sign become the text Polars' own cast gives (the grid takes Arrow's
+    cast, which is cheaper): no ".0", a minus sign, the extremes in full, and blank stays blank."""
+    integers = {"i8": pl.Int8, "u8": pl.UInt8, "i32": pl.Int32, "u32": pl.UInt32, "i64": pl.Int64, "u64": pl.UInt64}
+    values = {"i8": [-128, 0, None, 127], "u8": [0, 255, None, 7], "i32": [-2**31, 2**31 - 1, None, 10],
+              "u32": [0, 2**32 - 1, None, 3], "i64": [-2**63, 2**63 - 1, None, -5], "u64": [0, 2**64 - 1, None, 42]}
+    frame = pl.DataFrame({name: pl.Series(values[name], dtype=dtype) for name, dtype in integers.items()})
+    frame.write_parquet(tmp_path / "花名册.parquet")
+    cells = reading._parquet_grid(tmp_path / "花名册.parquet").cells
+    for i, name in enumerate(integers):
+        assert cells[f"c{i}"].to_list() == [name, *frame[name].cast(pl.String).to_list()]
+    assert cells["c4"].to_list()[1:] == ["-9223372036854775808", "9223372036854775807", None, "-5"]
+
+
 def test_roster_split_across_files_sheets_and_parquet(tmp_path):
     roster_dir = tmp_path / "raw" / MONTH / "roster"
     header = ["户编号", "姓名", "证件号码", "与户主关系", "乡镇", "村"]
