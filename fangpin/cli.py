@@ -308,6 +308,9 @@ def entry() -> None:
     nanobind bindings print dozens of spurious "leaked type" lines at teardown after a Dagster run (its own module
     constants, no connection is left open), which would bury the summary a county officer reads."""
     code = framestack.with_room(main)  # imports and the run's steps: see fangpin.framestack
+    readcache = sys.modules.get("fangpin.readcache")  # imported by the commands that read a drop zone
+    if readcache is not None:  # entries a scan left its writer thread to store: os._exit would cut them short
+        readcache.wait_for_writes()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)

@@ -1676,7 +1676,7 @@ def scan_month(data_dir: Path, month: str, registry: Registry | None = None,
         intake.files.append(_received(path, data_dir, department, folder, sha, _status(len(found), len(file_problems)),
                                       note, lists=lists))
     problems.extend(intake.problems)
-    cache.prune()
+    cache.prune_when_written()
     return MonthScan(sorted(intake.files, key=lambda f: f.source_file), tables, problems)
 
 
@@ -1796,5 +1796,5 @@ def read_roster(data_dir: Path, month: str, registry: Registry | None = None, li
     for slot, entry in reversed(received):
         intake.files.insert(slot, entry)
     problems.extend(intake.problems)
-    cache.prune()
+    cache.prune_when_written()
     return tables, problems, intake.files

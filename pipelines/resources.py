@@ -13,7 +13,7 @@ import polars as pl
 from pydantic import PrivateAttr
 
 from assets.partitions import COUNTY_TAG, MONTH_TAG, PARTITION_TAG
-from fangpin import background, quality, reading, warehouse
+from fangpin import background, quality, readcache, reading, warehouse
 from fangpin.config import PROJECT_ROOT
 
 COUNTIES_FOLDER = "counties"
@@ -163,6 +163,7 @@ class FangpinData(dg.ConfigurableResource):
         interrupted (Ctrl-C, or terminated from the UI) publishes nothing: the warehouse stays as before it, as
         after a power cut, instead of a queue from this run beside risk marts from the last one."""
         self._wait_for_background()
+        readcache.wait_for_writes()  # the read cache's entries stored (long done by now) before the process may end
         if self._run is None:
             return
         if _interrupted(context):

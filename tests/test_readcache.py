@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+import threading
 import time
 from pathlib import Path
 
@@ -54,8 +55,10 @@ def parsed(monkeypatch) -> list[str]:
 
 
 def _scan(data_dir: Path):
-    """What the drop_zone and roster assets read for the month."""
-    return reading.scan_month(data_dir, MONTH), reading.read_roster(data_dir, MONTH)
+    """What the drop_zone and roster assets read for the month, with the entries stored as at a run's end."""
+    scanned = reading.scan_month(data_dir, MONTH), reading.read_roster(data_dir, MONTH)
+    readcache.wait_for_writes()
+    return scanned
 
 
 def _uncached(data_dir: Path, monkeypatch):
@@ -249,6 +252,31 @@ def test_an_entry_is_stored_as_read_although_the_caller_then_changes_the_result(
     assert cached._writer is None  # answered from the entry, nothing read or written again
     _assert_tables_equal(again[0], tables)
     assert (again[1], again[2]) == expected
+
+
+def test_a_scan_returns_while_its_entries_are_stored_and_the_run_waits_for_them(county, monkeypatch):
+    """The roster's read does not wait for its entries (the run's roster step would): the writer thread stores
+    them, then prunes the scan; `wait_for_writes`, called at a run's end, waits for both."""
+    reading.read_roster(county, MONTH)
+    readcache.wait_for_writes()
+    stale = county / "cache" / "reads" / MONTH / "roster" / "an-entry-of-a-file-no-longer-received"
+    stale.mkdir()
+    release, storing = threading.Event(), threading.Event()
+    store = readcache._store
+
+    def held_back(*args):
+        storing.set()
+        assert release.wait(30)
+        store(*args)
+
+    monkeypatch.setattr(readcache, "_store", held_back)
+    monkeypatch.setattr(readcache, "code_fingerprint", lambda: "another version: every file read again")
+    tables, _, _ = reading.read_roster(county, MONTH)  # returns although its entry is not stored yet
+
+    assert tables and storing.wait(30) and stale.exists()  # neither stored nor pruned yet
+    release.set()
+    readcache.wait_for_writes()
+    assert not stale.exists() and len(_entries(county, "roster")) == 1
 
 
 def test_a_failing_cache_write_does_not_fail_the_read(county, parsed, monkeypatch):
