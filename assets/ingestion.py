@@ -67,6 +67,7 @@ def roster(context: dg.AssetExecutionContext, fangpin: FangpinData) -> ingest.Ro
         "rejected_rows": month_roster.rejected.height - whole.height,
         "files_refused": whole.height,
     })
+    fangpin.start_roster_write(month, month_roster)  # warehouse_month's transaction, begun beside department_lists
     return month_roster
 
 
@@ -177,8 +178,10 @@ def warehouse_month(context: dg.AssetExecutionContext, fangpin: FangpinData, dro
     month = month_of(context)
     results = [lists[spec.asset_name] for spec in registry().lists.values()]
     now = datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0)
-    with fangpin.writer() as con, transaction(con):
-        written = ingest.write_month(con, month, drop_zone, roster, results, now)
+    with fangpin.writer() as con:
+        roster_written = fangpin.roster_written(month)  # the transaction the roster step began, if it did
+        with transaction(con, begun=roster_written is not None):
+            written = ingest.write_month(con, month, drop_zone, roster, results, now, roster_written)
     fangpin.start_quality_suites(month)
     context.log.info("写入数据仓库：" + "，".join(f"{table} {rows}" for table, rows in written.items()))
     return dg.MaterializeResult(metadata={**{table: rows for table, rows in written.items()},

@@ -147,9 +147,22 @@ def first_seen_by_hash(con: duckdb.DuckDBPyConnection) -> dict[str, datetime]:
     return dict(rows)
 
 
+def write_roster(con: duckdb.DuckDBPyConnection, month: str, roster: RosterMonth) -> dict[str, int]:
+    """The roster's tables of `month` (inside the caller's transaction): the part of `write_month` a run writes
+    while the department lists are still being validated (`pipelines.resources.FangpinData.start_roster_write`)."""
+    return {
+        "roster.persons": replace_month(con, "roster.persons", month, roster.persons),
+        "roster.households": replace_month(con, "roster.households", month, roster.households),
+        "roster.townships": replace_month(con, "roster.townships", month, roster.townships),
+        "roster.villages": replace_month(con, "roster.villages", month, roster.villages),
+    }
+
+
 def write_month(con: duckdb.DuckDBPyConnection, month: str, scan: reading.MonthScan, roster: RosterMonth,
-                results: list[ListResult], now: datetime) -> dict[str, int]:
-    """Replace everything ingestion owns for `month` (call inside one transaction); feedback rows are left alone."""
+                results: list[ListResult], now: datetime, roster_written: dict[str, int] | None = None
+                ) -> dict[str, int]:
+    """Replace everything ingestion owns for `month` (call inside one transaction); feedback rows are left alone.
+    `roster_written`: what `write_roster` wrote earlier in this transaction (else it is written here)."""
     files = received_files_frame(scan, roster, results, month, first_seen_by_hash(con), now)
     unassigned = [p for p in scan.problems if p.list_key is None]
     quarantine = pl.concat(
@@ -164,10 +177,7 @@ def write_month(con: duckdb.DuckDBPyConnection, month: str, scan: reading.MonthS
         "raw.received_files": replace_month(con, "raw.received_files", month, files),
         "raw.list_counts": replace_month(con, "raw.list_counts", month, counts),
         "staging.list_rows": replace_month(con, "staging.list_rows", month, accepted),
-        "roster.persons": replace_month(con, "roster.persons", month, roster.persons),
-        "roster.households": replace_month(con, "roster.households", month, roster.households),
-        "roster.townships": replace_month(con, "roster.townships", month, roster.townships),
-        "roster.villages": replace_month(con, "roster.villages", month, roster.villages),
+        **(roster_written if roster_written is not None else write_roster(con, month, roster)),
         "quarantine.row_notes": replace_month(con, "quarantine.row_notes", month, notes),
         "quarantine.rejected_rows": replace_month(
             con, "quarantine.rejected_rows", month, quarantine, keep="list_key IS DISTINCT FROM 'feedback'"),

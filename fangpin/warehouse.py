@@ -315,9 +315,11 @@ def temp_table(con: duckdb.DuckDBPyConnection, name: str, frame: pl.DataFrame) -
 
 
 @contextmanager
-def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
-    """BEGIN ... COMMIT, or ROLLBACK on any error, so a month is written whole or not at all."""
-    con.execute("BEGIN TRANSACTION")
+def transaction(con: duckdb.DuckDBPyConnection, begun: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+    """BEGIN ... COMMIT, or ROLLBACK on any error, so a month is written whole or not at all. `begun`: the
+    transaction was begun earlier on this connection (and part of it written); this finishes it the same way."""
+    if not begun:
+        con.execute("BEGIN TRANSACTION")
     try:
         yield con
         _crash_point()

@@ -13,7 +13,7 @@ import polars as pl
 from pydantic import PrivateAttr
 
 from assets.partitions import COUNTY_TAG, MONTH_TAG, PARTITION_TAG
-from fangpin import background, quality, readcache, reading, warehouse
+from fangpin import background, ingest, quality, readcache, reading, warehouse
 from fangpin.config import PROJECT_ROOT
 
 COUNTIES_FOLDER = "counties"
@@ -133,6 +133,38 @@ class FangpinData(dg.ConfigurableResource):
         if started is not None and started[0] == month:
             return started[1].result(), True
         return work(), False
+
+    def start_roster_write(self, month: str, roster: ingest.RosterMonth) -> None:
+        """Begin warehouse_month's transaction now and write the roster's tables into it in a background thread,
+        when this run has a warehouse_month step; the roster step calls it with the month's validated roster.
+
+        Why: the department lists' validation, the step in between, is mostly single-threaded Python (a
+        1,000,000-person county: 0.9 of its 1.0 s left a core idle), while writing a million persons is DuckDB
+        compressing them for ~1.7 CPU-s. warehouse_month then finishes the same transaction (`roster_written`), so
+        the month is still written whole or not at all: if it never runs (a list step failed), the transaction is
+        never committed and closing the run's connection rolls it back. No other step writes in between: every
+        step that writes the warehouse comes after warehouse_month.
+        """
+        if self._run is None:
+            return
+
+        def prepare() -> Callable[[], dict[str, int]]:
+            with self._run.writer() as con:  # the run's one connection, opened now if it is not yet
+                con.execute("BEGIN TRANSACTION")
+            return lambda: ingest.write_roster(con, month, roster)
+
+        self.start_ahead("warehouse_month", month, prepare)
+
+    def roster_written(self, month: str) -> dict[str, int] | None:
+        """The roster's tables `start_roster_write` wrote (waited for; its error raised here) inside the transaction
+        it began, which the caller finishes; None when it did not start (nothing begun)."""
+        started = self._ahead.pop("warehouse_month", None)
+        if started is None:
+            return None
+        begun_for, future = started
+        if begun_for != month:
+            raise RuntimeError(f"the roster of {begun_for} was written for warehouse_month of {month}")
+        return future.result()
 
     def start_quality_suites(self, month: str) -> None:
         """Start the month's expectation suites (`quality.run_list_suites`) in a background thread, when this run has

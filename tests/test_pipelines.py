@@ -293,6 +293,48 @@ def test_with_a_roster_to_read_great_expectations_is_warmed_up_once_the_read_is_
     assert [event for event, _ in events] == ["read over", "warm-up"] and events[0][1] == "fangpin-roster-read"
 
 
+# The intake steps; the department lists are one step (a multi-asset) named by any of its lists.
+INTAKE = ["drop_zone", "roster", "roster_places", next(iter(registry().lists.values())).asset_name, "warehouse_month"]
+
+
+def _roster_rows(data_dir: Path) -> int:
+    import duckdb
+
+    from fangpin.warehouse import warehouse_path
+
+    with duckdb.connect(str(warehouse_path(data_dir)), read_only=True) as con:
+        return con.execute("SELECT count(*) FROM roster.persons WHERE month = '2026-10'").fetchall()[0][0]
+
+
+def test_the_roster_is_written_beside_the_lists_step_inside_the_months_one_transaction(tmp_path, monkeypatch):
+    """The roster step begins warehouse_month's transaction and writes the roster's tables into it in a background
+    thread while department_lists runs; warehouse_month finishes it. A month whose lists step fails writes none of
+    it: the begun transaction is never committed, and closing the run's connection rolls it back."""
+    import threading
+
+    from fangpin import demo, ingest
+
+    source = tmp_path / "source"
+    demo.generate(source, months=["2026-10"], persons=600)
+    failing, passing = tmp_path / "failing", tmp_path / "passing"
+    for data_dir in (failing, passing):
+        shutil.copytree(source / "raw", data_dir / "raw")
+    threads: list[str] = []
+    write_roster = ingest.write_roster
+    monkeypatch.setattr(ingest, "write_roster", lambda *args: threads.append(threading.current_thread().name)
+                        or write_roster(*args))
+
+    with monkeypatch.context() as patch:
+        patch.setattr(ingest, "ingest_lists", lambda *args: (_ for _ in ()).throw(OSError("名单目录无法读取")))
+        result = _materialize(INTAKE, failing)
+    assert not result.success and threads == ["fangpin-warehouse_month"]  # written, then never committed
+    assert _roster_rows(failing) == 0
+
+    result = _materialize(INTAKE, passing)
+    assert result.success and threads == ["fangpin-warehouse_month"] * 2
+    assert _roster_rows(passing) == result.asset_value("roster").persons.height > 0
+
+
 # --- work started early by one step, collected by another (FangpinData.start_ahead / collect) ------------------------
 
 def _resource_with_steps(tmp_path, *steps: str):
