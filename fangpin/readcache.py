@@ -32,7 +32,7 @@ import shutil
 import tempfile
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
@@ -187,8 +187,9 @@ def _load(entry: Path, key: str) -> tuple[list, list, list]:
 # ----------------------------------------------------------------------------------------------------------------
 # The cache of one month's scan
 # ----------------------------------------------------------------------------------------------------------------
-# Writer threads handed over by `ReadCache.prune_when_written`: still storing entries, or pruning after them.
-_finishing: list[ThreadPoolExecutor] = []
+# The pruning that `ReadCache.prune_when_written` queued behind a scan's entries, one per scan not yet waited for:
+# once one is done, so are that scan's writes.
+_finishing: list[Future] = []
 _FINISHING_LOCK = threading.Lock()
 
 
@@ -196,9 +197,9 @@ def wait_for_writes() -> None:
     """Block until every entry a scan of this process handed to its writer thread is stored, and the scan pruned.
     A run's end (the resource's teardown, the CLI before it exits) and tests that look at the entries call it."""
     with _FINISHING_LOCK:
-        writers, _finishing[:] = list(_finishing), []
-    for writer in writers:
-        writer.shutdown(wait=True)  # runs every task handed to it; none raises
+        pending, _finishing[:] = list(_finishing), []
+    for pruned in pending:
+        pruned.result()  # `_prune_logged` and the writes before it never raise
 
 
 class ReadCache:
@@ -288,10 +289,10 @@ class ReadCache:
         if writer is None:
             self._delete_unused()
             return
-        writer.submit(self._prune_logged)
+        pruned = writer.submit(self._prune_logged)
         writer.shutdown(wait=False)  # the tasks handed over still run; the thread ends after them
-        with _FINISHING_LOCK:
-            _finishing.append(writer)
+        with _FINISHING_LOCK:  # a long-lived process that never waits keeps only the scans still being written
+            _finishing[:] = [*(f for f in _finishing if not f.done()), pruned]
 
     def _prune_logged(self) -> None:
         try:
