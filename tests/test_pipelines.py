@@ -324,8 +324,11 @@ def test_the_roster_is_written_beside_the_lists_step_inside_the_months_one_trans
     monkeypatch.setattr(ingest, "write_roster", lambda *args: threads.append(threading.current_thread().name)
                         or write_roster(*args))
 
+    def unreadable_lists(*args):
+        raise OSError("名单目录无法读取")
+
     with monkeypatch.context() as patch:
-        patch.setattr(ingest, "ingest_lists", lambda *args: (_ for _ in ()).throw(OSError("名单目录无法读取")))
+        patch.setattr(ingest, "ingest_lists", unreadable_lists)
         result = _materialize(INTAKE, failing)
     assert not result.success and threads == ["fangpin-warehouse_month"]  # written, then never committed
     assert _roster_rows(failing) == 0
