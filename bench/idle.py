@@ -21,6 +21,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from bench.ab import idle_core_seconds
 from bench.run import CACHE_DIR, SCENARIOS, StepTime, ensure_data, read_runs, run_fangpin, run_times
 
 STARTUP, EXIT = "startup", "exit"
@@ -45,7 +46,7 @@ def busy_and_idle(samples: list[tuple[float, float]], steps: list[StepTime], cor
     for (t1, c1), (t2, c2) in zip(samples, samples[1:]):
         name = where((t1 + t2) / 2, steps)
         busy, idle = found.get(name, (0.0, 0.0))
-        found[name] = (busy + (c2 - c1), idle + max(0.0, cores * (t2 - t1) - (c2 - c1)))
+        found[name] = (busy + (c2 - c1), idle + idle_core_seconds([(t1, c1), (t2, c2)], cores))
     return found
 
 
