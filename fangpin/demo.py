@@ -670,7 +670,6 @@ def write_fast_xlsx(path: Path, frame: pl.DataFrame, sheet: str) -> None:
 def _stable_openpyxl_bytes(workbook: openpyxl.Workbook) -> bytes:
     """openpyxl output with its 'now' timestamps replaced, so the same seed gives the same bytes."""
     workbook.properties.creator = "fangpin demo"
-    workbook.properties.created = FIXED_DOC_TIME
     return stable_zip(openpyxl_parts(workbook, FIXED_DOC_TIME), FIXED_ZIP_TIME)
 
 

@@ -575,7 +575,6 @@ def write_township_workbook(township: str, month: str, households: pl.DataFrame,
     wb = Workbook(write_only=True)
     wb.properties.creator = "fangpin"
     wb.properties.title = config["titles"]["verification"].format(households=households.height, **label)
-    wb.properties.created = _document_time(month)
     _register_styles(wb)
     columns = column_specs("verification")
     verification, xml = _write_listing(
