@@ -7,9 +7,9 @@ the step running at the sample's midpoint (from the run's Dagster event log), so
 and how much, can be read off. Session 28 found this way that department_lists, mostly single-threaded Python,
 left a core idle for 0.87 of its 0.97 s, and wrote the roster beside it (bench/README.md, session 28 item 0).
 
-    .venv/bin/python -m bench.idle [--scenario county]
+    .venv/bin/python -m bench.idle
 
-Runs on the inputs `make bench county` generated and cached. Startup is the time before the first step, exit the
+Runs on the inputs `make bench county` generated and cached (generated first, as that does, when missing). Startup is the time before the first step, exit the
 time after the last; background threads (the roster's parse, the quality suites, the township workbooks) count in
 the steps they overlap. One run: the machine drifts, so compare two checkouts by running this in each, in turn.
 """
@@ -62,10 +62,8 @@ def report(wall: float, cpu: float, found: dict[str, tuple[float, float]], steps
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scenario", default="county", choices=["county"])
-    args = parser.parse_args(argv)
-    scenario = SCENARIOS[args.scenario]
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args(argv)  # --help, and no other option
+    scenario = SCENARIOS["county"]
     data_dir, _ = ensure_data(scenario, CACHE_DIR)
     with tempfile.TemporaryDirectory(prefix="fangpin-idle-") as temp:
         work = Path(temp)

@@ -139,8 +139,8 @@ class FangpinData(dg.ConfigurableResource):
         when this run has a warehouse_month step; the roster step calls it with the month's validated roster.
 
         Why: the department lists' validation, the step in between, is mostly single-threaded Python (a
-        1,000,000-person county: 0.9 of its 1.0 s left a core idle), while writing a million persons is DuckDB
-        compressing them for ~1.7 CPU-s. warehouse_month then finishes the same transaction (`roster_written`), so
+        1,000,000-person county: 0.87 of its 0.97 s left a core idle), while writing a million persons and their
+        households is DuckDB compressing them for ~1.6-1.8 CPU-s (bench/README.md, sessions 16 and 28). warehouse_month then finishes the same transaction (`roster_written`), so
         the month is still written whole or not at all: if it never runs (a list step failed), the transaction is
         never committed and closing the run's connection rolls it back. No other step writes in between: every
         step that writes the warehouse comes after warehouse_month.
@@ -158,13 +158,8 @@ class FangpinData(dg.ConfigurableResource):
     def roster_written(self, month: str) -> dict[str, int] | None:
         """The roster's tables `start_roster_write` wrote (waited for; its error raised here) inside the transaction
         it began, which the caller finishes; None when it did not start (nothing begun)."""
-        started = self._ahead.pop("warehouse_month", None)
-        if started is None:
-            return None
-        begun_for, future = started
-        if begun_for != month:
-            raise RuntimeError(f"the roster of {begun_for} was written for warehouse_month of {month}")
-        return future.result()
+        written, _ = self.collect("warehouse_month", month, lambda: None)
+        return written
 
     def start_quality_suites(self, month: str) -> None:
         """Start the month's expectation suites (`quality.run_list_suites`) in a background thread, when this run has
