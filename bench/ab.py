@@ -1,6 +1,6 @@
 """Two revisions of fangpin, A and B, run in alternation on the bench county: `fangpin run`, round after round.
 
-Why: this machine's speed drifts within an hour by more than most changes move a county run (bench/README.md,
+Why: this machine's speed drifts within an hour by more than most changes move a county run (bench/FINDINGS.md,
 sessions 13-16), so two `make bench` an hour apart cannot tell a change worth one CPU-second; rounds that alternate
 can. Each revision is checked out in a temporary git worktree and run with this project's virtualenv, the way the
 bench runs fangpin (`bench.run.run_fangpin`: a fresh DAGSTER_HOME, no warehouse, exports or read cache) on the

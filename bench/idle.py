@@ -5,7 +5,7 @@ Why: a county run's wall time is its target (run/floor <= 2), and on two cores t
 keeps both busy. The bench samples the run's CPU every 0.1 s; here each sample's busy and idle core-seconds go to
 the step running at the sample's midpoint (from the run's Dagster event log), so the steps that leave a core idle,
 and how much, can be read off. Session 28 found this way that department_lists, mostly single-threaded Python,
-left a core idle for 0.87 of its 0.97 s, and wrote the roster beside it (bench/README.md, session 28 item 0).
+left a core idle for 0.87 of its 0.97 s, and wrote the roster beside it (bench/FINDINGS.md, session 28 item 0).
 
     .venv/bin/python -m bench.idle
 

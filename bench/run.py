@@ -105,7 +105,8 @@ class Scenario:
 
 SCENARIOS = {
     # 500,000 rows per roster file: one 1,000,001-row sheet is legal for Excel but unzips to ~703 MB, which
-    # config/county.yaml intake_limits.max_unzipped_mb (500) refuses as file_too_large (see bench/README.md).
+    # config/county.yaml intake_limits.max_unzipped_mb (500) refuses as file_too_large (bench/FINDINGS.md, the
+    # first findings).
     "county": Scenario("county", persons=1_000_000, list_rows=100_000, roster_file_rows=500_000, target_ratio=2.0),
     "province": Scenario("province", persons=30_000_000, list_rows=3_000_000, counties=100, cap_seconds=1200.0,
                          workers=2, target_seconds=600.0),
@@ -1023,7 +1024,7 @@ def median_result(results: list[BenchResult]) -> BenchResult:
     every repeat's figures; a failed or stopped repeat is reported instead, so that a median never hides it.
 
     Why repeat: on the bench machine the floor of the same files moved by up to a third between runs, and the run by
-    more than some changes move it (bench/README.md, sessions 6-8)."""
+    more than some changes move it (bench/FINDINGS.md, sessions 6-8)."""
     failed = [result for result in results if not result.ok]
     chosen = failed[0] if failed else sorted(results, key=lambda result: result.ratio)[(len(results) - 1) // 2]
     chosen.repeats = [(result.run.wall, result.floor["seconds"]) for result in results]

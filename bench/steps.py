@@ -2,7 +2,7 @@
 
 Why: `make bench` says how long a whole run takes and which stages are largest, but a province county's steps
 overlap (two workers, background threads) and the machine drifts within minutes, so a change worth a few percent
-of a county is read best here: each step's CPU seconds, county after county, in one process (bench/README.md,
+of a county is read best here: each step's CPU seconds, county after county, in one process (bench/FINDINGS.md,
 sessions 22-27 measured this way with a /tmp harness each time). The first county pays the process's imports and
 warm-ups (great-expectations, Dagster, plotly.js) and is left out of the medians; the others cost what each further
 county of a one run's worker costs.

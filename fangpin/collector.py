@@ -4,7 +4,7 @@ Dagster, great-expectations, pandas and their dependencies leave ~500,000 object
 Python 3.11 runs a full collection each time the objects that survived younger collections grow by a quarter, and a
 full collection walks every one of them: while the modules load (each import adds a quarter, and is walked again)
 and then through the run, every ~0.2-0.3 s of the collector's time blocking every Python thread. In a county run
-the full collections took ~0.8 s of CPU, ~0.3 s of it before the first step (bench/README.md, session 17).
+the full collections took ~0.8 s of CPU, ~0.3 s of it before the first step (bench/FINDINGS.md, session 17).
 
 `loading_modules()` wraps such imports: no full collection while they run, and if they loaded any module, every
 object alive then moves to the collector's permanent generation (`gc.freeze`), which later collections do not walk.

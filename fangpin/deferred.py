@@ -3,7 +3,7 @@ not use.
 
 great-expectations imports all of its core expectations when it is imported, and one of them (the KL divergence,
 which fangpin's suites do not use) imports scipy.stats and altair: ~0.8 of the ~2.3 CPU-s of its import, paid in
-every county run (bench/README.md, session 16). Left in `sys.modules` as stand-ins, they are imported the moment
+every county run (bench/FINDINGS.md, session 16). Left in `sys.modules` as stand-ins, they are imported the moment
 anything reads one of their attributes, so any code that does use them works as before.
 
 Why not `importlib.util.LazyLoader`: in Python 3.11 the import system reads the module's `__spec__` when an import

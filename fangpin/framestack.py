@@ -5,7 +5,7 @@ new chunk from the operating system (mmap), and returning from it gives the chun
 keeps crossing a chunk's edge pays both system calls on every crossing, plus a TLB flush on the other cores while the
 process's other threads run there. Importing great-expectations (hundreds of nested imports, class bodies, pydantic
 models) crosses one thousands of times: in the bench county's run, perf found 0.5 of the import thread's 1.7 CPU-s
-in munmap (bench/README.md, session 20).
+in munmap (bench/FINDINGS.md, session 20).
 
 `with_room(work)` runs `work()` above one frame large enough to get a chunk of 1 MB (a frame with a large value stack,
 which nothing uses), so the frames of `work` stay inside that chunk: one mmap for the whole call. It changes nothing

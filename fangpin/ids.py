@@ -89,7 +89,7 @@ def with_normalised_id(frame: pl.LazyFrame, column: str = "id_number") -> pl.Laz
 
     Why two steps, not the one expression: a sub-expression used several times is evaluated once per use, so
     `normalise_id` cleans each cell once for every use of the cleaned text. 1,000,000 roster IDs: 0.31 s wall, 0.59
-    CPU-s as one expression; 0.11 s, 0.20 CPU-s in two steps (bench/README.md, session 16).
+    CPU-s as one expression; 0.11 s, 0.20 CPU-s in two steps (bench/FINDINGS.md, session 16).
     """
     return frame.with_columns(cleaned_where_needed(pl.col(column), NORMAL_FORM, clean_text, complete_legacy))
 
@@ -101,7 +101,7 @@ def cleaned_where_needed(expr: pl.Expr, normal_form: str, *steps: Callable[[pl.E
     Why: a roster's IDs, household numbers and phone numbers nearly all are in normal form already (a province
     county's 300,000 all of them), and one test of the form costs a fraction of cleaning every cell: 300,000 IDs
     0.090 -> 0.013 CPU-s, household numbers and phones 0.064 -> 0.015 each; 200,000 messy IDs, 80% of them to
-    clean, 0.095 -> 0.111 (bench/README.md, session 24).
+    clean, 0.095 -> 0.111 (bench/FINDINGS.md, session 24).
     """
     def cleaned(value: pl.Expr) -> pl.Expr:
         for step in steps:
@@ -203,7 +203,7 @@ def problem_of_normalised(text: pl.Expr) -> pl.Expr:
 
 def with_id_problem(frame: pl.LazyFrame, column: str, alias: str, born: str | None = None) -> pl.LazyFrame:
     """`problem_of_normalised` of a frame's (normalised) ID column as column `alias`, each of its facts computed
-    once per row in a step before: 300,000 roster IDs 0.20 -> 0.07 CPU-s (bench/README.md, session 23); as one
+    once per row in a step before: 300,000 roster IDs 0.20 -> 0.07 CPU-s (bench/FINDINGS.md, session 23); as one
     chain every row had its check character computed twice and went through six regex passes (now two).
 
     `born`: also keep the birth date the judging read from each ID, as that column. For an ID without a problem it
@@ -221,7 +221,7 @@ def is_valid_id(id18: pl.Expr) -> pl.Expr:
 
     The same as `id_problem(id18).is_null() & (id18 == normalise_id(id18))` (tests/test_ids.py): only an ID in
     NORMAL_FORM passes `problem_of_normalised`, and `normalise_id` leaves such an ID as it is. Judged without
-    normalising every ID twice: a province county's 30,001 accepted list rows 0.27 -> 0.02 CPU-s (bench/README.md,
+    normalising every ID twice: a province county's 30,001 accepted list rows 0.27 -> 0.02 CPU-s (bench/FINDINGS.md,
     session 25)."""
     return problem_of_normalised(id18.cast(pl.String)).is_null()
 

@@ -147,11 +147,11 @@ WITH roster_ids AS (
            min(p.id_number) AS person_id, min(p.household_id) AS household_id
     FROM link_rejected q
     LEFT JOIN (SELECT * FROM roster.persons      -- the names and villages of rejected rows only (the bench county:
-               -- its 1,000,000 persons all live in such villages; 0.38 -> 0.34 s, bench/README.md session 26)
+               -- its 1,000,000 persons all live in such villages; 0.38 -> 0.34 s, bench/FINDINGS.md session 26)
                WHERE month = $rm AND name IN (SELECT name FROM link_rejected)
                  AND (township, village) IN (SELECT (township, village) FROM link_rejected)) p
       -- roster names hold no spaces (validation removes every whitespace from them, validate._person_name:
-      -- cleaning a million roster names again here cost ~0.2 CPU-s, bench/README.md session 24); the list's name
+      -- cleaning a million roster names again here cost ~0.2 CPU-s, bench/FINDINGS.md session 24); the list's name
       -- is cleaned in link_rejected
       ON p.name = q.name AND p.township = q.township AND p.village = q.village
     GROUP BY ALL

@@ -149,7 +149,7 @@ def roster_frames(con: duckdb.DuckDBPyConnection, month: str) -> tuple[pl.DataFr
 
     Persons in roster order (file, sheet, row), the order of their positions in GE's results. Validation writes
     roster.persons in that order, so with no rejected row (most months) the rows are only checked, not sorted:
-    sorting a 300,000-person county in DuckDB was half of this function's 0.12-0.14 CPU-s (bench/README.md,
+    sorting a 300,000-person county in DuckDB was half of this function's 0.12-0.14 CPU-s (bench/FINDINGS.md,
     session 24).
     """
     accepted = con.sql("""
@@ -181,7 +181,7 @@ def roster_frames(con: duckdb.DuckDBPyConnection, month: str) -> tuple[pl.DataFr
 # --- great-expectations ----------------------------------------------------------------------------------------------
 
 # Imported by great-expectations' KL-divergence expectation, which its import loads with every other core expectation
-# and which no suite here uses: 2.23-2.36 -> 1.48-1.64 s for the import (bench/README.md, session 16).
+# and which no suite here uses: 2.23-2.36 -> 1.48-1.64 s for the import (bench/FINDINGS.md, session 16).
 GE_UNUSED_IMPORTS = ("scipy.stats", "altair")
 
 
@@ -279,7 +279,7 @@ def _configurations_built_once() -> Iterator[None]:
     county's 103 expectations, a third of the suites' time. And for each metric it plans (~12 per expectation) it
     turns a configuration back into a new expectation object, whose configuration is then built again: keeping the
     configurations per expectation object alone still left 1,545 builds (0.38 s of a province county's 1.8 s of
-    suites, profiled; bench/README.md, session 17). Inside a validation neither ever changes, so the first build of
+    suites, profiled; bench/FINDINGS.md, session 17). Inside a validation neither ever changes, so the first build of
     each is kept, per object, until the validation ends; the objects are held so that no new one can take a freed
     one's id. Both methods are GE's own (pinned version); tests/test_quality.py checks that the results equal those
     of GE's unpatched methods. Patches two GE classes: enter under `_VALIDATION_LOCK`, as `_validate` does.
@@ -363,7 +363,7 @@ def _metric_graphs_planned_once() -> Iterator[None]:
 
     Before computing anything GE plans each expectation's metrics into a graph: a third of the suites' time under
     the profiler, and the same graph every county and month; keeping it took a province county's suites from 0.67
-    to 0.58 CPU-s (median of six interleaved rounds, bench/README.md, session 23). The plan depends only on the
+    to 0.58 CPU-s (median of six interleaved rounds, bench/FINDINGS.md, session 23). The plan depends only on the
     metrics asked for (by id: metric name, column, arguments and the batch id, which is the same for every frame of
     the ephemeral context), the run-time settings and the engine's type, never on the data: the metric providers
     look only at those. So the first plan's edges are kept, under those keys, and a later
@@ -413,7 +413,7 @@ def _validate(frame: pl.DataFrame, checks: dict[str, dict], suite_name: str) -> 
 
     Judged twice only where it matters: every check in `COUNTS_ONLY`, then the checks that found an offending row
     again in `WITH_EXAMPLES`, for the rows to name. Most checks of a month find none, and gathering the offending
-    rows cost a clean province county's suites a sixth of their CPU (0.65 -> 0.55 CPU-s, bench/README.md, session
+    rows cost a clean province county's suites a sixth of their CPU (0.65 -> 0.55 CPU-s, bench/FINDINGS.md, session
     24); a check's success and counts are the same in both formats, so the results are those of judging everything
     `WITH_EXAMPLES` (tests/test_quality.py).
     """

@@ -283,7 +283,8 @@ class ReadCache:
     def prune_when_written(self) -> None:
         """`prune` in the writer thread, after the entries handed to it: the scan returns as soon as its files are
         read instead of waiting for their entries (a 1,000,000-person county's two roster files: 1.15-1.25 CPU-s of
-        parquet, of which `read_roster` waited 0.4-0.7 s at its end; bench/README.md, session 28). `wait_for_writes` waits for it; nothing written: pruned now."""
+        parquet, of which `read_roster` waited 0.4-0.7 s at its end; bench/FINDINGS.md, session 28).
+        `wait_for_writes` waits for it; nothing written: pruned now."""
         with self._lock:
             writer, self._writer = self._writer, None
         if writer is None:

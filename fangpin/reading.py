@@ -1002,7 +1002,7 @@ def _parquet_grid(path: Path) -> _Grid:
 
     Only text columns are cleaned (`values.cell_text`): a number, date or yes/no written as text has no blank to strip
     and is never empty, and stripping every cell of a 300,000-person roster's 24 columns took 0.19-0.23 CPU-s, its
-    eight number columns a third of it (bench/README.md, session 22)."""
+    eight number columns a third of it (bench/FINDINGS.md, session 22)."""
     try:
         frame = pl.read_parquet(path)
     except Exception as exc:
@@ -1030,7 +1030,7 @@ def _parquet_grid(path: Path) -> _Grid:
 def _integer_text(column: pl.Series) -> pl.Series:
     """Integers as the text Polars' cast gives ("-5", "0", null), through Arrow's cast: Polars' own took 0.25 CPU-s
     for the eight number columns of a province county's roster (300,000 rows), Arrow's with the conversion back
-    0.07 (bench/README.md, session 28)."""
+    0.07 (bench/FINDINGS.md, session 28)."""
     import pyarrow as pa  # imported by the code location anyway; not by whoever only imports this module
     import pyarrow.compute as pc
 

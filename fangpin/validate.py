@@ -125,7 +125,7 @@ def in_memory_plans() -> Iterator[None]:
     Polars 2's default engine ("auto") streams such a plan morsel by morsel and returns the frame in many chunks,
     which the next eager operation copies whole into one; the frames are in memory already, so streaming saves
     nothing here. A province county's roster and lists 0.99 -> 0.82 CPU-s, the bench county's 3.33 -> 3.09, results
-    identical (bench/README.md, session 27). Polars keeps the setting for the whole process (`pl.Config`, restored
+    identical (bench/FINDINGS.md, session 27). Polars keeps the setting for the whole process (`pl.Config`, restored
     on leaving): work in other threads meanwhile runs in memory too, which changes how fast, never what.
     """
     with pl.Config(engine_affinity="in-memory"):
@@ -175,7 +175,7 @@ def _mark_duplicates(frame: pl.DataFrame, within: tuple[str, ...]) -> pl.DataFra
     is the row index `_prepare` gave the frame). Four windows, one per column, cost 0.32 s for 300,000 roster rows,
     one window and the picks 0.12 s: Polars does not share the grouping between windows. When `_has_duplicates`
     finds no person twice, the columns are added empty (only a duplicate's reason reads them): skipping the
-    picks as well as the window, 0.20 -> 0.14 CPU-s against 0.17 with empty picks (bench/README.md, session 25).
+    picks as well as the window, 0.20 -> 0.14 CPU-s against 0.17 with empty picks (bench/FINDINGS.md, session 25).
     """
     clean = pl.col("_code").is_null()
     if not _has_duplicates(frame, within):  # the usual roster: no window over its IDs, no duplicate to name
@@ -196,7 +196,7 @@ def _mark_duplicates(frame: pl.DataFrame, within: tuple[str, ...]) -> pl.DataFra
 def _has_duplicates(frame: pl.DataFrame, within: tuple[str, ...]) -> bool:
     """Whether a person (normalised ID) is on two clean rows of one `within` group. One count of distinct IDs
     costs a third of `_mark_duplicates`' window (a province county's 300,000 roster rows: 0.03 against 0.11 CPU-s,
-    bench/README.md, session 25), and a roster seldom lists a person twice."""
+    bench/FINDINGS.md, session 25), and a roster seldom lists a person twice."""
     clean = pl.col("_code").is_null()
     person = pl.struct(*within, "id_number") if within else pl.col("id_number")
     return frame.select(person.filter(clean).n_unique() < clean.sum()).item()
@@ -259,7 +259,7 @@ def _notes(frame: pl.DataFrame, rules: list[NoteRule], month: str, list_key: str
 
     One pass over the frame first tells which rules can note a row at all (each rule's `among`, else its condition):
     most rules note nothing in a month, and filtering a 300,000-person roster once per rule cost ~0.1 CPU-s
-    (bench/README.md, session 24). Only the rules it finds are filtered.
+    (bench/FINDINGS.md, session 24). Only the rules it finds are filtered.
     """
     gates = [(rule.among if rule.among is not None else rule.when).fill_null(False).any().alias(f"_rule{i}")
              for i, rule in enumerate(rules)]
@@ -403,7 +403,7 @@ WITHOUT_BLANKS = "^[^" + regex_literal(BLANK_CHARS) + "]+$"
 
 def _person_name(expr: pl.Expr) -> pl.Expr:
     """A list's or the roster's person name `_squeezed`, computed only for names holding a blank (nearly one name
-    per person: 300,000 roster names 0.038 -> 0.015 CPU-s, bench/README.md session 24)."""
+    per person: 300,000 roster names 0.038 -> 0.015 CPU-s, bench/FINDINGS.md session 24)."""
     return ids.cleaned_where_needed(expr, WITHOUT_BLANKS, _squeezed)
 
 

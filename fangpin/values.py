@@ -55,7 +55,7 @@ def _from_parts(text: pl.Expr, day_required: bool) -> pl.Expr:
     One chain of replacements into YYYY-MM-DD, read by `str.to_date` (any other shape becomes null), not branches
     over shared sub-expressions: Polars' eager `with_columns` evaluates a shared sub-expression once per use, and the
     branching version took 0.37 s for 50,000 returned-workbook dates, this one 0.056 s, with the same dates for
-    136,171 generated texts (/tmp harnesses, bench/README.md session 15).
+    136,171 generated texts (/tmp harnesses, bench/FINDINGS.md session 15).
     """
     undated = text.str.replace(r"(?:\s+|T)\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?$", "")
     squeezed = undated.str.replace_all(r"\s*([-/.年月])\s*", "${1}").str.replace(r"\s+日", "日")
@@ -103,7 +103,7 @@ def amount_where_needed(expr: pl.Expr) -> pl.Expr:
 
     Why: a roster's seven household amounts hold tens of thousands of distinct texts each (a province county's
     300,000 persons: up to ~60,000), nearly all plain numbers ("1234.5"), which a cast reads as `parse_amount`
-    would; parsed by distinct value they made the roster's fields cost 0.66 CPU-s, cast 0.42 (bench/README.md,
+    would; parsed by distinct value they made the roster's fields cost 0.66 CPU-s, cast 0.42 (bench/FINDINGS.md,
     session 25). A cell the cast reads as a finite number has none of the characters `parse_amount` removes (blanks,
     separators, 元, 万), so both give the same value; every other non-blank cell goes through `parse_amount` itself.
     """

@@ -274,7 +274,7 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
 
 def table_columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
     """The columns of `schema.name`, in their order. From the table's relation, not information_schema: 0.16
-    against 2.7 ms a call, and `replace_month` asks once per table it writes (bench/README.md, session 22)."""
+    against 2.7 ms a call, and `replace_month` asks once per table it writes (bench/FINDINGS.md, session 22)."""
     return list(con.table(table).columns)
 
 

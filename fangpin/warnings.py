@@ -175,7 +175,7 @@ WITH listed AS (     -- a list row's risk details side by side: a detail naming 
                || s.name_check || s.list_key || '：' || concat_ws('、', s.row_details, s.gap) || '）'))) AS members,
            list_sort(list_distinct(list(s.id_number))) AS member_ids,
            -- not count(DISTINCT ...), which makes DuckDB group the rows a second time and join the counts back:
-           -- 0.89 -> 0.73 s of this query for 48,632 households (bench/README.md, session 26)
+           -- 0.89 -> 0.73 s of this query for 48,632 households (bench/FINDINGS.md, session 26)
            len(list_distinct(list(s.department))) AS departments,
            list_sort(list_distinct(list(s.department_name))) AS department_names,
            bool_or(s.match_rule = 'id') AS any_id, bool_or(s.match_rule = 'probable_name') AS any_probable,

@@ -353,7 +353,7 @@ def _cell_pieces(letter: str, row: pl.Expr, value: pl.Expr | None, dtype: pl.Dat
     `short`: no cell of the column is blank or (text) has spaces at its edges, so every cell takes the one form
     of a plain value, without the branches the other forms need; `escape=False`: no text holds & < > (both from
     `_column_facts`). The same bytes either way; a province county's verification listing took a third less time
-    (bench/README.md, session 24).
+    (bench/FINDINGS.md, session 24).
     """
     ref = [pl.lit(f'<c r="{letter}'), row]
     if value is None or dtype == pl.Null:

@@ -38,7 +38,7 @@ def xml_text(expr: pl.Expr) -> pl.Expr:
 
 # Deflate level of the zips written here, ISA-L's (0-3): deflated by ISA-L (python-isal, as the reader inflates
 # worksheets) instead of zlib. A province county's nine township workbooks (30 MB of XML): zlib's level 3 0.158
-# CPU-s for 3.86 MB, ISA-L's level 2 0.036 CPU-s for 4.38 MB; ISA-L's level 3 0.083 s for 4.36 MB (bench/README.md,
+# CPU-s for 3.86 MB, ISA-L's level 2 0.036 CPU-s for 4.38 MB; ISA-L's level 3 0.083 s for 4.36 MB (bench/FINDINGS.md,
 # session 22; zlib's default level 6 had taken 0.54 s, session 8).
 ZIP_LEVEL = 2
 _MAX_ZIP32 = 0xFFFFFFFF  # sizes and offsets past this need ZIP64, which no workbook comes near

@@ -4,7 +4,7 @@ Why: a county run writes ~430 events (each asset, check, output and log line), a
 `SqliteEventLogStorage` builds a new SQLAlchemy engine and opens a new SQLite connection for every read and write
 (2,138 in one county run, ~5 per event: the run's file and the index file), then disposes of them. Measured on one
 300,000-person province county: 6.4 ms per event, 2.8 s of a 17 s run. Keeping the engines and one pooled
-connection per file makes it 2.4 ms per event (bench/README.md, session 5). The files, tables and locking are
+connection per file makes it 2.4 ms per event (bench/FINDINGS.md, session 5). The files, tables and locking are
 Dagster's own: the UI, the daemon and a stock instance read the same history, and two processes may still write it
 side by side (SQLite's file locks, Dagster's busy timeout). Dispose of the instance when done (the CLI does): the
 kept connections are closed and SQLite folds its write-ahead log back into the files.

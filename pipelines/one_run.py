@@ -2,7 +2,7 @@
 
 Why: a Dagster run per county partition writes ~430 events and sets up its run and resources; for the bench's 100
 counties the partitions took 412 s and 769 CPU-s, this one run 354 s and 664 CPU-s, and 3.3 instead of 5.3 GB
-(bench/README.md, session 11). One Dagster run (`province_one_run`) hands the counties to worker processes, each of
+(bench/FINDINGS.md, session 11). One Dagster run (`province_one_run`) hands the counties to worker processes, each of
 which calls the county asset graph *directly* (Dagster's direct invocation: the asset bodies run with a context and
 the resources, outside any run), county after county; then the provincial marts. The asset bodies are the
 partitions' own, so both ways write the same tables (tests/test_province.py).

@@ -73,7 +73,7 @@ def counties_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
                      "still its own run of its partition, then the provincial marts.")
 def run_counties_of_the_month(context: dg.OpExecutionContext) -> None:
     """Why a run that starts runs: the daemon launches each run in a new process, which pays Python's, Dagster's
-    and great-expectations' imports again (~9 CPU-s a county, as much as a small county's own work; bench/README.md
+    and great-expectations' imports again (~9 CPU-s a county, as much as a small county's own work; bench/FINDINGS.md
     session 10), while `fangpin province` keeps one process per worker for all its counties."""
     month, root = context.partition_key, default_data_dir()
     counties = _counties_to_run(root, month)

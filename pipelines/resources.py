@@ -92,7 +92,7 @@ class FangpinData(dg.ConfigurableResource):
         # of delaying data_quality, but not the roster's parse: the two side by side fought for the GIL (the
         # parse's Python between calamine calls waited on the import; a 1M-person county's parse ended ~2 s
         # later). So with a roster to read it starts once the read is over, overlapping the roster's validation.
-        # (The whole run's gain is within the machine's noise: bench/README.md, session 13.)
+        # (The whole run's gain is within the machine's noise: bench/FINDINGS.md, session 13.)
         warm_up = quality.start_loading_great_expectations if "data_quality" in steps else None
         month = _run_month(context.run)
         if month and "roster" in steps:
@@ -140,10 +140,11 @@ class FangpinData(dg.ConfigurableResource):
 
         Why: the department lists' validation, the step in between, is mostly single-threaded Python (a
         1,000,000-person county: 0.87 of its 0.97 s left a core idle), while writing a million persons and their
-        households is DuckDB compressing them for ~1.6-1.8 CPU-s (bench/README.md, sessions 16 and 28). warehouse_month then finishes the same transaction (`roster_written`), so
-        the month is still written whole or not at all: if it never runs (a list step failed), the transaction is
-        never committed and closing the run's connection rolls it back. No other step writes in between: every
-        step that writes the warehouse comes after warehouse_month.
+        households is DuckDB compressing them for ~1.6-1.8 CPU-s (bench/FINDINGS.md, sessions 16 and 28).
+        warehouse_month then finishes the same transaction (`roster_written`), so the month is still written whole
+        or not at all: if it never runs (a list step failed), the transaction is never committed and closing the
+        run's connection rolls it back. No other step writes in between: every step that writes the warehouse comes
+        after warehouse_month.
         """
         if self._run is None:
             return
