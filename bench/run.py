@@ -852,15 +852,32 @@ def _cpu_bound(result: BenchResult) -> str | None:
     cores, cpu, scenario = result.machine.get("cores"), result.run.cpu, result.scenario
     if not cores or not cpu or not result.ok:
         return None
-    bound = cpu / cores
-    ratio = bound / result.floor["seconds"] if result.floor["seconds"] else float("inf")
-    limits = (("run/floor", scenario.target_ratio, ratio), ("wall time", scenario.target_seconds, bound))
-    out_of_reach = [name for name, limit, value in limits if limit and value > limit]
+    bound, floor = cpu / cores, result.floor["seconds"]
+    ratio = bound / floor if floor else float("inf")
+    limits = (("run/floor", scenario.target_ratio, ratio, (scenario.target_ratio or 0) * floor),
+              ("wall time", scenario.target_seconds, bound, scenario.target_seconds))
+    out_of_reach = {name: wall for name, limit, value, wall in limits if limit and value > limit}
     verdict = (f"so {' and '.join(out_of_reach)} cannot meet the target by overlap alone: it needs less CPU"
+               + _cpu_allowed(result, cores, min(out_of_reach.values()))
                if out_of_reach else "so keeping every core busy would be enough")
     return (f"- the CPU bound: the run's {_secs(cpu)} CPU-s over {cores} cores is {_secs(bound)} s even with every core "
             f"busy all run long (run/floor {ratio:.2f}; a core stood idle for {_secs(max(result.run.wall - bound, 0))} s "
             f"of the {_secs(result.run.wall)} s), {verdict}")
+
+
+def _cpu_allowed(result: BenchResult, cores: int, wall: float) -> str:
+    """How much CPU a missed target's wall time (`wall`, the tightest) leaves on these cores, and how far below this
+    run's that is (a province: also per county), so a missed target says how much cheaper the run must get, not only
+    that it must; an upper bound, as a real run also waits on its start and its last county."""
+    scenario, cpu = result.scenario, result.run.cpu
+    if wall <= 0:  # no floor measured: nothing to say
+        return ""
+    allowed = wall * cores
+    text = (f": at most {_secs(allowed)} CPU-s fit {_secs(wall)} s on {cores} cores, "
+            f"{1 - allowed / cpu:.0%} below this run's {_secs(cpu)}")
+    if scenario.counties > 1:
+        text += f" ({_secs(allowed / scenario.counties)} CPU-s a county against {_secs(cpu / scenario.counties)})"
+    return text
 
 
 def _where_the_time_went(result: BenchResult) -> str:

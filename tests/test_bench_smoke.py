@@ -68,7 +68,24 @@ def test_a_missed_target_says_whether_more_overlap_could_meet_it():
         "(run/floor 25.00; a core stood idle for 8.00 s of the 33.0 s), so keeping every core busy would be enough")
     result.scenario = replace(result.scenario, target_seconds=20.0)
     assert bench.target_lines(result)[-1].endswith(
-        "so wall time cannot meet the target by overlap alone: it needs less CPU")
+        "so wall time cannot meet the target by overlap alone: it needs less CPU: at most 40.0 CPU-s fit 20.0 s on "
+        "2 cores, 20% below this run's 50.0 (10.0 CPU-s a county against 12.5)")
+
+
+def test_a_missed_ratio_says_how_much_cpu_the_target_leaves():
+    """A county's run/floor target is a wall time too (the floor times the ratio): what CPU fits it on the cores."""
+    result = _province_result()
+    result.machine = {"cores": 2}
+    result.run.cpu = 50.0
+    result.floor["seconds"] = 4.0  # run/floor 2 allows 8 s: 16 CPU-s on two cores
+    result.scenario = replace(result.scenario, counties=1, target_ratio=2.0)
+    assert bench.target_lines(result)[-1].endswith(
+        "so run/floor cannot meet the target by overlap alone: it needs less CPU: at most 16.0 CPU-s fit 8.00 s on "
+        "2 cores, 68% below this run's 50.0")
+    result.scenario = replace(result.scenario, target_seconds=10.0)  # both missed: the tighter one says what fits
+    assert bench.target_lines(result)[-1].endswith(
+        "so run/floor and wall time cannot meet the target by overlap alone: it needs less CPU: at most 16.0 CPU-s "
+        "fit 8.00 s on 2 cores, 68% below this run's 50.0")
 
 
 def test_province_targets_met_or_missed_name_the_county_runs_steps():
