@@ -372,7 +372,7 @@ def input_files(data_dir: Path, month: str) -> list[Path]:
     return files
 
 
-def _parse_excel(path: Path) -> int:
+def parse_excel(path: Path) -> int:
     """Every sheet with calamine (fastexcel), eagerly into Arrow; rows parsed (0 for what it cannot open)."""
     import fastexcel
 
@@ -419,7 +419,7 @@ def _parse_file(path: Path, con) -> int:
         return _parse_csv(path, con)
     if suffix == ".parquet":
         return con.read_parquet(str(path)).to_arrow_table().num_rows
-    return _parse_excel(path)
+    return parse_excel(path)
 
 
 def floor(files: list[Path]) -> dict:
