@@ -854,9 +854,10 @@ def _cpu_bound(result: BenchResult) -> str | None:
         return None
     bound, floor = cpu / cores, result.floor["seconds"]
     ratio = bound / floor if floor else float("inf")
-    limits = (("run/floor", scenario.target_ratio, ratio, (scenario.target_ratio or 0) * floor),
-              ("wall time", scenario.target_seconds, bound, scenario.target_seconds))
-    out_of_reach = {name: wall for name, limit, value, wall in limits if limit and value > limit}
+    # each target as the wall time it allows (a ratio: the floor times it), out of reach when the bound exceeds it
+    walls = (("run/floor", scenario.target_ratio * floor if scenario.target_ratio else None),
+             ("wall time", scenario.target_seconds))
+    out_of_reach = {name: wall for name, wall in walls if wall is not None and bound > wall}
     verdict = (f"so {' and '.join(out_of_reach)} cannot meet the target by overlap alone: it needs less CPU"
                + _cpu_allowed(result, cores, min(out_of_reach.values()))
                if out_of_reach else "so keeping every core busy would be enough")
