@@ -385,10 +385,9 @@ def _rows_xml(ws, rows: pl.DataFrame, keys: list[str | None], styles: list[str],
     None for a column left empty (the fill-in columns)."""
     if rows.height == 0:
         return b""
-    schema = rows.schema  # built anew on every access
+    schema = rows.schema  # built anew on every access; the select below keeps each column's type
     rows = rows.select(xml_legal(pl.col(key)) if schema[key] == pl.String else pl.col(key)
                        for key in dict.fromkeys(key for key in keys if key))  # once per column, not per use
-    schema = rows.schema
     facts = _column_facts(rows, keys)
     ids = _data_style_ids(ws, facts, keys, styles)
     number = pl.int_range(first_row, first_row + pl.len()).cast(pl.String)
