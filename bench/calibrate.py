@@ -27,6 +27,8 @@ from pathlib import Path
 import duckdb
 
 from bench.run import CACHE_DIR, SCENARIOS, parse_excel, scenario_dir
+from fangpin.config import registry
+from fangpin.reading import HeaderMatcher
 
 ISSUE_CALAMINE_SECONDS = 3.5  # the issue's figure for calamine reading a 1,000,000-row roster xlsx
 ISSUE_JOIN_SECONDS, ISSUE_JOIN_GB = 8.0, 1.4  # and for DuckDB's join of the province's roster to its list rows
@@ -34,12 +36,9 @@ LIST_SHARE = 0.10  # 3,000,000 list rows against 30,000,000 roster rows
 SEED = 7
 
 
-def roster_select(con: duckdb.DuckDBPyConnection, path: Path) -> str:
-    """SELECT household_id, id_number of one parquet roster, its own header words mapped to fangpin's names."""
-    from fangpin.config import registry
-    from fangpin.reading import HeaderMatcher
-
-    matcher = HeaderMatcher(registry().roster_headers)
+def roster_select(con: duckdb.DuckDBPyConnection, path: Path, matcher: HeaderMatcher) -> str:
+    """SELECT household_id, id_number of one parquet roster, its own header words mapped to fangpin's names by
+    `matcher` (the registry's roster headers, as fangpin reads a roster)."""
     names = [row[0] for row in con.execute("DESCRIBE SELECT * FROM read_parquet(?)", [str(path)]).fetchall()]
     mapped = {matcher.match(name)[0]: name for name in names}
     missing = {"household_id", "id_number"} - set(mapped)
@@ -53,7 +52,9 @@ def roster_select(con: duckdb.DuckDBPyConnection, path: Path) -> str:
 def prepare(con: duckdb.DuckDBPyConnection, rosters: list[Path], share: float = LIST_SHARE, seed: int = SEED) -> int:
     """View `roster` over every parquet roster and table `listed`: a sample of `share` of their IDs (the list rows).
     Returns the number of list rows."""
-    con.execute("CREATE OR REPLACE VIEW roster AS " + " UNION ALL ".join(roster_select(con, p) for p in rosters))
+    matcher = HeaderMatcher(registry().roster_headers)
+    con.execute("CREATE OR REPLACE VIEW roster AS "
+                + " UNION ALL ".join(roster_select(con, path, matcher) for path in rosters))
     con.execute(f"CREATE OR REPLACE TEMP TABLE listed AS SELECT id_number FROM roster "
                 f"USING SAMPLE {share * 100:g} PERCENT (bernoulli, {int(seed)})")
     return con.execute("SELECT count(*) FROM listed").fetchall()[0][0]

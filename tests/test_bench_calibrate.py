@@ -18,9 +18,8 @@ def test_every_listed_id_is_joined_to_its_roster_row_in_every_county(tmp_path):
     _roster(tmp_path / "b.parquet", "身份证号码", "户编号", {"H3": ["B1", "B2", "B3"]})
     con = duckdb.connect()
     listed = calibrate.prepare(con, [tmp_path / "a.parquet", tmp_path / "b.parquet"], share=1.0)
-    matched, households, seconds, cpu = calibrate.join_once(con)
+    matched, households, _, _ = calibrate.join_once(con)
     assert (listed, matched, households) == (6, 6, 3)
-    assert seconds >= 0 and cpu >= 0
 
 
 def test_a_sample_lists_some_ids_each_once(tmp_path):
