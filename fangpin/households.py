@@ -110,22 +110,34 @@ def _head_field(column: str, alias: str) -> pl.Expr:
     return pl.col(column).first().alias(alias)
 
 
-def build_households(persons: pl.DataFrame, month: str) -> pl.DataFrame:
+def household_aggregates() -> list[pl.Expr]:
+    """What a household takes from its members' rows, for `household_values`: each of HOUSEHOLD_FIELDS (the
+    reported size as `reported_size`), the phone, the head's name and ID, the members counted.
+
+    Validation groups the roster by household once (`fangpin.validate`, which also needs the places and the facts
+    for its notes) and hands these to `build_households`: a second sort and grouping of every person row took a
+    300,000-person county's roster from 0.61-0.64 to 0.66-0.75 CPU-s (bench/FINDINGS.md, session 30)."""
+    return [
+        *(household_value(c).alias(c) for c in HOUSEHOLD_FIELDS if c != "household_size"),
+        household_value("household_size").alias("reported_size"),
+        household_value("phone").alias("phone"),
+        _head_field("name", "head_name"), _head_field("id_number", "head_id_number"),
+        pl.len().cast(pl.Int32).alias("members"),
+    ]
+
+
+def build_households(persons: pl.DataFrame, month: str, grouped: pl.DataFrame | None = None) -> pl.DataFrame:
     """roster.households: one row per household_id with head, places, category, incomes and A33/A34/A37/A38.
 
-    `persons` is the accepted frame of `validate_roster` (person columns plus the parsed household-level ones).
+    `persons` is the accepted frame of `validate_roster` (person columns plus the parsed household-level ones);
+    `grouped` its `households` (`household_aggregates` of its rows, grouped during validation), else grouped here.
     household_size is the reported 家庭人口数 (household size) when positive, else the members counted.
     """
     from schemas.roster import HouseholdsModel, checked  # schemas.roster imports this module for its rules
 
-    fields = [household_value(c).alias(c) for c in HOUSEHOLD_FIELDS if c != "household_size"]
-    grouped = in_member_order(persons).group_by("household_id").agg(
-        *fields,
-        household_value("household_size").alias("reported_size"),
-        household_value("phone").alias("phone"),
-        _head_field("name", "head_name"), _head_field("id_number", "head_id_number"),
-        pl.len().cast(pl.Int32).alias("members"), pl.col("income_unreadable").any(),
-    )
+    if grouped is None:
+        grouped = household_values(persons, [], tuple(household_aggregates()))
+    grouped = _with_income_unreadable(_with_filled_townships(grouped, persons), persons)
     sized = grouped.with_columns(
         pl.when(pl.col("reported_size") > 0).then(pl.col("reported_size")).otherwise(pl.col("members"))
         .cast(pl.Int32).alias("household_size"),
@@ -135,6 +147,24 @@ def build_households(persons: pl.DataFrame, month: str) -> pl.DataFrame:
         pl.col(c).cast(t) for c, t in HOUSEHOLD_COLUMNS.items()
     ).sort("household_id")
     return checked(HouseholdsModel, households)
+
+
+def _with_filled_townships(grouped: pl.DataFrame, persons: pl.DataFrame) -> pl.DataFrame:
+    """A household none of whose rows named a township when grouped takes the first its rows have now, in member
+    order (validation fills a blank township from the division code after grouping); the usual roster has none."""
+    blank = grouped.filter(pl.col("township").is_null())["household_id"]
+    if blank.is_empty():
+        return grouped
+    filled = household_values(persons.filter(pl.col("household_id").is_in(blank.implode())), ["township"])
+    return grouped.update(filled, on="household_id")
+
+
+def _with_income_unreadable(grouped: pl.DataFrame, persons: pl.DataFrame) -> pl.DataFrame:
+    """Validation's `income_unreadable` (the same on every row of a household) for each household."""
+    if not persons["income_unreadable"].any():  # the usual roster: no grouping for a column of false
+        return grouped.with_columns(pl.lit(False).alias("income_unreadable"))
+    flags = persons.group_by("household_id").agg(pl.col("income_unreadable").any())
+    return grouped.join(flags, on="household_id", how="left")
 
 
 def build_places(persons: pl.DataFrame, households: pl.DataFrame, month) -> tuple[pl.DataFrame, pl.DataFrame]:

@@ -44,11 +44,13 @@ ROSTER_AMOUNTS = ("wages", "business_income", "property_income", "transfer_incom
 
 @dataclass
 class Validated:
-    """accepted: warehouse rows; rejected: quarantine.rejected_rows; notes: quarantine.row_notes."""
+    """accepted: warehouse rows; rejected: quarantine.rejected_rows; notes: quarantine.row_notes; households (the
+    roster's only): `households.household_aggregates` of the accepted rows, for `households.build_households`."""
 
     accepted: pl.DataFrame
     rejected: pl.DataFrame
     notes: pl.DataFrame
+    households: pl.DataFrame | None = None
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -496,8 +498,10 @@ def _roster_values(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     household with what its members' rows disagree on (`_DISAGREEMENT_FACTS`), for the notes."""
     parsed = frame.with_columns(_roster_fields(frame))
     places = ("township", "village", "division_code")
-    household = households.household_values(parsed, list(places), (*_HOUSEHOLD_FACTS, *_DISAGREEMENT_FACTS))
-    facts = [fact.meta.output_name() for fact in _HOUSEHOLD_FACTS]
+    household = households.household_values(
+        parsed, [], (*households.household_aggregates(), *_HOUSEHOLD_FACTS, *_DISAGREEMENT_FACTS),
+    ).with_columns(pl.col("reported_size").alias("_reported_size"), pl.col("members").alias("_members"))
+    facts = [*(fact.meta.output_name() for fact in _HOUSEHOLD_FACTS), "_reported_size", "_members"]
     aligned = parsed.select("household_id").join(household.select("household_id", *places, *facts),
                                                  on="household_id", how="left", maintain_order="left")
     placed = parsed.with_columns(*(pl.coalesce(pl.col(c), aligned[c]).alias(c) for c in places),
@@ -507,10 +511,10 @@ def _roster_values(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
 
 
 # What is odd about a household, for the notes (`_household_rules`), found in the grouping that gives its places:
-# its number of 户主 rows, of townships its members name, its reported 家庭人口数 (household size), its rows.
+# its number of 户主 rows and of townships its members name (besides its reported 家庭人口数, household size, and its
+# rows counted, of `households.household_aggregates`).
 _HOUSEHOLD_FACTS = (
     pl.col("is_head").sum().alias("_heads"), pl.col("township").drop_nulls().n_unique().alias("_townships"),
-    pl.col("household_size").drop_nulls().first().alias("_reported_size"), pl.len().alias("_members"),
 )
 
 
@@ -671,5 +675,6 @@ def validate_roster(table: pl.DataFrame, *, month: str, raw: RawOfRows | None = 
         notes = pl.concat([notes, disagreeing]).sort("list_key", "source_file", "sheet", "row_number", "column_name")
     accepted = good.with_columns(pl.lit(month, pl.String).alias("month"), pl.col("row_number").cast(pl.Int32))
     rejected = _rejected(frame, month, "roster", labels, raw)
-    return Validated(checked(PersonsModel, accepted.select(PERSON_COLUMNS)), rejected, notes)
+    grouped = household.select("household_id", *(e.meta.output_name() for e in households.household_aggregates()))
+    return Validated(checked(PersonsModel, accepted.select(PERSON_COLUMNS)), rejected, notes, grouped)
 

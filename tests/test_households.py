@@ -302,6 +302,29 @@ def test_a_blank_township_is_taken_from_the_division_code_else_noted():
     assert "360799001002" in result.notes.filter(pl.col("note_code") == "township_from_code").item(0, "note")
 
 
+def test_households_from_validations_grouping_equal_those_grouped_again():
+    """Validation groups the roster by household once and build_households takes that grouping instead of sorting
+    and grouping every person row again; what validation fills in after grouping (a blank township from a member's
+    division code) and the unreadable-income flag reach the household all the same."""
+    rows = [
+        {"household_id": "H0", "name": "甲", "id_number": HEAD, "relation": "户主", "township": "城关镇",
+         "division_code": "360799001001"},
+        # no row of H1 names a township: its head's code is nowhere else in the roster, its member's is 城关镇's
+        {"household_id": "H1", "name": "乙", "id_number": SPOUSE, "relation": "户主", "division_code": "360799009001"},
+        {"household_id": "H1", "name": "丙", "id_number": CHILD, "relation": "子", "division_code": "360799001002"},
+        {"household_id": "H2", "name": "丁", "id_number": OTHER, "relation": "户主", "township": "城关镇",
+         "wages": "约3000"},  # its only income item unreadable
+    ]
+    result = validate.validate_roster(_roster(rows), month=MONTH)
+    built = households.build_households(result.accepted, MONTH, result.households)
+    assert built.equals(households.build_households(result.accepted, MONTH))
+    by_id = {row["household_id"]: row for row in built.to_dicts()}
+    assert by_id["H1"]["township"] == "城关镇"
+    assert by_id["H1"]["division_code"] == "360799009001"  # the head's
+    assert by_id["H2"]["income_unreadable"] and by_id["H2"]["a33_net_income"] is None
+    assert not by_id["H0"]["income_unreadable"]
+
+
 def test_roster_files_carry_their_row_counts_and_a_refused_file_is_not_one_row(tmp_path):
     """A roster file refused whole (half a county missing) was logged as "拒收 1 行" and left out of the summary;
     roster files had no row counts in raw.received_files."""
