@@ -1030,11 +1030,12 @@ def _parquet_grid(path: Path) -> _Grid:
 def _integer_text(column: pl.Series) -> pl.Series:
     """Integers as the text Polars' cast gives ("-5", "0", null), through Arrow's cast: Polars' own took 0.25 CPU-s
     for the eight number columns of a province county's roster (300,000 rows), Arrow's with the conversion back
-    0.07 (bench/FINDINGS.md, session 28)."""
+    0.07 (bench/FINDINGS.md, session 28). Cast to string views, the layout of Polars' strings: to large strings
+    and converted, 88-134 ms for those eight columns, 68-98 as views (session 30)."""
     import pyarrow as pa  # imported by the code location anyway; not by whoever only imports this module
     import pyarrow.compute as pc
 
-    return pl.Series(column.name, pc.cast(column.to_arrow(), pa.large_string()))
+    return pl.Series(column.name, pc.cast(column.to_arrow(), pa.string_view()))
 
 
 def _is_workbook(data: bytes) -> bool:
