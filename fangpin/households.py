@@ -115,8 +115,8 @@ def household_aggregates() -> list[pl.Expr]:
     reported size as `reported_size`), the phone, the head's name and ID, the members counted.
 
     Validation groups the roster by household once (`fangpin.validate`, which also needs the places and the facts
-    for its notes) and hands these to `build_households`: a second sort and grouping of every person row took a
-    300,000-person county's roster from 0.61-0.64 to 0.66-0.75 CPU-s (bench/FINDINGS.md, session 30)."""
+    for its notes) and hands these to `build_households`. With a second sort and grouping of every person row there,
+    a 300,000-person county's roster took 0.66-0.75 CPU-s, without it 0.61-0.64 (bench/FINDINGS.md, session 30)."""
     return [
         *(household_value(c).alias(c) for c in HOUSEHOLD_FIELDS if c != "household_size"),
         household_value("household_size").alias("reported_size"),

@@ -675,6 +675,7 @@ def validate_roster(table: pl.DataFrame, *, month: str, raw: RawOfRows | None = 
         notes = pl.concat([notes, disagreeing]).sort("list_key", "source_file", "sheet", "row_number", "column_name")
     accepted = good.with_columns(pl.lit(month, pl.String).alias("month"), pl.col("row_number").cast(pl.Int32))
     rejected = _rejected(frame, month, "roster", labels, raw)
-    grouped = household.select("household_id", *(e.meta.output_name() for e in households.household_aggregates()))
-    return Validated(checked(PersonsModel, accepted.select(PERSON_COLUMNS)), rejected, notes, grouped)
+    aggregated = [expr.meta.output_name() for expr in households.household_aggregates()]
+    return Validated(checked(PersonsModel, accepted.select(PERSON_COLUMNS)), rejected, notes,
+                     household.select("household_id", *aggregated))
 
