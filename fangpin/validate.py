@@ -464,14 +464,26 @@ def _by_value(frame: pl.DataFrame, parsers: dict[str, tuple[pl.Expr, pl.DataType
     household amounts repeat on every member's row (300,000 persons: at most ~60,000 distinct texts per amount
     column), while the parsers are regex-heavy. The distinct values of every column are found and parsed in one
     `collect_all` (columns side by side on the cores).
+
+    A text column its parser leaves as it was (every distinct text already as the parser gives it: a clean
+    roster's relations, places, answers, cadres) keeps its values, with no expression: mapping each of a province
+    county's 300,000 rows back through its table cost 6-10 ms a column (bench/FINDINGS.md, session 30).
     """
     columns = list(parsers)
     tables = pl.collect_all([
         frame.lazy().select(pl.col(c).unique().drop_nulls()).with_columns(parsers[c][0].alias("_parsed"))
         for c in columns
     ])
+    schema = frame.schema
     return [pl.col(c).replace_strict(table[c], table["_parsed"], default=None, return_dtype=parsers[c][1]).alias(c)
-            for c, table in zip(columns, tables)]
+            for c, table in zip(columns, tables) if not _parsed_as_it_was(table, c, schema[c], parsers[c][1])]
+
+
+def _parsed_as_it_was(table: pl.DataFrame, column: str, dtype: pl.DataType, parsed_dtype: pl.DataType) -> bool:
+    """Whether every distinct (non-null) text of `column` is its own parse, so that mapping the column through
+    `table` would give the column back: text in and text out, no value changed or blanked."""
+    return dtype == parsed_dtype == pl.String and table.select(
+        (pl.col(column) == pl.col("_parsed")).fill_null(False).all()).item()
 
 
 def _roster_fields(frame: pl.DataFrame) -> list[pl.Expr]:
