@@ -504,22 +504,31 @@ def _roster_fields(frame: pl.DataFrame) -> list[pl.Expr]:
 TOWNSHIP_CODE_DIGITS = 9  # 统计用区划代码: 6 digits of the county, 3 of the township, 3 of the village
 
 
-def _roster_values(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+def _roster_values(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, bool]:
     """Accepted roster rows parsed; a member's blank place is the household's (the head's, else a member's), and a
     household's blank township the one its 区划代码 (division code) names elsewhere in the roster. Also one row per
-    household with what its members' rows disagree on (`_DISAGREEMENT_FACTS`), for the notes."""
+    household with what its members' rows disagree on (`_DISAGREEMENT_FACTS`), for the notes; and whether the rows
+    carry their household's facts for `_household_rules`.
+
+    The household's places and facts reach its rows by a join, only when a row has a blank place or
+    `_household_rules` would note a household: the usual roster has neither, and joining a province county's
+    300,000 persons back to their households cost ~0.06 CPU-s (bench/FINDINGS.md, session 30)."""
     parsed = frame.with_columns(_roster_fields(frame))
     places = ("township", "village", "division_code")
     household = households.household_values(
         parsed, [], (*households.household_aggregates(), *_HOUSEHOLD_FACTS, *_DISAGREEMENT_FACTS),
     ).with_columns(pl.col("reported_size").alias("_reported_size"), pl.col("members").alias("_members"))
+    remarkable = pl.any_horizontal(rule.among.fill_null(False).any() for rule in _household_rules())
+    if not (parsed.select(pl.any_horizontal(pl.col(c).is_null().any() for c in places)).item()
+            or household.select(remarkable).item()):
+        return _income_unreadable(_township_from_code(parsed)), household, False
     facts = [*(fact.meta.output_name() for fact in _HOUSEHOLD_FACTS), "_reported_size", "_members"]
     aligned = parsed.select("household_id").join(household.select("household_id", *places, *facts),
                                                  on="household_id", how="left", maintain_order="left")
     placed = parsed.with_columns(*(pl.coalesce(pl.col(c), aligned[c]).alias(c) for c in places),
                                  *(aligned[fact] for fact in facts),
                                  aligned["township"].alias("_head_township"))
-    return _income_unreadable(_township_from_code(placed)), household
+    return _income_unreadable(_township_from_code(placed)), household, True
 
 
 # What is odd about a household, for the notes (`_household_rules`), found in the grouping that gives its places:
@@ -646,11 +655,13 @@ def _household_rules() -> list[NoteRule]:
     ]
 
 
-def _roster_note_rules() -> list[NoteRule]:
+def _roster_note_rules(household_facts: bool) -> list[NoteRule]:
+    """The notes on accepted roster rows; without `household_facts` (rows not joined to their household's facts,
+    since `_roster_values` found no household to note) `_household_rules` are left out."""
     options = "、".join(YES_NO)
     answer = cell_text(pl.col("_risk_eliminated"))
     return [
-        *_household_rules(),
+        *(_household_rules() if household_facts else []),
         NoteRule("township", "township_from_code", pl.col("_township_from_code"),
                  {"code": pl.col("division_code"), "township": pl.col("township")}),
         NoteRule("township", "township_missing", pl.col("township").is_null(), {}),
@@ -680,8 +691,8 @@ def validate_roster(table: pl.DataFrame, *, month: str, raw: RawOfRows | None = 
                     .when(ids.looks_like_float_text(pl.col("household_id")))
                     .then(pl.lit("roster_household_float_mangled")))
     frame = _mark_problems(frame, [no_household])
-    good, household = _roster_values(frame.filter(pl.col("_code").is_null()))
-    notes = _notes(good, _roster_note_rules(), month, "roster", labels)
+    good, household, joined = _roster_values(frame.filter(pl.col("_code").is_null()))
+    notes = _notes(good, _roster_note_rules(household_facts=joined), month, "roster", labels)
     disagreeing = _household_notes(good, household, month, labels)
     if disagreeing is not None:
         notes = pl.concat([notes, disagreeing]).sort("list_key", "source_file", "sheet", "row_number", "column_name")

@@ -411,6 +411,23 @@ def test_what_is_odd_about_a_household_is_noted_where_it_is():
     assert "花名册中该户有1人" in notes.filter(pl.col("note_code") == "household_size_members").item(0, "note")
 
 
+def test_a_household_is_noted_though_no_row_leaves_a_place_blank():
+    """Rows reach their household's facts by a join only when a place is blank or a household is odd
+    (validate._roster_values); a roster whose every row names its township, village and code must still have its
+    two 户主 rows and its wrong 家庭人口数 noted, and a clean one no household note."""
+    placed = {"township": "城关镇", "village": "东门村", "division_code": "360799001001"}
+    rows = [
+        {"household_id": "1", "name": "甲", "id_number": HEAD, "relation": "户主", "household_size": "2", **placed},
+        {"household_id": "1", "name": "乙", "id_number": SPOUSE, "relation": "户主", **placed},
+        {"household_id": "2", "name": "丙", "id_number": CHILD, "relation": "户主", "household_size": "5", **placed},
+    ]
+    notes = validate.validate_roster(_roster(rows), month=MONTH).notes
+    assert sorted(notes.select("row_number", "note_code").rows()) == [
+        (3, "household_heads"), (4, "household_heads"), (5, "household_size_members")]
+    clean = [rows[0], {**rows[1], "relation": "配偶"}, {**rows[2], "household_size": "1"}]
+    assert validate.validate_roster(_roster(clean), month=MONTH).notes.is_empty()
+
+
 def test_members_rows_that_disagree_on_the_household_are_noted_once_at_the_head():
     """The national export repeats household fields on every member's row. Where two rows of one household disagree
     (脱贫户 on one, 一般农户 on another; two wage figures), the household takes the head's value, as before, and the
