@@ -55,3 +55,12 @@ def test_sorting_gives_the_rows_a_full_stable_sort_gives(shuffled, nulls):
         expected = persons.with_columns(pl.col("sheet").fill_null(""), pl.lit(False).alias("is_total_row")).sort(
             *ROSTER_ORDER, maintain_order=True, nulls_last=True)  # a blank sheet name is "" before the sort
         assert prepared.select(expected.columns).equals(expected)
+
+
+def test_rows_in_roster_order_with_a_blank_head_marker_keep_every_row():
+    """Rows already in roster order have their heads moved first by two filters on `is_head`; a blank marker, which
+    both filters would drop, sends the frame to the full sort instead."""
+    persons = _rows([("a.xlsx", "Sheet1", i) for i in range(1, 7)]).with_columns(
+        pl.Series("is_head", [False, True, None, False, True, False], dtype=pl.Boolean))
+    assert households.in_member_order(persons).equals(
+        persons.sort(pl.col("is_head").not_(), *ROSTER_ORDER, maintain_order=True))
