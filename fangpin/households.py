@@ -128,18 +128,15 @@ def household_aggregates() -> list[pl.Expr]:
     ]
 
 
-def build_households(persons: pl.DataFrame, month: str, grouped: pl.DataFrame | None = None) -> pl.DataFrame:
+def build_households(grouped: pl.DataFrame, month: str) -> pl.DataFrame:
     """roster.households: one row per household_id with head, places, category, incomes and A33/A34/A37/A38.
 
-    `persons` is the accepted frame of `validate_roster` (person columns plus the parsed household-level ones);
-    `grouped` its `households` (`household_aggregates` of its rows, grouped during validation), else grouped here.
-    household_size is the reported 家庭人口数 (household size) when positive, else the members counted.
+    `grouped` is `validate_roster(...).households`: each household's `household_aggregates` and `income_unreadable`
+    as validation leaves its rows. household_size is the reported 家庭人口数 (household size) when positive, else
+    the members counted.
     """
     from schemas.roster import HouseholdsModel, checked  # schemas.roster imports this module for its rules
 
-    if grouped is None:
-        grouped = household_values(persons, [], tuple(household_aggregates()))
-    grouped = _with_income_unreadable(_with_filled_townships(grouped, persons), persons)
     sized = grouped.with_columns(
         pl.when(pl.col("reported_size") > 0).then(pl.col("reported_size")).otherwise(pl.col("members"))
         .cast(pl.Int32).alias("household_size"),
@@ -151,25 +148,7 @@ def build_households(persons: pl.DataFrame, month: str, grouped: pl.DataFrame | 
     return checked(HouseholdsModel, households)
 
 
-def _with_filled_townships(grouped: pl.DataFrame, persons: pl.DataFrame) -> pl.DataFrame:
-    """A household none of whose rows named a township when grouped takes the first its rows have now, in member
-    order (validation fills a blank township from the division code after grouping); the usual roster has none."""
-    blank = grouped.filter(pl.col("township").is_null())["household_id"]
-    if blank.is_empty():
-        return grouped
-    filled = household_values(persons.filter(pl.col("household_id").is_in(blank.implode())), ["township"])
-    return grouped.update(filled, on="household_id")
-
-
-def _with_income_unreadable(grouped: pl.DataFrame, persons: pl.DataFrame) -> pl.DataFrame:
-    """Validation's `income_unreadable` (the same on every row of a household) for each household."""
-    if not persons["income_unreadable"].any():  # the usual roster: no grouping for a column of false
-        return grouped.with_columns(pl.lit(False).alias("income_unreadable"))
-    flags = persons.group_by("household_id").agg(pl.col("income_unreadable").any())
-    return grouped.join(flags, on="household_id", how="left")
-
-
-def build_places(persons: pl.DataFrame, households: pl.DataFrame, month) -> tuple[pl.DataFrame, pl.DataFrame]:
+def build_places(households: pl.DataFrame, month: str) -> tuple[pl.DataFrame, pl.DataFrame]:
     """roster.townships and roster.villages: what list place names resolve against, with household/person counts.
 
     Counted from the household-level place (the head's), so members whose own row left the place blank count too.

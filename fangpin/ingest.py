@@ -90,8 +90,8 @@ def load_roster(data_dir: Path, month: str, read: reading.RosterFiles | None = N
     tables, problems, files = read if read is not None else reading.read_roster(Path(data_dir), month)
     table = concat_tables(tables, with_raw=False)  # only rejected rows need their original cells
     checked = validate.validate_roster(table, month=month, raw=lambda rows: reading.raw_of_rows(tables, rows))
-    households = household_rules.build_households(checked.accepted, month, checked.households)
-    townships, villages = household_rules.build_places(checked.accepted, households, month)
+    households = household_rules.build_households(checked.households, month)
+    townships, villages = household_rules.build_places(households, month)
     rejected = pl.concat([problems_frame(problems, month), checked.rejected], how="diagonal_relaxed")
     return RosterMonth(table.height, checked.accepted, households, townships, villages, rejected, checked.notes, files)
 

@@ -45,7 +45,8 @@ ROSTER_AMOUNTS = ("wages", "business_income", "property_income", "transfer_incom
 @dataclass
 class Validated:
     """accepted: warehouse rows; rejected: quarantine.rejected_rows; notes: quarantine.row_notes; households (the
-    roster's only): `households.household_aggregates` of the accepted rows, for `households.build_households`."""
+    roster's only): each household's values from its accepted rows as validation leaves them
+    (`households.household_aggregates` and `income_unreadable`), for `households.build_households`."""
 
     accepted: pl.DataFrame
     rejected: pl.DataFrame
@@ -512,7 +513,8 @@ def _roster_values(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, boo
 
     The household's places and facts reach its rows by a join, only when a row has a blank place or
     `_household_rules` would note a household: the usual roster has neither, and joining a province county's
-    300,000 persons back to their households cost ~0.06 CPU-s (bench/FINDINGS.md, session 30)."""
+    300,000 persons back to their households cost ~0.06 CPU-s (bench/FINDINGS.md, session 30). The households come
+    back as their rows are left (`_settled_households`)."""
     parsed = frame.with_columns(_roster_fields(frame))
     places = ("township", "village", "division_code")
     household = households.household_values(
@@ -521,14 +523,29 @@ def _roster_values(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, boo
     remarkable = pl.any_horizontal(rule.among.fill_null(False).any() for rule in _household_rules())
     if not (parsed.select(pl.any_horizontal(pl.col(c).is_null().any() for c in places)).item()
             or household.select(remarkable).item()):
-        return _income_unreadable(_township_from_code(parsed)), household, False
+        return *_settled_households(parsed, household), False
     facts = [*(fact.meta.output_name() for fact in _HOUSEHOLD_FACTS), "_reported_size", "_members"]
     aligned = parsed.select("household_id").join(household.select("household_id", *places, *facts),
                                                  on="household_id", how="left", maintain_order="left")
     placed = parsed.with_columns(*(pl.coalesce(pl.col(c), aligned[c]).alias(c) for c in places),
                                  *(aligned[fact] for fact in facts),
                                  aligned["township"].alias("_head_township"))
-    return _income_unreadable(_township_from_code(placed)), household, True
+    return *_settled_households(placed, household), True
+
+
+def _settled_households(rows: pl.DataFrame, household: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The rows with a blank township filled from the division code and `income_unreadable`, and the households
+    grouped before that as these rows now say: a household none of whose rows named a township takes the first its
+    rows have now, in member order; each household its `income_unreadable`. The usual roster needs neither: no
+    grouping again."""
+    rows, unreadable = _income_unreadable(_township_from_code(rows))
+    if rows["_township_from_code"].any():  # filled rows belong to households no row named a township of
+        blank = household.filter(pl.col("township").is_null())["household_id"]
+        filled = households.household_values(rows.filter(pl.col("household_id").is_in(blank.implode())), ["township"])
+        household = household.update(filled, on="household_id")
+    household = (household.with_columns(pl.lit(False).alias("income_unreadable")) if unreadable is None
+                 else household.join(unreadable, on="household_id", how="left"))
+    return rows, household
 
 
 # What is odd about a household, for the notes (`_household_rules`), found in the grouping that gives its places:
@@ -589,19 +606,20 @@ def _household_notes(persons: pl.DataFrame, household: pl.DataFrame, month: str,
     return _notes(at_head, _disagreeing_rules(), month, "roster", labels)
 
 
-def _income_unreadable(persons: pl.DataFrame) -> pl.DataFrame:
+def _income_unreadable(persons: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame | None]:
     """`income_unreadable`: the household's value of an income or spending item is blank because its only filled
     cells could not be read (-, 约3000, 三千). A blank item counts as 0 in A33 (households.net_income), which would
     make such a household look poorer (or richer) than it is; households.build_households leaves its A33-A38
-    unknown instead, so its category is 待核实 (to verify)."""
+    unknown instead, so its category is 待核实 (to verify). The persons with the flag, and household_id ->
+    flag (None when no household has it)."""
     maybe = pl.any_horizontal(pl.col(f"_{c}").is_not_null() & pl.col(c).is_null() for c in ROSTER_AMOUNTS)
     if not persons.select(maybe.any()).item():  # no text cleaning over a whole roster when no amount was lost
-        return persons.with_columns(pl.lit(False).alias("income_unreadable"))
+        return persons.with_columns(pl.lit(False).alias("income_unreadable")), None
     unread = [_unread(c).alias(f"_unread_{c}") for c in ROSTER_AMOUNTS]
     flags = persons.select("household_id", *ROSTER_AMOUNTS, *unread)
     per_household = flags.group_by("household_id").agg(pl.any_horizontal(
         pl.col(c).is_null().all() & pl.col(f"_unread_{c}").any() for c in ROSTER_AMOUNTS).alias("income_unreadable"))
-    return persons.join(per_household, on="household_id", how="left", maintain_order="left")
+    return persons.join(per_household, on="household_id", how="left", maintain_order="left"), per_household
 
 
 def _township_from_code(persons: pl.DataFrame) -> pl.DataFrame:
@@ -705,5 +723,5 @@ def validate_roster(table: pl.DataFrame, *, month: str, raw: RawOfRows | None = 
     rejected = _rejected(frame, month, "roster", labels, raw)
     aggregated = [expr.meta.output_name() for expr in households.household_aggregates()]
     return Validated(checked(PersonsModel, accepted.select(PERSON_COLUMNS)), rejected, notes,
-                     household.select("household_id", *aggregated))
+                     household.select("household_id", *aggregated, "income_unreadable"))
 

@@ -41,8 +41,7 @@ def _family(on_every_row: bool) -> list[dict]:
 
 
 def _households(rows: list[dict]) -> pl.DataFrame:
-    persons = validate.validate_roster(_roster(rows), month=MONTH).accepted
-    return households.build_households(persons, MONTH)
+    return households.build_households(validate.validate_roster(_roster(rows), month=MONTH).households, MONTH)
 
 
 def _columns(table: str) -> list[str]:
@@ -124,8 +123,7 @@ def test_build_places_counts():
     rows = _family(on_every_row=False) + [
         {"household_id": "H2", "name": "李", "id_number": OTHER, "relation": "户主", "township": "城关镇",
          "village": "西门村", "division_code": "360799001002"}]
-    persons = validate.validate_roster(_roster(rows), month=MONTH).accepted
-    townships, villages = households.build_places(persons, households.build_households(persons, MONTH), MONTH)
+    townships, villages = households.build_places(_households(rows), MONTH)
     assert townships.columns == _columns("roster.townships") and villages.columns == _columns("roster.villages")
     assert townships.rows() == [(MONTH, "城关镇", "360799001", 2, 4)]
     assert villages.rows() == [(MONTH, "城关镇", "东门村", "360799001001", 1, 3),
@@ -136,8 +134,8 @@ def test_empty_roster():
     empty = pl.DataFrame(schema={"source_file": pl.String, "sheet": pl.String, "row_number": pl.Int64,
                                  "is_total_row": pl.Boolean, "raw": pl.String})
     result = validate.validate_roster(empty, month=MONTH)
-    built = households.build_households(result.accepted, MONTH)
-    townships, villages = households.build_places(result.accepted, built, MONTH)
+    built = households.build_households(result.households, MONTH)
+    townships, villages = households.build_places(built, MONTH)
     assert (result.accepted.height, built.height, townships.height, villages.height) == (0, 0, 0, 0)
 
 
@@ -270,9 +268,9 @@ def test_a_household_number_typed_with_an_apostrophe_or_full_width_digits_is_one
     rows = _family(on_every_row=False)
     rows[0]["household_id"], rows[1]["household_id"], rows[2]["household_id"] = "'3607990010010001", \
         "3607990010010001", "３６０７９９００１００１０００１ "
-    persons = validate.validate_roster(_roster(rows), month=MONTH).accepted
-    assert persons["household_id"].unique().to_list() == ["3607990010010001"]
-    assert households.build_households(persons, MONTH).height == 1
+    result = validate.validate_roster(_roster(rows), month=MONTH)
+    assert result.accepted["household_id"].unique().to_list() == ["3607990010010001"]
+    assert households.build_households(result.households, MONTH).height == 1
 
 
 def test_a_household_number_whose_digits_excel_lost_is_rejected_not_merged():
@@ -302,10 +300,10 @@ def test_a_blank_township_is_taken_from_the_division_code_else_noted():
     assert "360799001002" in result.notes.filter(pl.col("note_code") == "township_from_code").item(0, "note")
 
 
-def test_households_from_validations_grouping_equal_those_grouped_again():
-    """Validation groups the roster by household once and build_households takes that grouping instead of sorting
+def test_households_take_what_validation_fills_in_after_grouping():
+    """Validation groups the roster by household once, and build_households takes that grouping instead of sorting
     and grouping every person row again; what validation fills in after grouping (a blank township from a member's
-    division code) and the unreadable-income flag reach the household all the same."""
+    division code) and the unreadable-income flag must still reach the household."""
     rows = [
         {"household_id": "H0", "name": "甲", "id_number": HEAD, "relation": "户主", "township": "城关镇",
          "division_code": "360799001001"},
@@ -315,10 +313,7 @@ def test_households_from_validations_grouping_equal_those_grouped_again():
         {"household_id": "H2", "name": "丁", "id_number": OTHER, "relation": "户主", "township": "城关镇",
          "wages": "约3000"},  # its only income item unreadable
     ]
-    result = validate.validate_roster(_roster(rows), month=MONTH)
-    built = households.build_households(result.accepted, MONTH, result.households)
-    assert built.equals(households.build_households(result.accepted, MONTH))
-    by_id = {row["household_id"]: row for row in built.to_dicts()}
+    by_id = {row["household_id"]: row for row in _households(rows).to_dicts()}
     assert by_id["H1"]["township"] == "城关镇"
     assert by_id["H1"]["division_code"] == "360799009001"  # the head's
     assert by_id["H2"]["income_unreadable"] and by_id["H2"]["a33_net_income"] is None
@@ -451,7 +446,7 @@ def test_members_rows_that_disagree_on_the_household_are_noted_once_at_the_head(
     assert "户编号“1”" in wages
     assert "取“脱贫户”" in kind and "其他成员行填的是“一般农户”；" in kind
     assert "取“是”" in eliminated and "其他成员行填的是“否”；" in eliminated
-    built = households.build_households(result.accepted, MONTH).sort("household_id")
+    built = households.build_households(result.households, MONTH)
     assert built["household_type"].to_list() == ["脱贫户", "脱贫户"] and built["wages"].to_list() == [3000, 3000]
 
 
