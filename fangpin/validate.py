@@ -519,12 +519,12 @@ def _roster_values(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, boo
     places = ("township", "village", "division_code")
     household = households.household_values(
         parsed, [], (*households.household_aggregates(), *_HOUSEHOLD_FACTS, *_DISAGREEMENT_FACTS),
-    ).with_columns(pl.col("reported_size").alias("_reported_size"), pl.col("members").alias("_members"))
+    )
     remarkable = pl.any_horizontal(rule.among.fill_null(False).any() for rule in _household_rules())
     if not (parsed.select(pl.any_horizontal(pl.col(c).is_null().any() for c in places)).item()
             or household.select(remarkable).item()):
         return *_settled_households(parsed, household), False
-    facts = [*(fact.meta.output_name() for fact in _HOUSEHOLD_FACTS), "_reported_size", "_members"]
+    facts = [*(fact.meta.output_name() for fact in _HOUSEHOLD_FACTS), "reported_size", "members"]
     aligned = parsed.select("household_id").join(household.select("household_id", *places, *facts),
                                                  on="household_id", how="left", maintain_order="left")
     placed = parsed.with_columns(*(pl.coalesce(pl.col(c), aligned[c]).alias(c) for c in places),
@@ -672,9 +672,9 @@ def _household_rules() -> list[NoteRule]:
                                                               "head_township": pl.col("_head_township")},
                  among=pl.col("_townships") > 1),
         NoteRule("household_size", "household_size_members", first_row,
-                 {"household_id": hid, "value": pl.col("_reported_size"), "members": pl.col("_members")},
-                 among=pl.col("_reported_size").is_not_null()
-                 & pl.col("_reported_size").ne_missing(pl.col("_members"))),
+                 {"household_id": hid, "value": pl.col("reported_size"), "members": pl.col("members")},
+                 among=pl.col("reported_size").is_not_null()
+                 & pl.col("reported_size").ne_missing(pl.col("members"))),
     ]
 
 
