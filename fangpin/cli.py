@@ -152,9 +152,12 @@ def _counties_in_workers(month: str, province_dir: Path, shares: list[list[str]]
     share one county at a time; their progress lines go straight to this process's output."""
     import subprocess
 
+    from fangpin.cores import worker_environment
+
     children = [subprocess.Popen([sys.executable, "-m", "fangpin.cli", "province", "--month", month,
                                   "--data-dir", str(province_dir), "--counties", ",".join(share), "--no-marts",
-                                  "--workers", "1"])  # a worker runs its share itself: it never splits again
+                                  "--workers", "1"],  # a worker runs its share itself: it never splits again
+                                 env=os.environ | worker_environment(len(shares)))  # and with its cores' share
                 for share in shares]
     for child in children:
         child.wait()

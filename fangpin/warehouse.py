@@ -25,6 +25,7 @@ import duckdb
 import polars as pl
 
 from fangpin.config import PROJECT_ROOT, county
+from fangpin.cores import duckdb_config
 from fangpin.files import fsync
 
 SCHEMA_FILES = ("schemas/warehouse.sql", "schemas/marts.sql", "schemas/risk.sql", "schemas/quality.sql")
@@ -83,12 +84,18 @@ def raise_if_damaged(path: Path, error: duckdb.Error) -> None:
         raise WarehouseDamaged(damaged_message(path, error)) from error
 
 
+def connect(path: Path, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection to the warehouse file `path`, with this process's share of the cores
+    (`fangpin.cores`: all of them unless the process is one of several workers)."""
+    return duckdb.connect(str(path), read_only=read_only, config=duckdb_config())
+
+
 def _connect_with_wait(path: Path, read_only: bool, wait_seconds: float) -> duckdb.DuckDBPyConnection:
     deadline = time.monotonic() + wait_seconds
     started = time.monotonic()
     while True:
         try:
-            return duckdb.connect(str(path), read_only=read_only)
+            return connect(path, read_only=read_only)
         except duckdb.IOException as error:
             raise_if_damaged(path, error)
             if "lock" not in str(error).lower():
@@ -206,7 +213,7 @@ class RunWarehouse:
         if not self.started:
             self._start()
         if self._con is None:
-            self._con = duckdb.connect(str(self.working))
+            self._con = connect(self.working)
             ensure_schema(self._con)
         try:
             yield self._con
@@ -229,7 +236,7 @@ class RunWarehouse:
         try:
             self._close()
             if _wal(self.working).exists():  # every connection closed checkpoints; a WAL left means one did not
-                duckdb.connect(str(self.working)).close()
+                connect(self.working).close()
             _crash_point("publish")
             fsync(self.working)
             os.replace(self.working, self.live)

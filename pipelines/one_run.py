@@ -31,7 +31,7 @@ from typing import Iterator
 
 import dagster as dg
 
-from fangpin import framestack
+from fangpin import cores, framestack
 from fangpin.collector import loading_modules
 from pipelines.progress import AssetLines, clerk_message
 from pipelines.resources import FangpinData, county_dir
@@ -196,7 +196,8 @@ def run_counties(province_dir: Path, month: str, sizes: dict[str, int], workers:
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
                                initializer=_exit_without_teardown)
     try:
-        futures = [pool.submit(run_county_of_the_province, province_dir, month, county) for county in order]
+        with cores.spawning_workers(workers):  # the pool spawns its workers at the submits: each its cores' share
+            futures = [pool.submit(run_county_of_the_province, province_dir, month, county) for county in order]
         for future in as_completed(futures):
             yield future.result()
     finally:  # the run interrupted: the counties in progress finish (and publish), the others do not start

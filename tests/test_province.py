@@ -203,7 +203,8 @@ def test_workers_get_shares_of_about_equal_size():
 
 def test_a_worker_process_runs_its_share_itself(monkeypatch, tmp_path):
     """`--workers N` deals the counties to N children, each told to run its share with one worker: a child that
-    split again would fork processes without end."""
+    split again would fork processes without end. Each child's thread pools get its share of the cores."""
+    import os
     import subprocess
 
     from fangpin import cli, province
@@ -211,11 +212,14 @@ def test_a_worker_process_runs_its_share_itself(monkeypatch, tmp_path):
     for county in ("a", "b", "c"):
         (tmp_path / "counties" / county / "raw").mkdir(parents=True)
     shares = cli.balanced_shares(province.month_bytes(tmp_path, MONTH, ["a", "b", "c"]), 2)  # empty: by name
-    started = []
+    started, environments = [], []
+    monkeypatch.delenv("POLARS_MAX_THREADS", raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
 
     class Child:
-        def __init__(self, command):
+        def __init__(self, command, env):
             started.append(command)
+            environments.append(env)
 
         def wait(self):
             return 0
@@ -225,6 +229,7 @@ def test_a_worker_process_runs_its_share_itself(monkeypatch, tmp_path):
     dealt = [command[command.index("--counties") + 1] for command in started]
     assert dealt == ["a,c", "b"]
     assert all(command[command.index("--workers") + 1] == "1" for command in started)
+    assert all(env["POLARS_MAX_THREADS"] == "2" for env in environments)  # each its share of the four cores
 
 
 def test_a_late_file_reruns_only_its_own_county_month(tmp_path, monkeypatch):

@@ -1,0 +1,78 @@
+"""Worker processes running counties side by side share the machine's cores: each one's Polars and DuckDB thread
+pools are sized to its share (fangpin.cores), while a lone run keeps every core."""
+from __future__ import annotations
+
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+from fangpin import cores, warehouse
+
+THREAD_VARIABLES = (cores.POLARS_THREADS_ENV, cores.DUCKDB_THREADS_ENV)
+
+
+def test_each_of_two_workers_on_four_cores_gets_two_threads_a_library(monkeypatch):
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    assert cores.worker_environment(2, environ={}) == {"POLARS_MAX_THREADS": "2", "FANGPIN_DUCKDB_THREADS": "2"}
+    assert cores.worker_environment(3, environ={}) == {"POLARS_MAX_THREADS": "1", "FANGPIN_DUCKDB_THREADS": "1"}
+    assert cores.worker_environment(8, environ={})["POLARS_MAX_THREADS"] == "1"  # never none
+
+
+def test_a_thread_count_set_by_the_user_holds(monkeypatch):
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    given = cores.worker_environment(2, environ={"POLARS_MAX_THREADS": "3"})
+    assert given == {"POLARS_MAX_THREADS": "3", "FANGPIN_DUCKDB_THREADS": "2"}
+
+
+def test_a_warehouse_connection_takes_the_duckdb_share_and_every_core_without_one(tmp_path, monkeypatch):
+    def threads() -> int:
+        with warehouse.connect(tmp_path / "w.duckdb") as con:
+            return int(con.execute("SELECT current_setting('threads')").fetchone()[0])
+
+    monkeypatch.delenv(cores.DUCKDB_THREADS_ENV, raising=False)
+    every_core = threads()
+    assert every_core == (os.cpu_count() or 1)
+    monkeypatch.setenv(cores.DUCKDB_THREADS_ENV, "1")
+    assert threads() == 1
+
+
+def test_workers_spawned_inside_get_their_share_and_the_environment_is_as_before_after(monkeypatch):
+    for name in THREAD_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    share = max(1, (os.cpu_count() or 1) // 2)
+    with cores.spawning_workers(2):
+        with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            sizes = pool.submit(cores.pool_sizes).result()
+    assert sizes == {"polars": share, "duckdb": share}
+    assert not any(name in os.environ for name in THREAD_VARIABLES)
+
+
+def test_the_one_run_spawns_its_workers_with_their_share(monkeypatch):
+    """ProcessPoolExecutor starts a worker at a submit: what the environment says then is what the worker gets."""
+    from concurrent.futures import Future
+
+    from pipelines import one_run
+
+    for name in THREAD_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    seen = []
+
+    class Pool:
+        def __init__(self, **options):
+            pass
+
+        def submit(self, task, province_dir, month, county):
+            seen.append({name: os.environ.get(name) for name in THREAD_VARIABLES})
+            future = Future()
+            future.set_result(one_run.CountyOutcome(county))
+            return future
+
+        def shutdown(self, wait=True, cancel_futures=False):
+            pass
+
+    monkeypatch.setattr(one_run, "ProcessPoolExecutor", Pool)
+    list(one_run.run_counties(Path("/nowhere"), "2026-10", {"360701": 2, "360702": 1}, workers=2))
+    assert seen == [{"POLARS_MAX_THREADS": "2", "FANGPIN_DUCKDB_THREADS": "2"}] * 2
+    assert not any(name in os.environ for name in THREAD_VARIABLES)
