@@ -12,12 +12,15 @@ county of a one run's worker costs.
 Runs on the inputs `make bench province` generated and cached (`--scenario province-small`: `python -m bench.run
 province-small`'s). A step's CPU is the process's during the step (`CountyOutcome.step_cpu`), background threads
 included: the quality suites count in the steps they run beside (link, queue, marts), the township workbooks in the
-marts and the dashboard, as in the bench's stage table. To compare two versions of the code, run this in each
-checkout in turn, twice or more each, and compare the medians (the machine drifts between runs).
+marts and the dashboard, as in the bench's stage table. Polars and DuckDB get the thread pools a one run's worker
+gets (its share of the cores, `fangpin.cores`; every core with `--all-cores`). To compare two versions of the
+code, run this in each checkout in turn, twice or more each, and compare the medians (the machine drifts between
+runs).
 """
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -27,6 +30,7 @@ from typing import TYPE_CHECKING
 
 from bench.ab import province_sample
 from bench.run import CACHE_DIR, SCENARIOS, scenario_dir
+from fangpin import cores
 
 if TYPE_CHECKING:  # imported when run: Dagster and the code location take seconds to import
     from pipelines.one_run import CountyOutcome
@@ -73,7 +77,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--counties", type=int, default=5, help="the first N counties (default 5: one warm-up)")
     parser.add_argument("--scenario", choices=["province", "province-small"], default="province")
+    parser.add_argument("--all-cores", action="store_true",
+                        help="Polars' and DuckDB's thread pools on every core, not a one run worker's share")
     args = parser.parse_args(argv)
+    if not args.all_cores and os.environ.get(cores.DUCKDB_THREADS_ENV) is None:
+        # A one run's worker starts with its share of the cores (fangpin.cores); Polars, imported already, sizes
+        # its pool once, so this process starts again as a worker would.
+        from fangpin.instance import side_by_side_runs
+
+        os.execve(sys.executable, [sys.executable, "-m", "bench.steps", *(sys.argv[1:] if argv is None else argv)],
+                  os.environ | cores.worker_environment(side_by_side_runs()))
     scenario = SCENARIOS[args.scenario]
     data_dir = scenario_dir(scenario, CACHE_DIR) / "data"
     if not (data_dir / "counties").is_dir():
