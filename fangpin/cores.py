@@ -52,12 +52,3 @@ def spawning_workers(workers: int) -> Iterator[None]:
             else:
                 os.environ[name] = value
 
-
-def pool_sizes() -> dict[str, int]:
-    """The threads this process's Polars pool has and a warehouse connection of it gets (what a worker was given)."""
-    import duckdb
-    import polars as pl
-
-    with duckdb.connect(config=duckdb_config()) as con:
-        duckdb_threads = con.execute("SELECT current_setting('threads')").fetchone()[0]
-    return {"polars": pl.thread_pool_size(), "duckdb": int(duckdb_threads)}

@@ -40,14 +40,24 @@ def test_a_warehouse_connection_takes_the_duckdb_share_and_every_core_without_on
     assert threads() == 1
 
 
+def pool_sizes() -> dict[str, int]:
+    """The threads this process's Polars pool has and a warehouse connection of it gets (run in a worker)."""
+    import polars as pl
+
+    with duckdb.connect(config=cores.duckdb_config()) as con:
+        duckdb_threads = con.execute("SELECT current_setting('threads')").fetchone()[0]
+    return {"polars": pl.thread_pool_size(), "duckdb": int(duckdb_threads)}
+
+
 def test_workers_spawned_inside_get_their_share_and_the_environment_is_as_before_after(monkeypatch):
+    """As `one_run.run_counties` does: the pool made outside, its workers spawned at the submits inside."""
     for name in THREAD_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     share = max(1, (os.cpu_count() or 1) // 2)
-    with cores.spawning_workers(2):
-        with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
-            sizes = pool.submit(cores.pool_sizes).result()
-    assert sizes == {"polars": share, "duckdb": share}
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        with cores.spawning_workers(2):
+            sizes = pool.submit(pool_sizes)
+        assert sizes.result() == {"polars": share, "duckdb": share}
     assert not any(name in os.environ for name in THREAD_VARIABLES)
 
 
