@@ -28,7 +28,7 @@ import duckdb
 
 from bench.run import CACHE_DIR, SCENARIOS, parse_excel, scenario_dir
 from fangpin.config import registry
-from fangpin.reading import HeaderMatcher
+from fangpin.reading import HeaderMatcher, header_columns
 
 ISSUE_CALAMINE_SECONDS = 3.5  # the issue's figure for calamine reading a 1,000,000-row roster xlsx
 ISSUE_JOIN_SECONDS, ISSUE_JOIN_GB = 8.0, 1.4  # and for DuckDB's join of the province's roster to its list rows
@@ -38,9 +38,9 @@ SEED = 7
 
 def roster_select(con: duckdb.DuckDBPyConnection, path: Path, matcher: HeaderMatcher) -> str:
     """SELECT household_id, id_number of one parquet roster, its own header words mapped to fangpin's names by
-    `matcher` (the registry's roster headers, as fangpin reads a roster)."""
+    `matcher` (the registry's roster headers), by the reader's own rule (`reading.header_columns`)."""
     names = [row[0] for row in con.execute("DESCRIBE SELECT * FROM read_parquet(?)", [str(path)]).fetchall()]
-    mapped = {matcher.match(name)[0]: name for name in names}
+    mapped = {canonical: name for canonical, (name, _) in header_columns(names, names, matcher)[0].items()}
     missing = {"household_id", "id_number"} - set(mapped)
     if missing:
         raise ValueError(f"{path}: no column for {', '.join(sorted(missing))} among {names}")

@@ -1201,6 +1201,23 @@ class _SheetResult:
     note: str | None = None
 
 
+def header_columns(columns: list[str], headers: list[str | None], matcher: HeaderMatcher
+                   ) -> tuple[dict[str, tuple[str, bool]], list[str]]:
+    """Which of `columns` feeds each canonical column, by its header cell (`headers`, in the same order): canonical
+    -> (column, exact). Exact names win over prefix matches, then the first column. Also the header texts that name
+    no known column, in order."""
+    mapping: dict[str, tuple[str, bool]] = {}
+    unmapped: list[str] = []
+    for column, text in zip(columns, headers):
+        canonical, exact = matcher.match(text)
+        if canonical is None:
+            if text is not None:
+                unmapped.append(text)
+        elif canonical not in mapping or (exact and not mapping[canonical][1]):
+            mapping[canonical] = (column, exact)
+    return mapping, unmapped
+
+
 def _sheet_table(grid: _Grid, source: str, matcher: HeaderMatcher, header_map: dict[str, tuple[str, ...]],
                  required: tuple[str, ...], total_words: tuple[str, ...]) -> _SheetResult:
     """One grid -> a SheetTable, or the problem or note that replaces it."""
@@ -1225,21 +1242,10 @@ def _sheet_table(grid: _Grid, source: str, matcher: HeaderMatcher, header_map: d
     filled = body.select(pl.col(cells.columns).is_not_null().any()).row(0)  # one query, not one per column
     has_data = [c for c, any_filled in zip(cells.columns, filled) if any_filled]
 
-    # Which grid column feeds each canonical column: exact names win over prefix matches, then the first column.
-    mapping: dict[str, tuple[str, bool]] = {}
-    unmapped: list[str] = []
-    labels: dict[str, str] = {}
-    for position, column in enumerate(cells.columns):
-        text = header_cells[position]
-        if text is None and column not in has_data:
-            continue
-        labels[column] = text if text is not None else f"列{grid.column_labels[position]}"
-        canonical, exact = matcher.match(text)
-        if canonical is None:
-            if text is not None:
-                unmapped.append(text)
-        elif canonical not in mapping or (exact and not mapping[canonical][1]):
-            mapping[canonical] = (column, exact)
+    mapping, unmapped = header_columns(cells.columns, header_cells, matcher)
+    labels = {column: text if text is not None else f"列{grid.column_labels[position]}"
+              for position, (column, text) in enumerate(zip(cells.columns, header_cells))
+              if text is not None or column in has_data}
 
     missing = [name for name in required if name not in mapping]
     if missing:

@@ -34,3 +34,13 @@ def test_a_roster_without_an_id_column_is_named(tmp_path):
     _roster(tmp_path / "a.parquet", "证件", "户号", {"H1": ["A1"]})
     with pytest.raises(ValueError, match=r"a\.parquet: no column for id_number"):
         calibrate.prepare(duckdb.connect(), [tmp_path / "a.parquet"])
+
+
+def test_a_roster_naming_a_column_twice_is_read_by_the_readers_rule_the_exact_name_first(tmp_path):
+    """户号 (an exact name) and 户编号（旧） (a prefix match) both name the household number: as fangpin's reader
+    (`reading.header_columns`), the exact one is the household number, whichever comes last."""
+    pl.DataFrame({"户号": ["H1", "H1"], "身份证号": ["A1", "A2"], "户编号（旧）": ["X1", "X2"]}).write_parquet(
+        tmp_path / "a.parquet")
+    con = duckdb.connect()
+    calibrate.prepare(con, [tmp_path / "a.parquet"], share=1.0)
+    assert con.execute("SELECT DISTINCT household_id FROM roster").fetchall() == [("H1",)]
