@@ -1,7 +1,7 @@
 """Township workbooks (乡镇预警核实工作簿): one xlsx per township with only that township's warned households.
 
-A township may only see its own households (DOMAIN.md, personal data), so each workbook is built from the rows of
-one township. Sheets:
+A township may only see its own households (DOMAIN.md, personal data), so each workbook holds the rows of one
+township only. Sheets:
 - 入户核实清单 (verification list, household verification = 入户核实): the only sheet read back by
   `fangpin.feedback`; it shows the head's full ID (staff need it to find the household) but never phones or health
   details (disease names, disability categories);
@@ -14,8 +14,8 @@ one township. Sheets:
 Wording, headers, widths and the dropdown live in `config/workbook.yaml`. openpyxl (write-only mode) writes each
 workbook's skeleton: styles, title and header rows, widths, freeze, filter, dropdowns, print setup, instructions and
 meta sheet. The data rows of the listing sheets (tens of thousands of cells per township) are built as XML text by
-Polars expressions, exactly as openpyxl would write each cell, and spliced into the sheet when the file is saved
-(openpyxl's per-cell writer took ~30 s per county month). Every string is written as text (department data
+Polars expressions, exactly as openpyxl would write each cell, for every township in one pass and split by township,
+and spliced into each sheet when its file is saved (openpyxl's per-cell writer took ~30 s per county month). Every string is written as text (department data
 starting with = + - @ never becomes a formula), and the bytes are deterministic for the same input (fixed document
 dates and zip timestamps).
 """
@@ -280,10 +280,11 @@ def _formula_like(text: pl.Expr) -> pl.Expr:
     return text.str.contains(FORMULA_START).fill_null(False)
 
 
-def _column_facts(rows: pl.DataFrame, keys: list[str | None]) -> dict[str, int | bool | None]:
-    """One pass over the rows for what the cell writer needs of each column i (`keys[i]`; text already `xml_legal`):
+def _column_facts(rows: pl.DataFrame, keys: list[str | None]) -> dict[object, dict[str, int | bool | None]]:
+    """One pass over the rows for what the cell writer needs of each column i (`keys[i]`; text already `xml_legal`),
+    per sheet (`rows[SHEET]` names the sheet each row goes to):
 
-    - `quote{i}` / `plain{i}`: the first row of formula-like and of other text (`_data_style_ids`);
+    - `quote{i}` / `plain{i}`: the sheet's first row of formula-like and of other text (`_data_style_ids`);
     - `blank{i}`: a cell written as an empty or valueless cell (null, empty text, a NaN or infinite number);
     - `markup{i}`: text with & < > (escaped); `edge{i}`: text with spaces at its edges (xml:space="preserve").
 
@@ -302,13 +303,16 @@ def _column_facts(rows: pl.DataFrame, keys: list[str | None]) -> dict[str, int |
                       (value.str.strip_chars() != value).any().alias(f"edge{i}")]
         elif dtype != pl.Null:
             exprs.append((value.is_null() | _number_text(value, dtype)[0].is_null()).any().alias(f"blank{i}"))
-    return rows.select(exprs).row(0, named=True) if exprs else {}
+    if not exprs:
+        return {sheet: {} for sheet in rows.get_column(SHEET).unique(maintain_order=True)}
+    found = rows.group_by(SHEET, maintain_order=True).agg(exprs)
+    return {facts.pop(SHEET): facts for facts in found.iter_rows(named=True)}
 
 
 def _data_style_ids(ws, found: dict[str, int | bool | None], keys: list[str | None], styles: list[str]
                     ) -> list[tuple[int, int | None]]:
     """Each column's openpyxl style id for plain values (-1 if every value is formula-like) and for formula-like
-    text (None if the column has none); `found` is `_column_facts`.
+    text (None if the column has none); `found` is `_column_facts` of the sheet `ws`.
 
     Ids are registered in the order openpyxl's per-cell writer meets them (row by row, left to right), so styles.xml
     lists the same cell formats in the same order as a workbook written cell by cell.
@@ -342,12 +346,21 @@ def _number_text(value: pl.Expr, dtype: pl.DataType) -> tuple[pl.Expr, str]:
     raise TypeError(f"workbook cells of type {dtype} are not supported")
 
 
-def _cell_pieces(letter: str, row: pl.Expr, value: pl.Expr | None, dtype: pl.DataType, plain: int,
-                 quote: int | None, short: bool = False, escape: bool = True) -> list[pl.Expr]:
+def _styled(before: str, style: int | pl.Expr, after: str) -> pl.Expr:
+    """`before` + the style id + `after` as one piece of XML: a literal when every sheet's id is the same (a number),
+    else the id of each row's sheet (an expression, `_per_sheet`)."""
+    if isinstance(style, pl.Expr):
+        return pl.concat_str([pl.lit(before), style, pl.lit(after)])
+    return pl.lit(f"{before}{style}{after}")
+
+
+def _cell_pieces(letter: str, row: pl.Expr, value: pl.Expr | None, dtype: pl.DataType, plain: int | pl.Expr,
+                 quote: int | pl.Expr | None, short: bool = False, escape: bool = True) -> list[pl.Expr]:
     """One column's cells as pieces of XML text, e.g.
     `<c r="B7" s="5" t="inlineStr"><is><t>…</t></is></c>`, `<c r="O7" s="7" t="n"><v>6200.5</v></c>`, and
     `<c r="Z7" s="10" t="n" />` for an empty cell (openpyxl keeps a styled empty cell, so fill-in columns show).
-    Text is already `xml_legal`, as `_cell` cleans it before checking for a formula-like start.
+    Text is already `xml_legal`, as `_cell` cleans it before checking for a formula-like start. `plain` and `quote`
+    are the style ids (`_data_style_ids`), or expressions giving each row's sheet's.
 
     Pieces rather than one string per cell: the row is one flat concatenation, no cell string is built twice.
     `short`: no cell of the column is blank or (text) has spaces at its edges, so every cell takes the one form
@@ -357,11 +370,11 @@ def _cell_pieces(letter: str, row: pl.Expr, value: pl.Expr | None, dtype: pl.Dat
     """
     ref = [pl.lit(f'<c r="{letter}'), row]
     if value is None or dtype == pl.Null:
-        return [*ref, pl.lit(f'" s="{plain}" t="n" />')]
+        return [*ref, _styled('" s="', plain, '" t="n" />')]
     if dtype == pl.String:
         text = value
-        style = pl.lit(f'" s="{plain}') if quote is None else (
-            pl.when(_formula_like(text)).then(pl.lit(f'" s="{quote}')).otherwise(pl.lit(f'" s="{plain}')))
+        style = _styled('" s="', plain, "") if quote is None else (
+            pl.when(_formula_like(text)).then(_styled('" s="', quote, "")).otherwise(_styled('" s="', plain, "")))
         body = xml_text(text) if escape else text
         if short:
             return [*ref, style, pl.lit('" t="inlineStr"><is><t>'), body, pl.lit("</t></is></c>")]
@@ -374,30 +387,64 @@ def _cell_pieces(letter: str, row: pl.Expr, value: pl.Expr | None, dtype: pl.Dat
                 body.fill_null(""), pl.when(text != "").then(pl.lit("</t></is></c>")).otherwise(pl.lit(""))]
     number, kind = _number_text(value, dtype)
     if short:
-        return [*ref, pl.lit(f'" s="{plain}" t="{kind}"><v>'), number, pl.lit("</v></c>")]
-    return [*ref, pl.when(value.is_null()).then(pl.lit(f'" s="{plain}" t="n" />')).when(number.is_null()).then(
-                pl.lit(f'" s="{plain}" t="{kind}"><v /></c>')).otherwise(pl.lit(f'" s="{plain}" t="{kind}"><v>')),
+        return [*ref, _styled('" s="', plain, f'" t="{kind}"><v>'), number, pl.lit("</v></c>")]
+    return [*ref, pl.when(value.is_null()).then(_styled('" s="', plain, '" t="n" />')).when(number.is_null()).then(
+                _styled('" s="', plain, f'" t="{kind}"><v /></c>')).otherwise(_styled('" s="', plain, f'" t="{kind}"><v>')),
             number.fill_null(""), pl.when(number.is_not_null()).then(pl.lit("</v></c>")).otherwise(pl.lit(""))]
 
 
+SHEET = "_sheet"  # the column naming the sheet a row goes to (`_rows_xml_by_sheet`); never a listing's key
+
+
+def _per_sheet(values: dict[object, int]) -> int | pl.Expr:
+    """One number per sheet: the number itself when every sheet has the same, else each row's sheet's."""
+    distinct = set(values.values())
+    if len(distinct) == 1:
+        return distinct.pop()
+    return pl.col(SHEET).replace_strict(values, return_dtype=pl.Int64)
+
+
 def _rows_xml(ws, rows: pl.DataFrame, keys: list[str | None], styles: list[str], first_row: int) -> bytes:
-    """The rows of a frame as `<row>` XML (UTF-8) from `first_row` on; `keys[i]` is column i's frame column, or
-    None for a column left empty (the fill-in columns)."""
+    """The rows of a frame as `<row>` XML (UTF-8) of one sheet from `first_row` on; `keys[i]` is column i's frame
+    column, or None for a column left empty (the fill-in columns)."""
+    return _rows_xml_by_sheet({0: ws}, rows.with_columns(pl.lit(0).alias(SHEET)), keys, styles, {0: first_row}).get(0, b"")
+
+
+def _rows_xml_by_sheet(sheets: dict, rows: pl.DataFrame, keys: list[str | None], styles: list[str],
+                       first_rows: dict) -> dict[object, bytes]:
+    """Each sheet's rows as `<row>` XML (UTF-8): `rows[SHEET]` names the sheet (a key of `sheets`) each row goes to,
+    in order, numbered from the sheet's `first_rows`; `keys[i]` is column i's frame column, or None for a column
+    left empty (the fill-in columns). A sheet without rows gets nothing (and registers no style).
+
+    Every township's listing in one Polars pass rather than one pass each: a listing's cost is mostly fixed (~100
+    expressions built and run: 9-11 ms for five rows of the verification listing, 23-29 ms for 2,000), and a county
+    has a dozen townships (bench/FINDINGS.md, session 32). Style ids stay each workbook's own (`_data_style_ids`);
+    a column's short or escaping form is chosen over all sheets at once, which gives the same bytes.
+    """
     if rows.height == 0:
-        return b""
-    schema = rows.schema  # built anew on every access; the select below keeps each column's type
-    rows = rows.select(xml_legal(pl.col(key)) if schema[key] == pl.String else pl.col(key)
-                       for key in dict.fromkeys(key for key in keys if key))  # once per column, not per use
+        return {}
+    schema = rows.schema
+    rows = rows.select(pl.col(SHEET), *(xml_legal(pl.col(key)) if schema[key] == pl.String else pl.col(key)
+                                        for key in dict.fromkeys(key for key in keys if key)))  # once per column
     facts = _column_facts(rows, keys)
-    ids = _data_style_ids(ws, facts, keys, styles)
-    number = pl.int_range(first_row, first_row + pl.len()).cast(pl.String)
-    cells = [piece for i, (key, (plain, quote)) in enumerate(zip(keys, ids))
-             for piece in _cell_pieces(get_column_letter(i + 1), number, pl.col(key) if key else None,
-                                       schema[key] if key else pl.Null, plain, quote,
-                                       short=not (facts.get(f"blank{i}", True) or facts.get(f"edge{i}", False)),
-                                       escape=facts.get(f"markup{i}", True))]
+    ids = {sheet: _data_style_ids(sheets[sheet], found, keys, styles) for sheet, found in facts.items()}
+    number = (pl.int_range(pl.len()).over(SHEET) + _per_sheet({sheet: first_rows[sheet] for sheet in ids}))
+    number = number.cast(pl.String)
+    cells = []
+    for i, key in enumerate(keys):
+        plain = _per_sheet({sheet: found[i][0] for sheet, found in ids.items()})
+        quotes = {sheet: found[i][1] for sheet, found in ids.items()}
+        quote = None if all(q is None for q in quotes.values()) else _per_sheet(
+            {sheet: ids[sheet][i][0] if q is None else q for sheet, q in quotes.items()})  # no formula-like: unused
+        cells += _cell_pieces(get_column_letter(i + 1), number, pl.col(key) if key else None,
+                              schema[key] if key else pl.Null, plain, quote,
+                              short=not any(found.get(f"blank{i}", True) or found.get(f"edge{i}", False)
+                                            for found in facts.values()),
+                              escape=any(found.get(f"markup{i}", True) for found in facts.values()))
     row = pl.concat_str([pl.lit('<row r="'), number, pl.lit('">'), *cells, pl.lit("</row>")])
-    return rows.select(row.str.join("").cast(pl.Binary)).item()
+    xml = rows.select(pl.col(SHEET), row.alias("xml")).group_by(SHEET, maintain_order=True).agg(
+        pl.col("xml").str.join("").cast(pl.Binary))
+    return dict(zip(xml.get_column(SHEET).to_list(), xml.get_column("xml").to_list()))
 
 
 def _print_setup(ws, last_column: str, last_row: int) -> None:
@@ -415,45 +462,63 @@ def _print_setup(ws, last_column: str, last_row: int) -> None:
     ws.print_area = f"A1:{last_column}{max(last_row, HEADER_ROW)}"
 
 
-def _write_listing(wb: Workbook, role: str, columns: list[dict], rows: pl.DataFrame, title: str,
-                   freeze: str, footer_note: str | None = None, reference: bool = False) -> tuple[object, bytes]:
-    """One listing sheet: title row, styled header, widths, freeze, filter, print setup; returns the sheet and the
-    XML of its data rows (and footer), which `_save_deterministic` splices in after the header.
+def _write_listings(books: dict[str, Workbook], role: str, columns: list[dict], rows: pl.DataFrame,
+                    titles: dict[str, str], freeze: str, footer_note: str | None = None,
+                    reference: bool = False) -> dict[str, tuple[object, bytes]]:
+    """One listing sheet in each township's workbook (`books`), each with only its township's `rows`: title row,
+    styled header, widths, freeze, filter, print setup. Returns each township's sheet and the XML of its data rows
+    (and footer), which `_save_deterministic` splices in after the header.
 
-    `reference=True` appends the rows cell by cell through openpyxl instead (returns b""): the slow path the fast
-    one is tested and benchmarked against.
+    The rows of every township are turned into XML in one pass (`_rows_xml_by_sheet`); each workbook still registers
+    its styles in the order a cell-by-cell writer meets them (its header's, then its rows', then its footer's).
+    `reference=True` appends the rows cell by cell through openpyxl instead (the XML is then b""): the slow path
+    the fast one is tested and benchmarked against.
     """
+    heights = dict(rows.group_by("township").len().iter_rows()) if rows.height else {}
+    sheets = {township: _listing_sheet(wb, role, columns, heights.get(township, 0), titles[township], freeze,
+                                       footer_note is not None) for township, wb in books.items()}
+    styles = [_data_style(spec["key"], bool(spec.get("fill_in"))) for spec in columns]
+    keys = [spec["key"] if spec["key"] in rows.columns else None for spec in columns]
+    if reference:
+        present = [key for key in keys if key is not None]
+        for township, ws in sheets.items():
+            for values in rows.filter(pl.col("township") == township).select(present).iter_rows():
+                by_key = dict(zip(present, values))
+                ws.append([_cell(ws, by_key.get(key) if key else None, style) for key, style in zip(keys, styles)])
+            if footer_note:
+                ws.append([])
+                ws.append([_cell(ws, footer_note, "fp_note")])
+        return {township: (ws, b"") for township, ws in sheets.items()}
+    mine = rows.filter(pl.col("township").is_in(list(sheets))).with_columns(pl.col("township").alias(SHEET))
+    xml = _rows_xml_by_sheet(sheets, mine, keys, styles, {township: HEADER_ROW + 1 for township in sheets})
+    if footer_note:  # an empty row, then the note, as two appends would write them
+        last = {township: HEADER_ROW + heights.get(township, 0) for township in sheets}
+        notes = _rows_xml_by_sheet(sheets, pl.DataFrame({SHEET: list(sheets), "note": footer_note}), ["note"],
+                                   ["fp_note"], {township: row + 2 for township, row in last.items()})
+        xml = {township: xml.get(township, b"") + f'<row r="{last[township] + 1}"></row>'.encode() + notes[township]
+               for township in sheets}
+    return {township: (ws, xml.get(township, b"")) for township, ws in sheets.items()}
+
+
+def _listing_sheet(wb: Workbook, role: str, columns: list[dict], height: int, title: str, freeze: str,
+                   footer: bool) -> object:
+    """A listing sheet of `height` data rows up to its header: title row, styled header, widths, freeze, filter,
+    print setup (the data rows follow)."""
     ws = wb.create_sheet(sheet_name(role))
     last_column = get_column_letter(len(columns))
-    last_row = HEADER_ROW + rows.height
-    printed_to = last_row + (2 if footer_note else 0)
+    last_row = HEADER_ROW + height
     for index, spec in enumerate(columns, start=1):
         ws.column_dimensions[get_column_letter(index)].width = spec["width"]
     ws.freeze_panes = freeze
     ws.auto_filter.ref = f"A{HEADER_ROW}:{last_column}{last_row}"
-    _print_setup(ws, last_column, printed_to)
+    _print_setup(ws, last_column, last_row + (2 if footer else 0))
     ws.merged_cells.add(f"A1:{last_column}1")
     ws.row_dimensions[1].height = 28
     ws.row_dimensions[HEADER_ROW].height = 32
     ws.append([_cell(ws, title, "fp_title")])
     ws.append([_cell(ws, spec["header"], "fp_header_fill_in" if spec.get("fill_in") else "fp_header")
                for spec in columns])
-    styles = [_data_style(spec["key"], bool(spec.get("fill_in"))) for spec in columns]
-    keys = [spec["key"] if spec["key"] in rows.columns else None for spec in columns]
-    if reference:
-        present = [key for key in keys if key is not None]
-        for values in rows.select(present).iter_rows():
-            by_key = dict(zip(present, values))
-            ws.append([_cell(ws, by_key.get(key) if key else None, style) for key, style in zip(keys, styles)])
-        if footer_note:
-            ws.append([])
-            ws.append([_cell(ws, footer_note, "fp_note")])
-        return ws, b""
-    xml = _rows_xml(ws, rows, keys, styles, HEADER_ROW + 1)
-    if footer_note:  # an empty row, then the note, as two appends would write them
-        xml += f'<row r="{last_row + 1}"></row>'.encode() + _rows_xml(
-            ws, pl.DataFrame({"note": [footer_note]}), ["note"], ["fp_note"], last_row + 2)
-    return ws, xml
+    return ws
 
 
 def _add_dropdowns(ws, columns: list[dict], first_row: int, last_row: int) -> None:
@@ -562,44 +627,13 @@ def _file_names(townships: list[str]) -> dict[str, str]:
     return names
 
 
-def write_township_workbook(township: str, month: str, households: pl.DataFrame, public: pl.DataFrame,
-                            persons: pl.DataFrame, path: Path, earlier: pl.DataFrame | None = None, *,
-                            reference: bool = False) -> Path:
-    """One township's workbook from its already-filtered rows (see `write_township_workbooks`).
-
-    `reference=True` writes every cell through openpyxl (slow; kept as what the fast path must equal).
-    """
-    config = workbook_config()
-    label = dict(township=township, year=month[:4], month_number=int(month[5:]))
+def _new_workbook(title: str) -> Workbook:
+    """A township's workbook before its sheets: write-only, creator and title set, fangpin's named styles."""
     wb = Workbook(write_only=True)
     wb.properties.creator = "fangpin"
-    wb.properties.title = config["titles"]["verification"].format(households=households.height, **label)
+    wb.properties.title = title
     _register_styles(wb)
-    columns = column_specs("verification")
-    verification, xml = _write_listing(
-        wb, "verification", columns, households,
-        config["titles"]["verification"].format(households=households.height, **label),
-        freeze=f"{get_column_letter(5)}{HEADER_ROW + 1}", reference=reference,  # 序号..户主姓名 stay visible
-    )
-    rows = {verification: xml}
-    _add_dropdowns(verification, columns, HEADER_ROW + 1, HEADER_ROW + households.height)
-    sheet, rows[sheet] = _write_listing(
-        wb, "public", column_specs("public"), public, config["titles"]["public"].format(**label),
-        freeze=f"A{HEADER_ROW + 1}", footer_note=config["titles"]["public_note"], reference=reference)
-    sheet, rows[sheet] = _write_listing(
-        wb, "unmatched", column_specs("unmatched"), persons,
-        config["titles"]["unmatched"].format(persons=persons.height, **label), freeze=f"A{HEADER_ROW + 1}",
-        reference=reference)
-    if earlier is not None and earlier.height:
-        sheet, rows[sheet] = _write_listing(
-            wb, "earlier_cases", column_specs("earlier_cases"), earlier,
-            config["titles"]["earlier_cases"].format(cases=earlier.height, **label), freeze=f"A{HEADER_ROW + 1}",
-            reference=reference)
-    _write_instructions(wb, township, month, households, persons.height)
-    _write_meta(wb, {"format": META_FORMAT, "version": META_VERSION, "month": month, "township": township,
-                     "households": str(households.height), "unmatched_persons": str(persons.height)})
-    _save_deterministic(wb, path, _document_time(month), rows)
-    return path
+    return wb
 
 
 def _by_township(frame: pl.DataFrame):
@@ -623,7 +657,10 @@ def write_workbooks_by_township(queue: pl.DataFrame, unmatched: pl.DataFrame, mo
     `marts.case_status` (earlier cases: verified, excluded, overdue); rows of other months are ignored.
     Rows without a township cannot be routed to anyone and are left out. Returns township -> path written
     (file names are cleaned, so callers need the mapping rather than reopening files to learn it).
-    `reference=True` writes every cell through openpyxl (see `write_township_workbook`).
+
+    Every township's workbook is built at once, sheet by sheet (`_write_listings`), then each is saved; a workbook
+    holds its own township's rows only. `reference=True` writes every cell through openpyxl (slow; kept as what
+    the fast path must equal, byte for byte where openpyxl writes numbers exactly).
     """
     check_month(month)
     out_dir = Path(out_dir)
@@ -635,14 +672,51 @@ def write_workbooks_by_township(queue: pl.DataFrame, unmatched: pl.DataFrame, mo
     townships = sorted(set(households.get_column("township").drop_nulls().to_list())
                        | set(persons.get_column("township").drop_nulls().to_list())
                        | set(earlier.get_column("township").drop_nulls().to_list()))
+    config = workbook_config()
+    titles = config["titles"]
+    label = {township: dict(township=township, year=month[:4], month_number=int(month[5:])) for township in townships}
+    count = {name: dict(frame.group_by("township").len().iter_rows()) if frame.height else {}
+             for name, frame in (("households", households), ("persons", persons), ("cases", earlier))}
+
+    def listing_titles(title: str, counted: str | None = None, among: list[str] = townships) -> dict[str, str]:
+        return {township: title.format(**label[township], **({counted: count[counted].get(township, 0)}
+                                                              if counted else {})) for township in among}
+
+    verification_titles = listing_titles(titles["verification"], "households")
+    books = {township: _new_workbook(verification_titles[township]) for township in townships}
+    rows: dict[str, dict] = {township: {} for township in townships}
+    rest = f"A{HEADER_ROW + 1}"
+    columns = column_specs("verification")
+    for township, (ws, xml) in _write_listings(books, "verification", columns, households, verification_titles,
+                                               freeze=f"{get_column_letter(5)}{HEADER_ROW + 1}",  # 序号..户主姓名 stay
+                                               reference=reference).items():
+        rows[township][ws] = xml
+        _add_dropdowns(ws, columns, HEADER_ROW + 1, HEADER_ROW + count["households"].get(township, 0))
+    with_earlier = [township for township in townships if count["cases"].get(township)]
+    for role, frame, role_titles, among, note in (
+            ("public", public, listing_titles(titles["public"]), townships, titles["public_note"]),
+            ("unmatched", persons, listing_titles(titles["unmatched"], "persons"), townships, None),
+            ("earlier_cases", earlier, listing_titles(titles["earlier_cases"], "cases", with_earlier), with_earlier,
+             None)):
+        written = _write_listings({township: books[township] for township in among}, role, column_specs(role), frame,
+                                  role_titles, freeze=rest, footer_note=note, reference=reference)
+        for township, (ws, xml) in written.items():
+            rows[township][ws] = xml
+    of_township = _by_township(households)
+    for township in townships:
+        persons_count = str(count["persons"].get(township, 0))
+        _write_instructions(books[township], township, month, of_township(township), int(persons_count))
+        _write_meta(books[township], {"format": META_FORMAT, "version": META_VERSION, "month": month,
+                                      "township": township, "households": str(count["households"].get(township, 0)),
+                                      "unmatched_persons": persons_count})
     names = _file_names(townships)
-    frames = [_by_township(frame) for frame in (households, public, persons, earlier)]
 
-    def write(township: str) -> Path:
-        return write_township_workbook(township, month, *(frame(township) for frame in frames[:3]),
-                                       out_dir / names[township], frames[3](township), reference=reference)
+    def save(township: str) -> Path:
+        path = out_dir / names[township]
+        _save_deterministic(books[township], path, _document_time(month), rows[township])
+        return path
 
-    # Two townships at a time: while one is in openpyxl (Python, holding the GIL) the other is in Polars or zlib
-    # (neither holds it). Each file is built on its own, so the bytes do not depend on the order.
+    # Two workbooks saved at a time: while one is in openpyxl (Python, holding the GIL) the other is in ISA-L's
+    # deflate (which does not hold it). Each file is saved on its own, so the bytes do not depend on the order.
     with ThreadPoolExecutor(max_workers=WRITER_THREADS) as pool:
-        return dict(zip(townships, pool.map(write, townships)))
+        return dict(zip(townships, pool.map(save, townships)))

@@ -373,6 +373,22 @@ def test_columns_of_plain_values_take_the_short_cell_form_with_the_same_bytes(mo
                      (True, True), (False, True), (False, True)]
     facts = workbooks._column_facts
     monkeypatch.setattr(workbooks, "_column_facts", lambda frame, names: {
-        name: (True if name.startswith(("blank", "markup", "edge")) else value)
-        for name, value in facts(frame, names).items()})
+        sheet: {name: (True if name.startswith(("blank", "markup", "edge")) else value) for name, value in found.items()}
+        for sheet, found in facts(frame, names).items()})
     assert written() == short
+
+
+def test_each_listing_is_built_once_for_every_township(tmp_path, monkeypatch):
+    """A listing's rows become XML in one pass over all the townships, not one pass each: its cost is mostly fixed
+    (~100 expressions), and a county has a dozen townships. Each workbook still gets only its own rows."""
+    from fangpin import workbooks
+
+    passes: list[set] = []
+    by_sheet = workbooks._rows_xml_by_sheet
+    monkeypatch.setattr(workbooks, "_rows_xml_by_sheet", lambda sheets, *a: passes.append(set(sheets)) or by_sheet(
+        sheets, *a))
+    queue, unmatched, cases = nasty_queue(), nasty_unmatched(), nasty_cases()
+    written = write_workbooks_by_township(queue, unmatched, MONTH, tmp_path, cases)
+    assert len(written) == 4
+    # verification, public, public's footer note, unmatched, earlier cases (only one township has any)
+    assert [len(sheets) for sheets in passes] == [4, 4, 4, 4, 1]
