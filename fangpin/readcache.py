@@ -9,8 +9,9 @@ required columns, total-row words, intake limits) and the reader code (the sourc
 module, fangpin/values.py (what a blank cell is) and schemas/reasons.py, and the Polars and fastexcel versions), so editing any of them reads everything anew.
 
 Trust: an entry is written into a temporary directory and renamed into place only when complete, and each parquet's
-sha256 is checked on load; an entry that is missing a part, corrupt or of another layout is deleted and the file
-read again. A failure to write the cache never fails the read.
+sha256 is checked on load; an entry that is missing a part, corrupt or of another layout (or that a crash left
+incomplete: entries are not fsynced) is deleted and the file read again. A failure to write the cache never fails
+the read.
 
 Privacy: the cache holds the same personal data as the drop zone. Directories are 0700, files 0600; every scan of a
 month deletes that month's entries for files no longer in its drop zone (all of them when the cache is off), and
@@ -40,7 +41,6 @@ from pathlib import Path
 import polars as pl
 
 from fangpin import config
-from fangpin.files import fsync, sha256_of
 from fangpin import reading
 
 LAYOUT = 2  # bump when the layout of an entry changes (2: tables keep their original cells, not their raw JSON)
@@ -103,15 +103,18 @@ def _private_dir(path: Path) -> Path:
     return path
 
 
-def _write_private(path: Path, write) -> str:
-    """Create `path` as 0600, fill it with `write(handle)`, fsync; returns the file's sha256."""
+def _write_private(path: Path, data: bytes) -> str:
+    """Create `path` as 0600 holding `data`; returns the data's sha256.
+
+    Not fsynced: `_load` checks every part against the digests in meta.json, so an entry a crash left incomplete is
+    deleted and its file read again, and a cache needs no durability. Without the fsyncs (two per entry, and the
+    folder's), and hashing the bytes in hand rather than reading the file back, storing a province county's 22
+    entries cost 0.054-0.058 CPU-s instead of 0.062-0.083 (bench/FINDINGS.md, session 32)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     os.fchmod(fd, 0o600)
     with os.fdopen(fd, "wb") as handle:
-        write(handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    return sha256_of(path)
+        handle.write(data)
+    return hashlib.sha256(data).hexdigest()
 
 
 def _age_seconds(path: Path) -> float:
@@ -128,9 +131,11 @@ def _table_fields(table: reading.SheetTable) -> dict:
     return {f.name: getattr(table, f.name) for f in dataclasses.fields(table) if f.name != "frame"}
 
 
-def _write_parquet(frame: pl.DataFrame, handle) -> None:
+def _parquet_bytes(frame: pl.DataFrame) -> bytes:
     """zstd at level 1: as small as the default level 3 on these tables, and a quarter faster to write."""
-    frame.write_parquet(handle, compression="zstd", compression_level=1)
+    buffer = io.BytesIO()
+    frame.write_parquet(buffer, compression="zstd", compression_level=1)
+    return buffer.getvalue()
 
 
 def _store(folder: Path, key: str, result: tuple[list, list, list]) -> None:
@@ -141,19 +146,17 @@ def _store(folder: Path, key: str, result: tuple[list, list, list]) -> None:
         described = []
         for index, table in enumerate(tables):
             name = f"t{index}.parquet"
-            digest = _write_private(temp / name, lambda handle: _write_parquet(table.frame, handle))
+            digest = _write_private(temp / name, _parquet_bytes(table.frame))
             described.append({"fields": _table_fields(table), "file": name, "sha256": digest,
                               "schema": {c: str(t) for c, t in table.frame.schema.items()}})
         meta = {"layout": LAYOUT, "key": key, "tables": described,
                 "problems": [dataclasses.asdict(p) for p in problems], "notes": list(notes)}
         text = json.dumps(meta, ensure_ascii=False).encode("utf-8")
-        _write_private(temp / META, lambda handle: handle.write(text))
+        _write_private(temp / META, text)
         try:
             os.rename(temp, folder / key)
         except OSError:  # another run stored the same entry meanwhile: keep theirs
             shutil.rmtree(temp, ignore_errors=True)
-            return
-        fsync(folder)
     except BaseException:
         shutil.rmtree(temp, ignore_errors=True)
         raise
@@ -208,8 +211,8 @@ class ReadCache:
     `read` answers from the cache or reads the file (and stores it); `prune` then deletes every entry this scan did
     not use, so entries of files no longer received do not outlive the next scan.
 
-    New entries are written by one background thread while the next file is parsed (writing parquet and fsync
-    release the GIL, and took a quarter of a cold scan); `prune` first waits until every entry is written, and
+    New entries are written by one background thread while the next file is parsed (writing parquet releases the
+    GIL); `prune` first waits until every entry is written, and
     `prune_when_written` lets the scan return meanwhile.
     """
 
@@ -274,7 +277,7 @@ class ReadCache:
         ignore = self.root / ".gitignore"
         if not ignore.exists():
             try:
-                _write_private(ignore, lambda handle: handle.write(GITIGNORE))
+                _write_private(ignore, GITIGNORE)
             except FileExistsError:  # the roster and drop-zone steps of one run start together
                 pass
         for folder in (self.root / "reads", self.folder.parent, self.folder):

@@ -195,6 +195,10 @@ CORRUPTIONS = {
     "parquet_byte_flipped": lambda entry: _flip_a_byte(entry / "t0.parquet"),
     "parquet_missing": lambda entry: (entry / "t0.parquet").unlink(),
     "meta_missing": lambda entry: (entry / readcache.META).unlink(),
+    # What a crash can leave of an entry renamed into place before its data reached the disk (entries are not
+    # fsynced): empty files, or blocks of zeros
+    "meta_empty": lambda entry: (entry / readcache.META).write_bytes(b""),
+    "parquet_zeroed": lambda entry: (entry / "t0.parquet").write_bytes(bytes(len((entry / "t0.parquet").read_bytes()))),
 }
 
 
