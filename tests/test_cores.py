@@ -11,20 +11,38 @@ import duckdb
 
 from fangpin import cores, warehouse
 
-THREAD_VARIABLES = (cores.POLARS_THREADS_ENV, cores.DUCKDB_THREADS_ENV)
+WORKER_VARIABLES = (cores.POLARS_THREADS_ENV, cores.DUCKDB_THREADS_ENV, cores.POLARS_ALLOCATOR_ENV)
+
+
+KEEP = {"_RJEM_MALLOC_CONF": "dirty_decay_ms:30000,muzzy_decay_ms:30000"}  # Polars keeps freed memory 30 s
 
 
 def test_each_of_two_workers_on_four_cores_gets_two_threads_a_library(monkeypatch):
     monkeypatch.setattr(os, "cpu_count", lambda: 4)
-    assert cores.worker_environment(2, environ={}) == {"POLARS_MAX_THREADS": "2", "FANGPIN_DUCKDB_THREADS": "2"}
-    assert cores.worker_environment(3, environ={}) == {"POLARS_MAX_THREADS": "1", "FANGPIN_DUCKDB_THREADS": "1"}
+    assert cores.worker_environment(2, environ={}) == {"POLARS_MAX_THREADS": "2", "FANGPIN_DUCKDB_THREADS": "2",
+                                                       **KEEP}
+    assert cores.worker_environment(3, environ={}) == {"POLARS_MAX_THREADS": "1", "FANGPIN_DUCKDB_THREADS": "1",
+                                                       **KEEP}
     assert cores.worker_environment(8, environ={})["POLARS_MAX_THREADS"] == "1"  # never none
 
 
-def test_a_thread_count_set_by_the_user_holds(monkeypatch):
+def test_a_setting_given_by_the_user_holds(monkeypatch):
     monkeypatch.setattr(os, "cpu_count", lambda: 4)
-    given = cores.worker_environment(2, environ={"POLARS_MAX_THREADS": "3"})
-    assert given == {"POLARS_MAX_THREADS": "3", "FANGPIN_DUCKDB_THREADS": "2"}
+    given = cores.worker_environment(2, environ={"POLARS_MAX_THREADS": "3", "_RJEM_MALLOC_CONF": "narenas:1"})
+    assert given == {"POLARS_MAX_THREADS": "3", "FANGPIN_DUCKDB_THREADS": "2", "_RJEM_MALLOC_CONF": "narenas:1"}
+    # Where Polars was imported, it has put its own options first; the user's came after them
+    polars_and_user = {"_RJEM_MALLOC_CONF": "dirty_decay_ms:500,muzzy_decay_ms:1000,narenas:1"}
+    assert cores.worker_environment(2, environ=polars_and_user)["_RJEM_MALLOC_CONF"] == "narenas:1"
+
+
+def test_the_options_polars_adds_itself_are_not_the_users(monkeypatch):
+    """Polars, imported, writes its own allocator options into the variable (the one run's parent has imported it):
+    they are not a choice that should keep the workers from keeping freed memory."""
+    import polars  # noqa: F401 - it sets the variable when imported
+
+    assert os.environ["_RJEM_MALLOC_CONF"].startswith(cores.POLARS_OWN_ALLOCATOR_OPTIONS)
+    monkeypatch.setenv("_RJEM_MALLOC_CONF", cores.POLARS_OWN_ALLOCATOR_OPTIONS)
+    assert cores.worker_environment(2)["_RJEM_MALLOC_CONF"] == cores.KEEP_FREED_MEMORY
 
 
 def test_a_warehouse_connection_takes_the_duckdb_share_and_every_core_without_one(tmp_path, monkeypatch):
@@ -40,25 +58,29 @@ def test_a_warehouse_connection_takes_the_duckdb_share_and_every_core_without_on
     assert threads() == 1
 
 
-def pool_sizes() -> dict[str, int]:
-    """The threads this process's Polars pool has and a warehouse connection of it gets (run in a worker)."""
+def pool_sizes() -> dict[str, int | str | None]:
+    """The threads this process's Polars pool has and a warehouse connection of it gets, and the options its
+    Polars allocator started with (run in a worker)."""
     import polars as pl
 
     with duckdb.connect(config=cores.duckdb_config()) as con:
         duckdb_threads = con.execute("SELECT current_setting('threads')").fetchone()[0]
-    return {"polars": pl.thread_pool_size(), "duckdb": int(duckdb_threads)}
+    return {"polars": pl.thread_pool_size(), "duckdb": int(duckdb_threads),
+            "allocator": os.environ.get(cores.POLARS_ALLOCATOR_ENV)}
 
 
 def test_workers_spawned_inside_get_their_share_and_the_environment_is_as_before_after(monkeypatch):
     """As `one_run.run_counties` does: the pool made outside, its workers spawned at the submits inside."""
-    for name in THREAD_VARIABLES:
+    for name in WORKER_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     share = max(1, (os.cpu_count() or 1) // 2)
     with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
         with cores.spawning_workers(2):
             sizes = pool.submit(pool_sizes)
-        assert sizes.result() == {"polars": share, "duckdb": share}
-    assert not any(name in os.environ for name in THREAD_VARIABLES)
+        # the worker's Polars put its own options first: the last value of an option is the one jemalloc takes
+        assert sizes.result() == {"polars": share, "duckdb": share,
+                                  "allocator": f"{cores.POLARS_OWN_ALLOCATOR_OPTIONS},{cores.KEEP_FREED_MEMORY}"}
+    assert not any(name in os.environ for name in WORKER_VARIABLES)
 
 
 def test_the_one_run_spawns_its_workers_with_their_share(monkeypatch):
@@ -67,7 +89,7 @@ def test_the_one_run_spawns_its_workers_with_their_share(monkeypatch):
 
     from pipelines import one_run
 
-    for name in THREAD_VARIABLES:
+    for name in WORKER_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(os, "cpu_count", lambda: 4)
     seen = []
@@ -77,7 +99,7 @@ def test_the_one_run_spawns_its_workers_with_their_share(monkeypatch):
             pass
 
         def submit(self, task, province_dir, month, county):
-            seen.append({name: os.environ.get(name) for name in THREAD_VARIABLES})
+            seen.append({name: os.environ.get(name) for name in WORKER_VARIABLES})
             future = Future()
             future.set_result(one_run.CountyOutcome(county))
             return future
@@ -87,5 +109,5 @@ def test_the_one_run_spawns_its_workers_with_their_share(monkeypatch):
 
     monkeypatch.setattr(one_run, "ProcessPoolExecutor", Pool)
     list(one_run.run_counties(Path("/nowhere"), "2026-10", {"360701": 2, "360702": 1}, workers=2))
-    assert seen == [{"POLARS_MAX_THREADS": "2", "FANGPIN_DUCKDB_THREADS": "2"}] * 2
-    assert not any(name in os.environ for name in THREAD_VARIABLES)
+    assert seen == [{"POLARS_MAX_THREADS": "2", "FANGPIN_DUCKDB_THREADS": "2", **KEEP}] * 2
+    assert not any(name in os.environ for name in WORKER_VARIABLES)
