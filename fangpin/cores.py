@@ -11,16 +11,19 @@ Both libraries read their size once, at start: Polars when it is imported (`POLA
 connection opens (`FANGPIN_DUCKDB_THREADS`, read by `duckdb_config`). So a worker is given its share in the
 environment it starts with (`worker_environment`), never by changing a running process.
 
-A worker's Polars also keeps the memory it frees for 30 s before handing it back to the system (`KEEP_FREED_MEMORY`,
-read by Polars' allocator, jemalloc, when it starts). By default jemalloc returns freed pages within seconds, and the
-next county's frames fault them in again, page by page: ~210,000 page faults a province county, 0.4-0.5 s of the
-kernel's time in its ~4 CPU-s. Kept, the faults fell to ~90,000 and the county's CPU by 4.5-5.8% (two workers run
-side by side on the same counties, one with it and one without, three times; user time the same, system time
-halved; each worker's peak 1.2 -> 1.4 GB; bench/FINDINGS.md, session 32). A lone run keeps jemalloc's default.
+fangpin's Polars also keeps the memory it frees for 30 s before handing it back to the system (`KEEP_FREED_MEMORY`,
+read by Polars' allocator, jemalloc, once, when Polars loads: `keep_freed_memory`, called when fangpin is imported,
+and `worker_environment` for the workers). Polars itself has jemalloc return freed pages within a second, and the
+next frames fault them in again, page by page: ~210,000 page faults a province county, 0.4-0.5 s of the kernel's
+time in its ~4 CPU-s. Kept, the faults fell to ~90,000 and the county's CPU by 4.5-5.8% (two workers run side by
+side on the same counties, one with it and one without, three times; user time the same, system time halved;
+each worker's peak 1.2 -> 1.4 GB); eight counties as one run 39.7-40.6 -> 36.0-38.3 CPU-s; the bench county run
+alone 16.55 -> 15.71 s (medians of four alternated runs; bench/FINDINGS.md, session 32).
 """
 from __future__ import annotations
 
 import os
+import sys
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -41,6 +44,18 @@ def worker_environment(workers: int, environ: dict[str, str] | None = None) -> d
     share = str(max(1, (os.cpu_count() or 1) // max(1, workers)))
     shares = {name: environ.get(name) or share for name in (POLARS_THREADS_ENV, DUCKDB_THREADS_ENV)}
     return shares | {POLARS_ALLOCATOR_ENV: _allocator_options_given(environ) or KEEP_FREED_MEMORY}
+
+
+def keep_freed_memory(environ=os.environ) -> bool:
+    """Have this process's Polars keep the memory it frees (`KEEP_FREED_MEMORY`) unless the user gave allocator
+    options of their own; returns whether it will. Called when fangpin is imported: once Polars is loaded, its
+    allocator has read its options, and setting them changes nothing."""
+    if _allocator_options_given(environ):
+        return False
+    if "polars" in sys.modules:
+        return environ.get(POLARS_ALLOCATOR_ENV, "").endswith(KEEP_FREED_MEMORY)
+    environ[POLARS_ALLOCATOR_ENV] = KEEP_FREED_MEMORY
+    return True
 
 
 def _allocator_options_given(environ: dict[str, str]) -> str:

@@ -111,3 +111,26 @@ def test_the_one_run_spawns_its_workers_with_their_share(monkeypatch):
     list(one_run.run_counties(Path("/nowhere"), "2026-10", {"360701": 2, "360702": 1}, workers=2))
     assert seen == [{"POLARS_MAX_THREADS": "2", "FANGPIN_DUCKDB_THREADS": "2", **KEEP}] * 2
     assert not any(name in os.environ for name in WORKER_VARIABLES)
+
+
+def allocator_options_after(imports: str, **environment: str) -> str:
+    """The Polars allocator options a fresh Python process ends with after `imports` (Polars reads them once, when
+    it loads; they are what its allocator uses)."""
+    import subprocess
+    import sys
+
+    env = {key: value for key, value in os.environ.items() if key != cores.POLARS_ALLOCATOR_ENV} | environment
+    code = f"import os; {imports}; import polars; print(os.environ['{cores.POLARS_ALLOCATOR_ENV}'])"
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True,
+                          cwd=Path(__file__).resolve().parents[1])
+    return done.stdout.strip()
+
+
+def test_every_fangpin_process_keeps_freed_memory_unless_the_user_said_otherwise():
+    """`fangpin run` and the Dagster code location load fangpin before Polars, so their Polars keeps freed memory;
+    options the user gave hold."""
+    ours = f"{cores.POLARS_OWN_ALLOCATOR_OPTIONS},{cores.KEEP_FREED_MEMORY}"
+    assert allocator_options_after("import pipelines.definitions") == ours  # the code location, as Dagster loads it
+    assert allocator_options_after("import fangpin.cli") == ours  # the `fangpin` command
+    assert allocator_options_after("import fangpin", _RJEM_MALLOC_CONF="narenas:2") == (
+        f"{cores.POLARS_OWN_ALLOCATOR_OPTIONS},narenas:2")
