@@ -147,10 +147,11 @@ def roster_frames(con: duckdb.DuckDBPyConnection, month: str) -> tuple[pl.DataFr
     A roster row rejected for another reason than its 户编号 (household number: missing, or digits lost) keeps a
     placeholder household_id: its household number was not the fault, so it is not judged for it.
 
-    Persons in roster order (file, sheet, row), the order of their positions in GE's results. Validation writes
-    roster.persons in that order, so with no rejected row (most months) the rows are only checked, not sorted:
-    sorting a 300,000-person county in DuckDB was half of this function's 0.12-0.14 CPU-s (bench/FINDINGS.md,
-    session 24).
+    Persons in roster order (file, sheet, row), households by household number: the order of their positions in
+    GE's results. Validation writes roster.persons in that order, and roster.households in this one, so (with no
+    rejected row, most months) the rows are only checked, not sorted: sorting a 300,000-person county in DuckDB was
+    half of this function's 0.12-0.14 CPU-s (bench/FINDINGS.md, session 24), its 87,792 households 8 of 17 ms
+    (session 32).
     """
     accepted = con.sql("""
         SELECT TRUE AS id_valid, id_number AS person_key, household_id, source_file, sheet, row_number
@@ -173,8 +174,10 @@ def roster_frames(con: duckdb.DuckDBPyConnection, month: str) -> tuple[pl.DataFr
         persons = persons.sort(*ROSTER_ORDER, nulls_last=True, maintain_order=True)
     households = con.sql("""
         SELECT household_size, a38_per_capita, township, household_id
-        FROM roster.households WHERE month = $month ORDER BY household_id
+        FROM roster.households WHERE month = $month
     """, params={"month": month}).pl()
+    if not in_order(households, ("household_id",)):  # written in that order (fangpin.households): only checked
+        households = households.sort("household_id", maintain_order=True)
     return persons, households
 
 

@@ -569,3 +569,14 @@ def test_the_snapshot_query_reads_every_table_the_suites_read(con):
     read = set().union(*(_tables(query) for query in recording.queries))
     assert {"staging.list_rows", "roster.persons"} <= read
     assert read <= _tables(quality.SNAPSHOT_QUERY)
+
+
+def test_the_roster_households_frame_is_by_household_number_however_the_table_was_written(con):
+    """GE names a household by its position in this frame: by household number, whether roster.households was
+    written in that order (as validation writes it; then only checked) or not."""
+    roster(con, 10, sizes=[2, 2, 2, 2, 2])
+    written = quality.roster_frames(con, MONTH)[1]["household_id"].to_list()
+    assert written == sorted(written) and len(written) == 5
+    con.execute("CREATE TEMP TABLE shuffled AS SELECT * FROM roster.households ORDER BY household_id DESC")
+    con.execute("DELETE FROM roster.households; INSERT INTO roster.households SELECT * FROM shuffled")
+    assert quality.roster_frames(con, MONTH)[1]["household_id"].to_list() == written
