@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 import sys
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Iterator, MutableMapping
 
 POLARS_THREADS_ENV = "POLARS_MAX_THREADS"  # Polars' own variable
 DUCKDB_THREADS_ENV = "FANGPIN_DUCKDB_THREADS"  # fangpin's: DuckDB threads per warehouse connection
@@ -46,7 +46,7 @@ def worker_environment(workers: int, environ: dict[str, str] | None = None) -> d
     return shares | {POLARS_ALLOCATOR_ENV: _allocator_options_given(environ) or KEEP_FREED_MEMORY}
 
 
-def keep_freed_memory(environ=os.environ) -> bool:
+def keep_freed_memory(environ: MutableMapping[str, str] = os.environ) -> bool:
     """Have this process's Polars keep the memory it frees (`KEEP_FREED_MEMORY`) unless the user gave allocator
     options of their own; returns whether it will. Called when fangpin is imported: once Polars is loaded, its
     allocator has read its options, and setting them changes nothing."""

@@ -15,9 +15,9 @@ Wording, headers, widths and the dropdown live in `config/workbook.yaml`. openpy
 workbook's skeleton: styles, title and header rows, widths, freeze, filter, dropdowns, print setup, instructions and
 meta sheet. The data rows of the listing sheets (tens of thousands of cells per township) are built as XML text by
 Polars expressions, exactly as openpyxl would write each cell, for every township in one pass and split by township,
-and spliced into each sheet when its file is saved (openpyxl's per-cell writer took ~30 s per county month). Every string is written as text (department data
-starting with = + - @ never becomes a formula), and the bytes are deterministic for the same input (fixed document
-dates and zip timestamps).
+and spliced into each sheet when its file is saved (openpyxl's per-cell writer took ~30 s per county month). Every
+string is written as text (department data starting with = + - @ never becomes a formula), and the bytes are
+deterministic for the same input (fixed document dates and zip timestamps).
 """
 from __future__ import annotations
 
@@ -388,9 +388,11 @@ def _cell_pieces(letter: str, row: pl.Expr, value: pl.Expr | None, dtype: pl.Dat
     number, kind = _number_text(value, dtype)
     if short:
         return [*ref, _styled('" s="', plain, f'" t="{kind}"><v>'), number, pl.lit("</v></c>")]
-    return [*ref, pl.when(value.is_null()).then(_styled('" s="', plain, '" t="n" />')).when(number.is_null()).then(
-                _styled('" s="', plain, f'" t="{kind}"><v /></c>')).otherwise(_styled('" s="', plain, f'" t="{kind}"><v>')),
-            number.fill_null(""), pl.when(number.is_not_null()).then(pl.lit("</v></c>")).otherwise(pl.lit(""))]
+    opening = (pl.when(value.is_null()).then(_styled('" s="', plain, '" t="n" />'))
+               .when(number.is_null()).then(_styled('" s="', plain, f'" t="{kind}"><v /></c>'))
+               .otherwise(_styled('" s="', plain, f'" t="{kind}"><v>')))
+    return [*ref, opening, number.fill_null(""),
+            pl.when(number.is_not_null()).then(pl.lit("</v></c>")).otherwise(pl.lit(""))]
 
 
 SHEET = "_sheet"  # the column naming the sheet a row goes to (`_rows_xml_by_sheet`); never a listing's key
@@ -404,12 +406,6 @@ def _per_sheet(values: dict[object, int]) -> int | pl.Expr:
     return pl.col(SHEET).replace_strict(values, return_dtype=pl.Int64)
 
 
-def _rows_xml(ws, rows: pl.DataFrame, keys: list[str | None], styles: list[str], first_row: int) -> bytes:
-    """The rows of a frame as `<row>` XML (UTF-8) of one sheet from `first_row` on; `keys[i]` is column i's frame
-    column, or None for a column left empty (the fill-in columns)."""
-    return _rows_xml_by_sheet({0: ws}, rows.with_columns(pl.lit(0).alias(SHEET)), keys, styles, {0: first_row}).get(0, b"")
-
-
 def _rows_xml_by_sheet(sheets: dict, rows: pl.DataFrame, keys: list[str | None], styles: list[str],
                        first_rows: dict) -> dict[object, bytes]:
     """Each sheet's rows as `<row>` XML (UTF-8): `rows[SHEET]` names the sheet (a key of `sheets`) each row goes to,
@@ -417,8 +413,9 @@ def _rows_xml_by_sheet(sheets: dict, rows: pl.DataFrame, keys: list[str | None],
     left empty (the fill-in columns). A sheet without rows gets nothing (and registers no style).
 
     Every township's listing in one Polars pass rather than one pass each: a listing's cost is mostly fixed (~100
-    expressions built and run: 9-11 ms for five rows of the verification listing, 23-29 ms for 2,000), and a county
-    has a dozen townships (bench/FINDINGS.md, session 32). Style ids stay each workbook's own (`_data_style_ids`);
+    expressions built and run: 9-11 ms for five rows of the verification listing, 23-29 ms for 2,000), and each of
+    a county's townships paid it (a province county's writer 0.45-0.48 -> 0.40-0.47 CPU-s; bench/FINDINGS.md,
+    session 32). Style ids stay each workbook's own (`_data_style_ids`);
     a column's short or escaping form is chosen over all sheets at once, which gives the same bytes.
     """
     if rows.height == 0:
@@ -687,9 +684,9 @@ def write_workbooks_by_township(queue: pl.DataFrame, unmatched: pl.DataFrame, mo
     rows: dict[str, dict] = {township: {} for township in townships}
     rest = f"A{HEADER_ROW + 1}"
     columns = column_specs("verification")
+    frozen = f"{get_column_letter(5)}{HEADER_ROW + 1}"  # 序号 (row number) to 户主姓名 (head's name) stay visible
     for township, (ws, xml) in _write_listings(books, "verification", columns, households, verification_titles,
-                                               freeze=f"{get_column_letter(5)}{HEADER_ROW + 1}",  # 序号..户主姓名 stay
-                                               reference=reference).items():
+                                               freeze=frozen, reference=reference).items():
         rows[township][ws] = xml
         _add_dropdowns(ws, columns, HEADER_ROW + 1, HEADER_ROW + count["households"].get(township, 0))
     with_earlier = [township for township in townships if count["cases"].get(township)]

@@ -365,7 +365,8 @@ def test_columns_of_plain_values_take_the_short_cell_form_with_the_same_bytes(mo
     def written() -> bytes:
         wb = Workbook(write_only=True)
         workbooks._register_styles(wb)
-        return workbooks._rows_xml(wb.create_sheet("x"), rows, keys, styles, 3)
+        one_sheet = rows.with_columns(pl.lit("x").alias(workbooks.SHEET))
+        return workbooks._rows_xml_by_sheet({"x": wb.create_sheet("x")}, one_sheet, keys, styles, {"x": 3})["x"]
 
     short = written()
     assert forms == [(True, False), (False, False), (False, False), (False, False), (True, True), (True, False),
@@ -373,7 +374,8 @@ def test_columns_of_plain_values_take_the_short_cell_form_with_the_same_bytes(mo
                      (True, True), (False, True), (False, True)]
     facts = workbooks._column_facts
     monkeypatch.setattr(workbooks, "_column_facts", lambda frame, names: {
-        sheet: {name: (True if name.startswith(("blank", "markup", "edge")) else value) for name, value in found.items()}
+        sheet: {name: (True if name.startswith(("blank", "markup", "edge")) else value)
+                for name, value in found.items()}
         for sheet, found in facts(frame, names).items()})
     assert written() == short
 
