@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 import sys
 from contextlib import contextmanager
-from typing import Iterator, MutableMapping
+from typing import Iterator, Mapping, MutableMapping
 
 POLARS_THREADS_ENV = "POLARS_MAX_THREADS"  # Polars' own variable
 DUCKDB_THREADS_ENV = "FANGPIN_DUCKDB_THREADS"  # fangpin's: DuckDB threads per warehouse connection
@@ -36,7 +36,7 @@ KEEP_FREED_MEMORY = "dirty_decay_ms:30000,muzzy_decay_ms:30000"  # freed pages r
 POLARS_OWN_ALLOCATOR_OPTIONS = "dirty_decay_ms:500,muzzy_decay_ms:1000"
 
 
-def worker_environment(workers: int, environ: dict[str, str] | None = None) -> dict[str, str]:
+def worker_environment(workers: int, environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment of one of `workers` processes sharing this machine's cores: each library's thread pool its
     share (at least one thread), and Polars' allocator keeping freed memory (`KEEP_FREED_MEMORY`), each unless
     `environ` (default: this process's) already sets it, which then holds."""
@@ -46,19 +46,15 @@ def worker_environment(workers: int, environ: dict[str, str] | None = None) -> d
     return shares | {POLARS_ALLOCATOR_ENV: _allocator_options_given(environ) or KEEP_FREED_MEMORY}
 
 
-def keep_freed_memory(environ: MutableMapping[str, str] = os.environ) -> bool:
+def keep_freed_memory(environ: MutableMapping[str, str] = os.environ) -> None:
     """Have this process's Polars keep the memory it frees (`KEEP_FREED_MEMORY`) unless the user gave allocator
-    options of their own; returns whether it will. Called when fangpin is imported: once Polars is loaded, its
-    allocator has read its options, and setting them changes nothing."""
-    if _allocator_options_given(environ):
-        return False
-    if "polars" in sys.modules:
-        return environ.get(POLARS_ALLOCATOR_ENV, "").endswith(KEEP_FREED_MEMORY)
-    environ[POLARS_ALLOCATOR_ENV] = KEEP_FREED_MEMORY
-    return True
+    options of their own. Called when fangpin is imported; once Polars is loaded its allocator has read its options,
+    so the variable is then left as it is (setting it would only mislead)."""
+    if "polars" not in sys.modules and not _allocator_options_given(environ):
+        environ[POLARS_ALLOCATOR_ENV] = KEEP_FREED_MEMORY
 
 
-def _allocator_options_given(environ: dict[str, str]) -> str:
+def _allocator_options_given(environ: Mapping[str, str]) -> str:
     """The Polars allocator options a user gave in `environ`: what the variable holds past the options Polars adds
     itself (in a process that has imported Polars, the variable always holds those)."""
     options = environ.get(POLARS_ALLOCATOR_ENV, "")
