@@ -460,10 +460,10 @@ def _print_setup(ws, last_column: str, last_row: int) -> None:
 
 
 def _write_listings(books: dict[str, Workbook], role: str, columns: list[dict], rows: pl.DataFrame,
-                    titles: dict[str, str], freeze: str, footer_note: str | None = None,
+                    heights: dict[str, int], titles: dict[str, str], freeze: str, footer_note: str | None = None,
                     reference: bool = False) -> dict[str, tuple[object, bytes]]:
-    """One listing sheet in each township's workbook (`books`), each with only its township's `rows`: title row,
-    styled header, widths, freeze, filter, print setup. Returns each township's sheet and the XML of its data rows
+    """One listing sheet in each township's workbook (`books`), each with only its township's `rows` (`heights`:
+    how many, by township): title row, styled header, widths, freeze, filter, print setup. Returns each township's sheet and the XML of its data rows
     (and footer), which `_save_deterministic` splices in after the header.
 
     The rows of every township are turned into XML in one pass (`_rows_xml_by_sheet`); each workbook still registers
@@ -471,7 +471,6 @@ def _write_listings(books: dict[str, Workbook], role: str, columns: list[dict], 
     `reference=True` appends the rows cell by cell through openpyxl instead (the XML is then b""): the slow path
     the fast one is tested and benchmarked against.
     """
-    heights = dict(rows.group_by("township").len().iter_rows()) if rows.height else {}
     sheets = {township: _listing_sheet(wb, role, columns, heights.get(township, 0), titles[township], freeze,
                                        footer_note is not None) for township, wb in books.items()}
     styles = [_data_style(spec["key"], bool(spec.get("fill_in"))) for spec in columns]
@@ -685,27 +684,27 @@ def write_workbooks_by_township(queue: pl.DataFrame, unmatched: pl.DataFrame, mo
     rest = f"A{HEADER_ROW + 1}"
     columns = column_specs("verification")
     frozen = f"{get_column_letter(5)}{HEADER_ROW + 1}"  # 序号 (row number) to 户主姓名 (head's name) stay visible
-    for township, (ws, xml) in _write_listings(books, "verification", columns, households, verification_titles,
-                                               freeze=frozen, reference=reference).items():
+    for township, (ws, xml) in _write_listings(books, "verification", columns, households, count["households"],
+                                               verification_titles, freeze=frozen, reference=reference).items():
         rows[township][ws] = xml
         _add_dropdowns(ws, columns, HEADER_ROW + 1, HEADER_ROW + count["households"].get(township, 0))
     with_earlier = [township for township in townships if count["cases"].get(township)]
-    for role, frame, role_titles, among, note in (
-            ("public", public, listing_titles(titles["public"]), townships, titles["public_note"]),
-            ("unmatched", persons, listing_titles(titles["unmatched"], "persons"), townships, None),
-            ("earlier_cases", earlier, listing_titles(titles["earlier_cases"], "cases", with_earlier), with_earlier,
-             None)):
+    for role, frame, counted, role_titles, among, note in (
+            ("public", public, "households", listing_titles(titles["public"]), townships, titles["public_note"]),
+            ("unmatched", persons, "persons", listing_titles(titles["unmatched"], "persons"), townships, None),
+            ("earlier_cases", earlier, "cases", listing_titles(titles["earlier_cases"], "cases", with_earlier),
+             with_earlier, None)):
         written = _write_listings({township: books[township] for township in among}, role, column_specs(role), frame,
-                                  role_titles, freeze=rest, footer_note=note, reference=reference)
+                                  count[counted], role_titles, freeze=rest, footer_note=note, reference=reference)
         for township, (ws, xml) in written.items():
             rows[township][ws] = xml
     of_township = _by_township(households)
     for township in townships:
-        persons_count = str(count["persons"].get(township, 0))
-        _write_instructions(books[township], township, month, of_township(township), int(persons_count))
+        persons_count = count["persons"].get(township, 0)
+        _write_instructions(books[township], township, month, of_township(township), persons_count)
         _write_meta(books[township], {"format": META_FORMAT, "version": META_VERSION, "month": month,
                                       "township": township, "households": str(count["households"].get(township, 0)),
-                                      "unmatched_persons": persons_count})
+                                      "unmatched_persons": str(persons_count)})
     names = _file_names(townships)
 
     def save(township: str) -> Path:
