@@ -463,8 +463,8 @@ def _write_listings(books: dict[str, Workbook], role: str, columns: list[dict], 
                     heights: dict[str, int], titles: dict[str, str], freeze: str, footer_note: str | None = None,
                     reference: bool = False) -> dict[str, tuple[object, bytes]]:
     """One listing sheet in each township's workbook (`books`), each with only its township's `rows` (`heights`:
-    how many, by township): title row, styled header, widths, freeze, filter, print setup. Returns each township's sheet and the XML of its data rows
-    (and footer), which `_save_deterministic` splices in after the header.
+    how many, by township): title row, styled header, widths, freeze, filter, print setup. Returns each township's
+    sheet and the XML of its data rows (and footer), which `_save_deterministic` splices in after the header.
 
     The rows of every township are turned into XML in one pass (`_rows_xml_by_sheet`); each workbook still registers
     its styles in the order a cell-by-cell writer meets them (its header's, then its rows', then its footer's).
