@@ -18,15 +18,12 @@ import logging
 import os
 import re
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 from string import Template
 
 import duckdb
-import plotly.graph_objects as go
 import plotly.io as pio
 import plotly.offline
 import polars as pl
@@ -185,45 +182,27 @@ def _table(headers: list[tuple[str, bool]], rows: list[list[tuple[str, bool]]], 
             f'<tbody>\n{body}\n</tbody></table></div>')
 
 
-@contextmanager
-def _chart_template() -> Iterator[None]:
-    """Charts made inside are drawn in CHART_TEMPLATE (plotly's default template, restored after).
-
-    Why not `update_layout(template=...)` per chart: plotly deep-copies and re-validates a template set on a figure,
-    30-60 ms a chart (half of rendering a page), but takes the default template as valid when it makes a figure.
-    And the default is set past plotly's setter (`_set_default_template`): the setter too validates by a copy."""
-    default = pio.templates.default
-    _set_default_template(CHART_TEMPLATE)
-    try:
-        yield
-    finally:
-        _set_default_template(default)
+@lru_cache(maxsize=1)
+def _template() -> dict:
+    """CHART_TEMPLATE as plotly writes it into a figure's layout; built once per process, read-only."""
+    return pio.templates[CHART_TEMPLATE].to_plotly_json()
 
 
-def _set_default_template(template) -> None:
-    """Make `template` plotly's default template, as `pio.templates.default = template` does, without the copy.
+def _chart(data: list[dict], layout: dict, div_id: str, height: int = 420) -> str:
+    """A chart as a <div> + script (plotly.js is embedded once in the page head), from plotly's figure JSON: traces
+    as dicts, each with its `type`, and the layout, drawn in CHART_TEMPLATE.
 
-    plotly's setter validates what it is given by building a `go.layout.Template` from it (a deep copy, ~19 ms
-    each, twice a page), then throws the copy away. A registered name (CHART_TEMPLATE, and plotly's own default
-    that the page restores) is checked against plotly's registry instead; anything else (a template object, an
-    unknown name) goes through the setter, as does everything if plotly (pinned) ever keeps its default elsewhere."""
-    config = pio.templates
-    if not (isinstance(template, str) and template in config) or not hasattr(config, "_default"):
-        config.default = template  # validated: raises for a name plotly does not know
-        return
-    config._default = template
-
-
-def _chart(fig: go.Figure, div_id: str, height: int = 420) -> str:
-    """A plotly figure (made inside `_chart_template`) as a <div> + script; plotly.js is embedded once in the page
-    head."""
-    fig.update_layout(
-        height=height, font={"family": CHART_FONT, "size": 13},
-        margin={"l": 60, "r": 20, "t": 50, "b": 60}, hoverlabel={"font": {"family": CHART_FONT}},
-        legend={"font": {"size": 12}},
-    )
-    return fig.to_html(
-        include_plotlyjs=False, full_html=False, div_id=div_id,
+    Why dicts, not plotly's graph objects: they validate and copy every property as it is set, the template (a
+    deep copy) at each figure, and again when the figure is written: ~30 of a page's ~60 ms for four small charts,
+    the same JSON in the end. tests/test_dashboard.py checks each chart is what plotly's validated objects make of
+    it, unchanged."""
+    figure = {"data": data, "layout": {
+        "template": _template(), **layout, "height": height, "font": {"family": CHART_FONT, "size": 13},
+        "margin": {"l": 60, "r": 20, "t": 50, "b": 60}, "hoverlabel": {"font": {"family": CHART_FONT}},
+        "legend": {"font": {"size": 12}},
+    }}
+    return pio.to_html(
+        figure, validate=False, include_plotlyjs=False, full_html=False, div_id=div_id,
         # No mode bar: its tooltips are English and its image export is not needed offline.
         config={"displayModeBar": False, "responsive": True},
     )
@@ -419,18 +398,18 @@ def _trend_months(con, month: str) -> list[str]:
 
 def _line_chart(frame: pl.DataFrame, series: str, months: list[str], title: str, div_id: str) -> str:
     """One line per value of `series` (township or risk type): warned households by month, months as categories."""
-    fig = go.Figure()
+    traces = []
     for name in frame[series].unique(maintain_order=True).to_list():
         part = frame.filter(pl.col(series) == name)
         by_month = dict(zip(part["month"].to_list(), part["households"].to_list()))
         label = mask_id_numbers(name)
-        fig.add_trace(go.Scatter(
-            x=[_month_label(m) for m in months], y=[by_month.get(m) for m in months], name=label,
-            mode="lines+markers", hovertemplate=f"{html.escape(label)}<br>%{{x}}：%{{y}} 户<extra></extra>",
-        ))
-    fig.update_layout(title={"text": title}, xaxis={"title": {"text": "月份"}, "type": "category"},
-                      yaxis={"title": {"text": "预警户数（户）"}, "rangemode": "tozero"})
-    return _chart(fig, div_id)
+        traces.append({
+            "type": "scatter", "x": [_month_label(m) for m in months], "y": [by_month.get(m) for m in months],
+            "name": label, "mode": "lines+markers",
+            "hovertemplate": f"{html.escape(label)}<br>%{{x}}：%{{y}} 户<extra></extra>",
+        })
+    return _chart(traces, {"title": {"text": title}, "xaxis": {"title": {"text": "月份"}, "type": "category"},
+                           "yaxis": {"title": {"text": "预警户数（户）"}, "rangemode": "tozero"}}, div_id)
 
 
 def _trend_section(con, month: str) -> str:
@@ -480,14 +459,12 @@ def _cluster_section(con, month: str) -> str:
         return _section("clusters", title, _empty(f"村级风险汇总（marts.village_risk）：{why}"))
     labels = [f"{mask_id_numbers(t)}·{mask_id_numbers(v)}" for t, v in zip(frame["township"], frame["village"])]
     events = [mask_id_numbers(e) for e in frame["largest_cluster_event"].to_list()]
-    fig = go.Figure(go.Bar(
-        x=frame["largest_cluster_households"].to_list()[::-1], y=labels[::-1], orientation="h",
-        text=events[::-1], textposition="auto", marker={"color": "#c62828"},
-        hovertemplate="%{y}<br>%{text}：%{x} 户<extra></extra>",
-    ))
-    fig.update_layout(title={"text": "同一事件涉及户数最多的村"}, xaxis={"title": {"text": "涉及户数（户）"}},
-                      yaxis={"type": "category", "automargin": True}, bargap=0.4)
-    chart = _chart(fig, "chart-clusters", height=max(260, 80 + 32 * frame.height))
+    bars = {"type": "bar", "x": frame["largest_cluster_households"].to_list()[::-1], "y": labels[::-1],
+            "orientation": "h", "text": events[::-1], "textposition": "auto", "marker": {"color": "#c62828"},
+            "hovertemplate": "%{y}<br>%{text}：%{x} 户<extra></extra>"}
+    chart = _chart([bars], {"title": {"text": "同一事件涉及户数最多的村"}, "xaxis": {"title": {"text": "涉及户数（户）"}},
+                            "yaxis": {"type": "category", "automargin": True}, "bargap": 0.4},
+                   "chart-clusters", height=max(260, 80 + 32 * frame.height))
     headers = [("乡镇（街道）", False), ("村（社区）", False), ("村等级", False), ("预警户数", True),
                ("聚集事件", False), ("涉及户数", True), ("占该村户数", True)]
     rows = [[(_e(r["township"]), False), (_e(r["village"]), False), (_level_badge(r["level"]), False),
@@ -529,15 +506,15 @@ def _submission_section(submissions, why: str) -> str:
     names = [mask_id_numbers(n or d) for n, d in zip(per_dept["department_name"], per_dept["department"])]
     rejected = per_dept["rejected_rows"].fill_null(0)
     accepted = (per_dept["rows"].fill_null(0) - rejected).clip(lower_bound=0)
-    fig = go.Figure([
-        go.Bar(x=names, y=accepted.to_list(), name="接收行数", marker={"color": "#2e7d32"},
-               hovertemplate="%{x}<br>接收 %{y} 行<extra></extra>"),
-        go.Bar(x=names, y=rejected.to_list(), name="拒收行数", marker={"color": "#c62828"},
-               hovertemplate="%{x}<br>拒收 %{y} 行<extra></extra>"),
-    ])
-    fig.update_layout(barmode="stack", title={"text": "各部门名单行数（接收与拒收）"},
-                      yaxis={"title": {"text": "行数"}}, xaxis={"type": "category"})
-    chart = _chart(fig, "chart-submissions", height=380)
+    bars = [
+        {"type": "bar", "x": names, "y": accepted.to_list(), "name": "接收行数", "marker": {"color": "#2e7d32"},
+         "hovertemplate": "%{x}<br>接收 %{y} 行<extra></extra>"},
+        {"type": "bar", "x": names, "y": rejected.to_list(), "name": "拒收行数", "marker": {"color": "#c62828"},
+         "hovertemplate": "%{x}<br>拒收 %{y} 行<extra></extra>"},
+    ]
+    chart = _chart(bars, {"barmode": "stack", "title": {"text": "各部门名单行数（接收与拒收）"},
+                          "yaxis": {"title": {"text": "行数"}}, "xaxis": {"type": "category"}},
+                   "chart-submissions", height=380)
     headers = [("部门", False), ("名单", False), ("报送状态", False), ("到达时间", False), ("文件数", True),
                ("行数", True), ("拒收行数", True), ("主要拒收原因", False)]
     rows = []
@@ -630,16 +607,15 @@ def render_dashboard(con, month: str) -> str:
     townships, townships_why = _township_frame(con, month)
     submissions, submissions_why = _submission_frame(con, month)
     quality, quality_why = _quality_frame(con, month)
-    with _chart_template():
-        sections = [
-            _overview_section(townships, townships_why, submissions, quality),
-            _township_section(townships, townships_why),
-            _heat_section(con, month, townships),
-            _trend_section(con, month),
-            _cluster_section(con, month),
-            _submission_section(submissions, submissions_why),
-            _quality_section(quality, quality_why, month),
-        ]
+    sections = [
+        _overview_section(townships, townships_why, submissions, quality),
+        _township_section(townships, townships_why),
+        _heat_section(con, month, townships),
+        _trend_section(con, month),
+        _cluster_section(con, month),
+        _submission_section(submissions, submissions_why),
+        _quality_section(quality, quality_why, month),
+    ]
     page = _page(month, sections)
     # Scrub what fangpin wrote; plotly.js (inserted next, verbatim from the plotly package) holds long digit runs.
     assert_no_id_numbers(page)

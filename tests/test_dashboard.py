@@ -188,43 +188,41 @@ def test_against_the_warehouse_ddl(monkeypatch):
     assert "2026-11-05 09:30" in _section(ours, "submissions") and "乡镇名称可识别" in _section(ours, "quality")
 
 
-def test_every_chart_is_drawn_in_the_template_without_plotly_copying_it(con, monkeypatch):
-    """Each of the four charts carries the dashboard's template, as when it was set per chart with
-    `update_layout(template=...)`; plotly's template validator (a deep copy each time, half the page's time) never
-    runs: plotly's default is set and restored past it, and stays what it was."""
-    import plotly.io as pio
-    from _plotly_utils.basevalidators import BaseTemplateValidator
+def _charts(page: str) -> list[tuple[str, list, dict]]:
+    """Each chart's div id, traces and layout, as the page hands them to plotly.js."""
+    calls = re.finditer(r'Plotly\.newPlot\(\s*"([^"]+)",\s*(\[.*?\]),\s*(\{.*?\}),\s*\{"displayModeBar"', page, re.S)
+    return [(call.group(1), json.loads(call.group(2)), json.loads(call.group(3))) for call in calls]
 
-    coerced = []
-    validate = BaseTemplateValidator.validate_coerce
-    monkeypatch.setattr(BaseTemplateValidator, "validate_coerce",
-                        lambda self, value, *args, **kwargs: coerced.append(value) or validate(self, value, *args, **kwargs))
+
+def test_every_chart_is_what_plotly_s_validated_figure_makes_of_it(con):
+    """The charts are written as plotly's figure JSON without its graph objects: each is a figure plotly's own
+    validation accepts and leaves as it is (no property it would coerce, rename or drop), drawn in the dashboard's
+    template; plotly's default template is left alone."""
+    import plotly.graph_objects as go
+    import plotly.io as pio
+
     default = pio.templates.default
-    page = dashboard.render_dashboard(con, MONTH)
-    assert coerced == [] and pio.templates.default == default
-    white = json.dumps(pio.templates[dashboard.CHART_TEMPLATE].layout.to_plotly_json()["plot_bgcolor"])
-    assert page.count(f'"plot_bgcolor":{white}') == 4
+    charts = _charts(dashboard.render_dashboard(con, MONTH))
+    assert [div for div, _, _ in charts] == ["chart-trend-township", "chart-trend-risk-type", "chart-clusters",
+                                             "chart-submissions"]
+    for div, traces, layout in charts:
+        validated = json.loads(go.Figure({"data": traces, "layout": layout}).to_json())
+        assert validated == {"data": traces, "layout": layout}, div
+        template = pio.templates[dashboard.CHART_TEMPLATE].to_plotly_json()
+        assert layout["template"] == json.loads(pio.json.to_json_plotly(template)), div
+        assert all(trace["type"] in ("scatter", "bar") for trace in traces) and traces, div
+    assert pio.templates.default == default
 
 
-def test_the_default_template_is_set_as_plotly_s_setter_would_and_an_unknown_one_refused():
-    """Past the setter, the default is still only a template plotly knows: a registered name; a template object
-    (a default someone else set, which the page restores) goes through the setter, an unknown name is refused."""
-    import plotly.io as pio
-
-    before = pio.templates.default
-    try:
-        dashboard._set_default_template(dashboard.CHART_TEMPLATE)
-        assert pio.templates.default == dashboard.CHART_TEMPLATE
-        with pytest.raises(ValueError):
-            dashboard._set_default_template("no_such_template")
-        assert pio.templates.default == dashboard.CHART_TEMPLATE
-        custom = pio.templates["plotly_dark"]
-        pio.templates.default = custom  # a template object as plotly's default: restored as it is
-        dashboard._set_default_template(dashboard.CHART_TEMPLATE)
-        dashboard._set_default_template(custom)
-        assert pio.templates.default is custom
-    finally:
-        pio.templates.default = before
+def test_a_chart_s_values_and_layout_are_those_it_was_given():
+    """The layout the dashboard sets on every chart (size, fonts, margins) joins the chart's own; the traces go
+    through as they are."""
+    bars = [{"type": "bar", "x": ["民政"], "y": [3], "name": "接收行数"}]
+    html = dashboard._chart(bars, {"title": {"text": "标题"}, "barmode": "stack"}, "chart-x", height=300)
+    (div, traces, layout), = _charts(html)
+    assert div == "chart-x" and traces == bars
+    assert layout["title"] == {"text": "标题"} and layout["barmode"] == "stack" and layout["height"] == 300
+    assert layout["font"]["family"] == dashboard.CHART_FONT and layout["margin"]["l"] == 60
 
 
 def test_quality_module_fragment_is_embedded(con):
