@@ -1,0 +1,59 @@
+"""bench/side_by_side.py: what a process reports per county, and the comparison of two revisions side by side."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from bench.side_by_side import CHILD, MARK, County, parse_counties, summary
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _county(name: str, cpu: float, faults: int = 100, ok: bool = True, **steps: float) -> County:
+    return County(county=name, ok=ok, wall=cpu, user=cpu - 0.5, system=0.5, faults=faults, steps=steps)
+
+
+def test_a_process_s_counties_are_read_from_its_marked_lines_only():
+    output = "\n".join([
+        "▶ 360099",
+        MARK + '{"county": "360099", "ok": true, "wall": 5.0, "user": 6.0, "system": 0.5, "faults": 9, '
+               '"steps": {"roster": 1.5}}',
+        "  360199 roster: 20000 persons",
+        MARK + '{"county": "360199", "ok": false, "wall": 4.0, "user": 3.5, "system": 0.25, "faults": 7, "steps": {}}',
+    ])
+    first, second = parse_counties(output)
+    assert first == County("360099", True, 5.0, 6.0, 0.5, 9, {"roster": 1.5}) and first.cpu == 6.5
+    assert second.county == "360199" and not second.ok and second.cpu == 3.75
+
+
+def test_the_first_county_of_each_process_is_left_out_and_b_over_a_is_given_per_pair():
+    a = [_county("1", 9.0, roster=2.0), _county("2", 4.0, roster=1.0), _county("3", 4.2, roster=1.2)]
+    b = [_county("1", 8.0, roster=2.0), _county("2", 3.8, roster=0.8), _county("3", 4.0, roster=1.0)]
+    lines = summary([(a, b), (a, a)], ("before", "after"))
+    assert lines[0].startswith("pair 1: before 4.100 | after 3.900 CPU-s a warm county, B/A 0.951")
+    assert lines[1].startswith("pair 2: before 4.100 | after 4.100") and "FAILED" not in lines[0] + lines[1]
+    assert lines[2] == "B/A median 0.976; after used less CPU in 1 of 2 pairs"
+    # the steps over both pairs' warm counties: A 1.0, 1.2, 1.0, 1.2 -> 1.1; B 0.8, 1.0, 1.0, 1.2 -> 1.0
+    assert lines[-1] == "  roster                  1.100 |  1.000 | -0.100"
+
+
+def test_a_pair_with_a_failed_county_or_no_county_at_all_says_so():
+    good = [_county("1", 9.0), _county("2", 4.0)]
+    lines = summary([(good, [_county("1", 9.0), _county("2", 4.0, ok=False)]), ([], good)], ("A", "B"))
+    assert lines[0].endswith("; FAILED: B") and lines[1] == "pair 2: no county reported; FAILED: A"
+    assert lines[2] == "B/A median 1.000; B used less CPU in 0 of 1 pairs"
+    assert summary([(good, [])], ("A", "B")) == ["pair 1: no county reported; FAILED: B"]
+
+
+def test_the_child_runs_a_province_county_with_the_checkout_s_own_code(tmp_path):
+    """The code a revision's process runs, here with this checkout as the revision: a small county, reported."""
+    from fangpin import demo
+
+    demo.generate(tmp_path / "counties" / "360001", months=["2026-10"], persons=200, seed=7)
+    done = subprocess.run([sys.executable, "-c", CHILD, str(tmp_path), "2026-10", "360001"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300,
+                          env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "DAGSTER_HOME": str(tmp_path / "dh")})
+    county, = parse_counties(done.stdout)
+    assert county.county == "360001" and county.ok and county.cpu > 0
+    assert {"roster", "warning_queue", "county_dashboard"} <= set(county.steps)
