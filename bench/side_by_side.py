@@ -29,9 +29,13 @@ from pathlib import Path
 
 from bench.ab import checked_out, province_sample
 from bench.run import CACHE_DIR, SCENARIOS, scenario_dir
+from fangpin import cores
 
 MARK = "SIDE_BY_SIDE "  # the child's result lines start with this; fangpin's own output goes around them
 WORKERS = 2  # a one run's workers on this machine's two cores: the environment each of them gets
+# Set for each process by its own revision only, never inherited from this one (whose Polars has already put its own
+# allocator options in the environment).
+MANAGED = (cores.POLARS_THREADS_ENV, cores.DUCKDB_THREADS_ENV, cores.POLARS_ALLOCATOR_ENV)
 
 # Runs inside a revision's worktree (its code first on sys.path): each county of argv[3], one after the other.
 CHILD = """
@@ -75,9 +79,11 @@ class County:
 
 
 def worker_environment(tree: Path) -> dict[str, str]:
-    """The environment the revision in `tree` gives a one run's worker ({} for a revision without one)."""
+    """This process's environment without the variables fangpin sets for a worker, plus those the revision in
+    `tree` gives a one run's worker (none for a revision without `fangpin.cores.worker_environment`)."""
     done = subprocess.run([sys.executable, "-c", ENVIRONMENT], cwd=tree, capture_output=True, text=True)
-    return json.loads(done.stdout) if done.returncode == 0 else {}
+    own = json.loads(done.stdout) if done.returncode == 0 else {}
+    return {name: value for name, value in os.environ.items() if name not in MANAGED} | own
 
 
 def parse_counties(output: str) -> list[County]:
@@ -99,9 +105,8 @@ def run_pair(trees: tuple[Path, Path], source: Path, counties: list[str], month:
         province = work / arm
         shutil.rmtree(province, ignore_errors=True)
         province_sample(source, len(counties), province)
-        environment = {**os.environ, **worker_environment(tree)}
         processes.append(subprocess.Popen([sys.executable, "-c", CHILD, str(province), month, ",".join(counties)],
-                                          cwd=tree, env=environment, stdout=subprocess.PIPE,
+                                          cwd=tree, env=worker_environment(tree), stdout=subprocess.PIPE,
                                           stderr=subprocess.DEVNULL, text=True))
     outputs = [process.communicate()[0] for process in processes]
     return parse_counties(outputs[0]), parse_counties(outputs[1])

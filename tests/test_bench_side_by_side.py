@@ -57,3 +57,16 @@ def test_the_child_runs_a_province_county_with_the_checkout_s_own_code(tmp_path)
     county, = parse_counties(done.stdout)
     assert county.county == "360001" and county.ok and county.cpu > 0
     assert {"roster", "warning_queue", "county_dashboard"} <= set(county.steps)
+
+
+def test_each_process_gets_its_revision_s_worker_environment_not_this_process_s(monkeypatch):
+    from bench.side_by_side import worker_environment
+    from fangpin import cores
+
+    monkeypatch.setenv(cores.POLARS_ALLOCATOR_ENV, cores.POLARS_OWN_ALLOCATOR_OPTIONS)  # as Polars leaves it here
+    monkeypatch.setenv(cores.POLARS_THREADS_ENV, "7")
+    monkeypatch.setenv("FANGPIN_SOMETHING_ELSE", "kept")
+    environment = worker_environment(ROOT)  # this checkout as the revision
+    assert {name: environment[name] for name in cores.worker_environment(2, {})} == cores.worker_environment(2, {})
+    assert environment[cores.POLARS_ALLOCATOR_ENV] == cores.KEEP_FREED_MEMORY  # not Polars' own, inherited
+    assert environment[cores.POLARS_THREADS_ENV] != "7" and environment["FANGPIN_SOMETHING_ELSE"] == "kept"
