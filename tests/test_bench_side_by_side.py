@@ -70,3 +70,15 @@ def test_each_process_gets_its_revision_s_worker_environment_not_this_process_s(
     assert {name: environment[name] for name in cores.worker_environment(2, {})} == cores.worker_environment(2, {})
     assert environment[cores.POLARS_ALLOCATOR_ENV] == cores.KEEP_FREED_MEMORY  # not Polars' own, inherited
     assert environment[cores.POLARS_THREADS_ENV] != "7" and environment["FANGPIN_SOMETHING_ELSE"] == "kept"
+
+
+def test_a_revision_without_worker_settings_runs_without_this_process_s(monkeypatch, tmp_path):
+    """An old revision (here: a fangpin package without `cores`) gives its worker nothing: none of the variables
+    fangpin manages comes from this process instead."""
+    from bench.side_by_side import MANAGED, worker_environment
+
+    (tmp_path / "fangpin").mkdir()
+    (tmp_path / "fangpin" / "__init__.py").write_text("")
+    for name in MANAGED:
+        monkeypatch.setenv(name, "from this process")
+    assert not set(MANAGED) & set(worker_environment(tmp_path))
