@@ -98,10 +98,17 @@ def summary(a: list[Sample], b: list[Sample], names: tuple[str, str]) -> list[st
     return lines
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("a", help="revision A (run first in each round)")
+def revisions_parser(doc: str, a_help: str = "revision A") -> argparse.ArgumentParser:
+    """A command line of two revisions to compare, A and B (any git revision: main~1, a hash, a branch), described
+    by the first paragraph of the tool's docstring."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("a", help=a_help)
     parser.add_argument("b", help="revision B")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = revisions_parser(__doc__, "revision A (run first in each round)")
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--province", type=int, metavar="N",
                         help="run the province as one run on its first N counties instead of the county")

@@ -16,7 +16,6 @@ every pair, by more than an A/A pair differs (`bench.side_by_side main main`), i
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -27,7 +26,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.ab import checked_out, province_sample
+from bench.ab import checked_out, province_sample, revisions_parser
 from bench.run import CACHE_DIR, SCENARIOS, scenario_dir
 from fangpin import cores
 
@@ -148,9 +147,7 @@ def step_lines(pairs: list[tuple[list[County], list[County]]], names: tuple[str,
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("a", help="revision A")
-    parser.add_argument("b", help="revision B")
+    parser = revisions_parser(__doc__)
     parser.add_argument("--counties", type=int, default=7, help="counties per process (the first is left out)")
     parser.add_argument("--pairs", type=int, default=3)
     args = parser.parse_args(argv)
