@@ -973,10 +973,12 @@ def one_run_steps(result_steps: list[StepTime], counties: dict[str, tuple[float,
 def _one_run_progress(result: BenchResult) -> dict:
     """province_progress for `fangpin province --one-run`: no county runs, so each county's seconds come from the
     line the run logs when the county is done (one_run_counties)."""
-    done = [seconds for seconds, _ in one_run_counties(result.run.stderr).values()]
+    done = [seconds for seconds, _ in one_run_counties(result.run.stderr).values()]  # in the order they finished
     median = statistics.median(done) if done else 0.0
+    half = len(done) // 2
     return {"counties": result.scenario.counties, "started": len(done), "done": len(done), "median": median,
             "fastest": min(done, default=0.0), "slowest": max(done, default=0.0),
+            "halves": (statistics.median(done[:half]), statistics.median(done[half:])) if half else None,
             "projected": median * result.scenario.counties / result.scenario.workers,
             "overhead": 0.0, "setup": 0.0, "between": 0.0, "marts": None}
 
@@ -1155,9 +1157,13 @@ def province_lines(result: BenchResult) -> list[str]:
     if p is None:
         return []
     if result.scenario.one_run:
+        halves = p["halves"]
         return [f"- counties: **{p['done']} of {p['counties']} counties done** in the one run; per county median "
                 f"**{_secs(p['median'])} s** (fastest {_secs(p['fastest'])} s, slowest {_secs(p['slowest'])} s); no "
-                "Dagster run per county; the provincial marts inside the same run"]
+                "Dagster run per county; the provincial marts inside the same run"
+                + (f"; the first half of the counties to finish took {_secs(halves[0])} s a county (median), the "
+                   f"second half {_secs(halves[1])} s (a worker does not slow down as it goes, bench/FINDINGS.md "
+                   "session 33: a difference is the machine's speed moving during the run)" if halves else "")]
     marts = p["marts"]
     mart_steps = [x for x in result.steps if x.stage == "province marts"]
     lines = [f"- counties: **{p['done']} of {p['counties']} county runs done** ({p['started']} started); per county "
