@@ -32,11 +32,12 @@ from fangpin import cores
 
 MARK = "SIDE_BY_SIDE "  # the child's result lines start with this; fangpin's own output goes around them
 WORKERS = 2  # a one run's workers on this machine's two cores: the environment each of them gets
-# Set for each process by its own revision only, never inherited from this one (whose Polars has already put its own
-# allocator options in the environment).
-MANAGED = (cores.POLARS_THREADS_ENV, cores.DUCKDB_THREADS_ENV, cores.POLARS_ALLOCATOR_ENV)
+# The variables fangpin sets for a worker: each process gets its own revision's, never this one's (whose Polars has
+# already put its own allocator options in the environment).
+MANAGED = tuple(cores.worker_environment(WORKERS, {}))
 
-# Runs inside a revision's worktree (its code first on sys.path): each county of argv[3], one after the other.
+# Runs inside a revision's worktree (its code first on sys.path): each county of argv[3], one after the other. The
+# loop is here, not `bench.steps`', so that every revision runs the same one (an older checkout's bench may differ).
 CHILD = """
 import json, os, resource, sys, time
 from pathlib import Path
@@ -77,7 +78,7 @@ class County:
         return self.user + self.system
 
 
-def worker_environment(tree: Path) -> dict[str, str]:
+def revision_environment(tree: Path) -> dict[str, str]:
     """This process's environment without the variables fangpin sets for a worker, plus those the revision in
     `tree` gives a one run's worker (none for a revision without `fangpin.cores.worker_environment`)."""
     done = subprocess.run([sys.executable, "-c", ENVIRONMENT], cwd=tree, capture_output=True, text=True)
@@ -105,7 +106,7 @@ def run_pair(trees: tuple[Path, Path], source: Path, counties: list[str], month:
         shutil.rmtree(province, ignore_errors=True)
         province_sample(source, len(counties), province)
         processes.append(subprocess.Popen([sys.executable, "-c", CHILD, str(province), month, ",".join(counties)],
-                                          cwd=tree, env=worker_environment(tree), stdout=subprocess.PIPE,
+                                          cwd=tree, env=revision_environment(tree), stdout=subprocess.PIPE,
                                           stderr=subprocess.DEVNULL, text=True))
     outputs = [process.communicate()[0] for process in processes]
     return parse_counties(outputs[0]), parse_counties(outputs[1])

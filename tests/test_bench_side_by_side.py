@@ -59,14 +59,14 @@ def test_the_child_runs_a_province_county_with_the_checkout_s_own_code(tmp_path)
     assert {"roster", "warning_queue", "county_dashboard"} <= set(county.steps)
 
 
-def test_each_process_gets_its_revision_s_worker_environment_not_this_process_s(monkeypatch):
-    from bench.side_by_side import worker_environment
+def test_each_process_gets_its_revision_s_worker_environment_over_this_process_s(monkeypatch):
+    from bench.side_by_side import revision_environment
     from fangpin import cores
 
     monkeypatch.setenv(cores.POLARS_ALLOCATOR_ENV, cores.POLARS_OWN_ALLOCATOR_OPTIONS)  # as Polars leaves it here
     monkeypatch.setenv(cores.POLARS_THREADS_ENV, "7")
     monkeypatch.setenv("FANGPIN_SOMETHING_ELSE", "kept")
-    environment = worker_environment(ROOT)  # this checkout as the revision
+    environment = revision_environment(ROOT)  # this checkout as the revision
     assert {name: environment[name] for name in cores.worker_environment(2, {})} == cores.worker_environment(2, {})
     assert environment[cores.POLARS_ALLOCATOR_ENV] == cores.KEEP_FREED_MEMORY  # not Polars' own, inherited
     assert environment[cores.POLARS_THREADS_ENV] != "7" and environment["FANGPIN_SOMETHING_ELSE"] == "kept"
@@ -75,10 +75,10 @@ def test_each_process_gets_its_revision_s_worker_environment_not_this_process_s(
 def test_a_revision_without_worker_settings_runs_without_this_process_s(monkeypatch, tmp_path):
     """An old revision (here: a fangpin package without `cores`) gives its worker nothing: none of the variables
     fangpin manages comes from this process instead."""
-    from bench.side_by_side import MANAGED, worker_environment
+    from bench.side_by_side import MANAGED, revision_environment
 
     (tmp_path / "fangpin").mkdir()
     (tmp_path / "fangpin" / "__init__.py").write_text("")
     for name in MANAGED:
         monkeypatch.setenv(name, "from this process")
-    assert not set(MANAGED) & set(worker_environment(tmp_path))
+    assert not set(MANAGED) & set(revision_environment(tmp_path))
