@@ -1162,8 +1162,8 @@ def province_lines(result: BenchResult) -> list[str]:
                 f"**{_secs(p['median'])} s** (fastest {_secs(p['fastest'])} s, slowest {_secs(p['slowest'])} s); no "
                 "Dagster run per county; the provincial marts inside the same run"
                 + (f"; the first half of the counties to finish took {_secs(halves[0])} s a county (median), the "
-                   f"second half {_secs(halves[1])} s (a worker does not slow down as it goes, bench/FINDINGS.md "
-                   "session 33: a difference is the machine's speed moving during the run)" if halves else "")]
+                   f"second half {_secs(halves[1])} s (bench/FINDINGS.md session 33 found no slowdown of a worker "
+                   "over 34 counties: a difference is most likely the machine's speed moving)" if halves else "")]
     marts = p["marts"]
     mart_steps = [x for x in result.steps if x.stage == "province marts"]
     lines = [f"- counties: **{p['done']} of {p['counties']} county runs done** ({p['started']} started); per county "

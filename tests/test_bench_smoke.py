@@ -302,9 +302,9 @@ def test_the_one_run_reports_each_countys_steps_as_stages(tmp_path):
     result.scenario = replace(result.scenario, one_run=True, target_seconds=3.0)
     result.run.stderr, result.steps = stderr, steps
     assert bench.province_lines(result)[0].endswith(
-        "; the first half of the counties to finish took 4.00 s a county (median), the second half 6.00 s (a worker "
-        "does not slow down as it goes, bench/FINDINGS.md session 33: a difference is the machine's speed moving "
-        "during the run)")
+        "; the first half of the counties to finish took 4.00 s a county (median), the second half 6.00 s "
+        "(bench/FINDINGS.md session 33 found no slowdown of a worker over 34 counties: a difference is most likely "
+        "the machine's speed moving)")
     assert bench.target_lines(result)[1] == (
         "- where the time went: a county in the one run takes 5.00 s (median), of which roster 3.00 s, warning_queue "
         "1.50 s; 4 counties, 1 at a time (see bench/README.md for why each costs what it does)")
