@@ -36,12 +36,12 @@ WORKERS = 2  # a one run's workers on this machine's two cores: the environment 
 # already put its own allocator options in the environment).
 MANAGED = tuple(cores.worker_environment(WORKERS, {}))
 
-# Runs inside a revision's worktree (its code first on sys.path): each county of argv[3], one after the other. The
-# loop is here, not `bench.steps`', so that every revision runs the same one (an older checkout's bench may differ).
+# Run by `python -c` in a revision's worktree, so that its code comes first on sys.path (`-c` puts the current
+# folder there): each county of argv[3], one after the other. The loop is here, not `bench.steps`', so that every
+# revision runs the same one (an older checkout's bench may differ).
 CHILD = """
-import json, os, resource, sys, time
+import json, resource, sys, time
 from pathlib import Path
-sys.path.insert(0, os.getcwd())
 from pipelines import one_run
 for county in sys.argv[3].split(","):
     before, started = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()

@@ -46,7 +46,22 @@ def test_a_pair_with_a_failed_county_or_no_county_at_all_says_so():
     assert summary([(good, [])], ("A", "B")) == ["pair 1: no county reported; FAILED: B"]
 
 
-def test_the_child_runs_a_province_county_with_the_checkout_s_own_code(tmp_path):
+def test_the_child_runs_the_revision_s_code_not_the_installed_one(tmp_path):
+    """A revision's process imports that worktree's pipelines (here a stand-in), whatever this virtualenv has
+    installed as fangpin."""
+    (tmp_path / "pipelines").mkdir()
+    (tmp_path / "pipelines" / "__init__.py").write_text("")
+    (tmp_path / "pipelines" / "one_run.py").write_text(
+        "from types import SimpleNamespace\n"
+        "def run_county_of_the_province(province, month, county):\n"
+        "    return SimpleNamespace(ok=True, step_cpu={'stand_in': 0.5, 'month': int(month[5:])})\n")
+    done = subprocess.run([sys.executable, "-c", CHILD, str(tmp_path), "2026-10", "1,2"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+    assert [(c.county, c.ok, c.steps) for c in parse_counties(done.stdout)] == [
+        ("1", True, {"stand_in": 0.5, "month": 10}), ("2", True, {"stand_in": 0.5, "month": 10})]
+
+
+def test_the_child_runs_a_real_province_county_and_reports_it(tmp_path):
     """The code a revision's process runs, here with this checkout as the revision: a small county, reported."""
     from fangpin import demo
 
