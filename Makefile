@@ -1,6 +1,12 @@
 # fangpin: two commands on a fresh machine with Python 3.11 — `make demo` and `make test`.
 # Both create the virtual environment (.venv, from uv.lock) first; `make demo` also generates the demo county.
 PYTHON ?= python3.11
+# The interpreter of .venv: the distribution's own python3.11 where there is one, else $(PYTHON). On this machine the
+# first python3.11 on PATH is pyenv's default build (libpython as a shared library, no profile-guided optimisation);
+# Debian's /usr/bin/python3.11 has libpython linked in and runs pure Python ~13% faster: a province county took ~3%
+# less CPU on it, side by side, and the province as one run 437 instead of 452 CPU-s (bench/FINDINGS.md, session 34).
+# Set VENV_PYTHON to choose another.
+VENV_PYTHON ?= $(or $(wildcard /usr/bin/python3.11),$(PYTHON))
 UV := .tools/bin/uv
 VENV := .venv
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
@@ -21,7 +27,7 @@ $(UV):
 	.tools/bin/pip install --quiet uv==0.13.8
 
 $(VENV)/.synced: $(UV) pyproject.toml uv.lock Makefile
-	$(UV) sync --frozen --python $(PYTHON)
+	$(UV) sync --frozen --python $(VENV_PYTHON)
 	touch $@
 
 demo: env  ## generate the demo county and run its latest months through Dagster
