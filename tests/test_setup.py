@@ -1,4 +1,5 @@
 """`make`'s set-up: which interpreter the virtual environment is made with (the Makefile's VENV_PYTHON)."""
+import os
 import subprocess
 from pathlib import Path
 
@@ -8,9 +9,10 @@ DISTRIBUTION_PYTHON = Path("/usr/bin/python3.11")
 
 def planned_sync(*overrides: str) -> str:
     """The commands `make` would run to (re)make .venv, without running them (`make -n`, pyproject.toml taken as
-    changed so that the sync is due)."""
+    changed so that the sync is due), with neither interpreter variable set in the environment."""
+    environment = {name: value for name, value in os.environ.items() if name not in ("PYTHON", "VENV_PYTHON")}
     return subprocess.run(["make", "--no-print-directory", "-n", "-W", "pyproject.toml", ".venv/.synced", *overrides],
-                          cwd=ROOT, capture_output=True, text=True, check=True).stdout
+                          cwd=ROOT, env=environment, capture_output=True, text=True, check=True).stdout
 
 
 def test_the_virtual_environment_is_made_with_the_distribution_s_python_where_there_is_one():
