@@ -3,8 +3,8 @@
 PYTHON ?= python3.11
 # The interpreter of .venv: the distribution's own python3.11 where there is one, else $(PYTHON). On this machine the
 # first python3.11 on PATH is pyenv's default build (libpython as a shared library, no profile-guided optimisation);
-# Debian's /usr/bin/python3.11 has libpython linked in and runs pure Python ~13% faster: a province county took ~3%
-# less CPU on it, side by side, and the province as one run 437 instead of 452 CPU-s (bench/FINDINGS.md, session 34).
+# Debian's /usr/bin/python3.11 has libpython linked in and runs pure Python ~13% faster; a province county's CPU moved
+# by ~2%, within the machine's noise (ten side-by-side pairs, median 0.98; bench/FINDINGS.md, session 34).
 # Set VENV_PYTHON to choose another.
 VENV_PYTHON ?= $(or $(wildcard /usr/bin/python3.11),$(PYTHON))
 UV := .tools/bin/uv
