@@ -97,19 +97,31 @@ def warm_median(counties: list[County]) -> float:
     return statistics.median(county.cpu for county in warm)
 
 
-def run_pair(trees: tuple[Path, Path], source: Path, counties: list[str], month: str, work: Path
-             ) -> tuple[list[County], list[County]]:
-    """Both revisions at once, each on a fresh copy of the counties; each process's counties."""
-    processes = []
-    for arm, tree in zip("ab", trees):
-        province = work / arm
-        shutil.rmtree(province, ignore_errors=True)
-        province_sample(source, len(counties), province)
-        processes.append(subprocess.Popen([sys.executable, "-c", CHILD, str(province), month, ",".join(counties)],
-                                          cwd=tree, env=revision_environment(tree), stdout=subprocess.PIPE,
-                                          stderr=subprocess.DEVNULL, text=True))
-    outputs = [process.communicate()[0] for process in processes]
-    return parse_counties(outputs[0]), parse_counties(outputs[1])
+def b_starts_first(pair: int) -> bool:
+    """Whether pair number `pair` (from 1) starts B's process first: every second pair (`run_pair` says why)."""
+    return pair % 2 == 0
+
+
+def run_pair(trees: tuple[Path, Path], source: Path, counties: list[str], month: str, work: Path,
+             b_first: bool = False) -> tuple[list[County], list[County]]:
+    """Both revisions at once, each on a fresh copy of the counties (both copied before either starts); each
+    process's counties, A's then B's.
+
+    `b_first` starts B's process first: `main` alternates it (`b_starts_first`), because the process started second
+    used more CPU in each of four A/A pairs on session 34's VM (3-9%, bench/FINDINGS.md), so a fixed order would
+    count that against B."""
+    provinces = {}
+    for arm in "ab":
+        provinces[arm] = work / arm
+        shutil.rmtree(provinces[arm], ignore_errors=True)
+        province_sample(source, len(counties), provinces[arm])
+    trees_by_arm = dict(zip("ab", trees))
+    processes = {arm: subprocess.Popen([sys.executable, "-c", CHILD, str(provinces[arm]), month, ",".join(counties)],
+                                       cwd=trees_by_arm[arm], env=revision_environment(trees_by_arm[arm]),
+                                       stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                 for arm in ("ba" if b_first else "ab")}
+    outputs = {arm: process.communicate()[0] for arm, process in processes.items()}
+    return parse_counties(outputs["a"]), parse_counties(outputs["b"])
 
 
 def summary(pairs: list[tuple[list[County], list[County]]], names: tuple[str, str]) -> list[str]:
@@ -123,7 +135,8 @@ def summary(pairs: list[tuple[list[County], list[County]]], names: tuple[str, st
         cpu_a, cpu_b = warm_median(a), warm_median(b)
         ratios.append(cpu_b / cpu_a)
         faults = [statistics.median(county.faults for county in arm[1:] or arm) for arm in (a, b)]
-        lines.append(f"pair {number}: {names[0]} {cpu_a:.3f} | {names[1]} {cpu_b:.3f} CPU-s a warm county, "
+        lines.append(f"pair {number} ({'B' if b_starts_first(number) else 'A'} started first): "
+                     f"{names[0]} {cpu_a:.3f} | {names[1]} {cpu_b:.3f} CPU-s a warm county, "
                      f"B/A {ratios[-1]:.3f}; minor faults {faults[0]:,.0f} | {faults[1]:,.0f}"
                      + (f"; FAILED: {', '.join(failed)}" if failed else ""))
     if not ratios:
@@ -163,7 +176,8 @@ def main(argv: list[str] | None = None) -> int:
             checked_out(args.a, Path(temp)) as tree_a, checked_out(args.b, Path(temp)) as tree_b:
         pairs = []
         for number in range(1, args.pairs + 1):
-            pairs.append(run_pair((tree_a, tree_b), source, counties, scenario.month, Path(temp) / "work"))
+            pairs.append(run_pair((tree_a, tree_b), source, counties, scenario.month, Path(temp) / "work",
+                                  b_first=b_starts_first(number)))
             print(f"pair {number} of {args.pairs} done", file=sys.stderr, flush=True)
     for line in summary(pairs, names):
         print(line)

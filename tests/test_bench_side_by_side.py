@@ -5,7 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench.side_by_side import CHILD, MARK, County, parse_counties, summary
+from bench import side_by_side
+from bench.side_by_side import CHILD, MARK, County, parse_counties, run_pair, summary
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,8 +32,8 @@ def test_the_first_county_of_each_process_is_left_out_and_b_over_a_is_given_per_
     a = [_county("1", 9.0, roster=2.0), _county("2", 4.0, roster=1.0), _county("3", 4.2, roster=1.2)]
     b = [_county("1", 8.0, roster=2.0), _county("2", 3.8, roster=0.8), _county("3", 4.0, roster=1.0)]
     lines = summary([(a, b), (a, a)], ("before", "after"))
-    assert lines[0].startswith("pair 1: before 4.100 | after 3.900 CPU-s a warm county, B/A 0.951")
-    assert lines[1].startswith("pair 2: before 4.100 | after 4.100") and "FAILED" not in lines[0] + lines[1]
+    assert lines[0].startswith("pair 1 (A started first): before 4.100 | after 3.900 CPU-s a warm county, B/A 0.951")
+    assert lines[1].startswith("pair 2 (B started first): before 4.100 | after 4.100") and "FAILED" not in lines[0] + lines[1]
     assert lines[2] == "B/A median 0.976; after used less CPU in 1 of 2 pairs"
     # the steps over both pairs' warm counties: A 1.0, 1.2, 1.0, 1.2 -> 1.1; B 0.8, 1.0, 1.0, 1.2 -> 1.0
     assert lines[-1] == "  roster                  1.100 |  1.000 | -0.100"
@@ -97,3 +98,27 @@ def test_a_revision_without_worker_settings_runs_without_this_process_s(monkeypa
     for name in MANAGED:
         monkeypatch.setenv(name, "from this process")
     assert not set(MANAGED) & set(revision_environment(tmp_path))
+
+
+def test_every_second_pair_starts_b_first_and_both_copies_are_made_before_either_starts(monkeypatch, tmp_path):
+    source = tmp_path / "source"
+    for county in ("360099", "360199"):
+        (source / "counties" / county / "raw").mkdir(parents=True)
+    started = []
+
+    class Started:
+        def __init__(self, command, cwd, **_):
+            copies = sorted(path.parent.name for path in (tmp_path / "work").glob("*/counties"))
+            started.append((Path(cwd).name, copies))
+
+        def communicate(self):
+            return "", None
+
+    monkeypatch.setattr(side_by_side.subprocess, "Popen", Started)
+    monkeypatch.setattr(side_by_side, "revision_environment", lambda tree: {})
+    trees = (tmp_path / "tree_a", tmp_path / "tree_b")
+    for pair in (1, 2, 3):
+        run_pair(trees, source, ["360099", "360199"], "2026-10", tmp_path / "work",
+                 b_first=side_by_side.b_starts_first(pair))
+    assert [cwd for cwd, _ in started] == ["tree_a", "tree_b", "tree_b", "tree_a", "tree_a", "tree_b"]
+    assert all(copies == ["a", "b"] for _, copies in started)
