@@ -108,8 +108,8 @@ def run_pair(trees: tuple[Path, Path], source: Path, counties: list[str], month:
     process's counties, A's then B's.
 
     `b_first` starts B's process first: `main` alternates it (`b_starts_first`), because the process started second
-    used more CPU in each of four A/A pairs on session 34's VM (3-9%, bench/FINDINGS.md), so a fixed order would
-    count that against B."""
+    used more CPU in six of eight A/A pairs on session 34's VM (by 0.4-8.6%, bench/FINDINGS.md): were that a bias
+    of the order, a fixed order would count it against B."""
     provinces = {}
     for arm in "ab":
         provinces[arm] = work / arm
