@@ -11,8 +11,9 @@ and warm-ups and is left out; the rest give the median CPU seconds (user + syste
 
     .venv/bin/python -m bench.side_by_side REV_A REV_B [--counties 7] [--pairs 3]   e.g. main~1 main
 
-Runs on the province `make bench province` generated and cached. A pair is one such run of both; B/A below 1 in
-every pair, by more than an A/A pair differs (`bench.side_by_side main main`), is a change worth keeping.
+Runs on the province `make bench province` generated and cached. A pair is one such run of both, every second one
+started B first; B/A below 1 in every pair, by more than an A/A pair differs (`bench.side_by_side main main`), is a
+change worth keeping.
 """
 from __future__ import annotations
 
