@@ -103,10 +103,11 @@ def b_starts_first(pair: int) -> bool:
     return pair % 2 == 0
 
 
-def run_pair(trees: tuple[Path, Path], source: Path, counties: list[str], month: str, work: Path,
-             b_first: bool = False) -> tuple[list[County], list[County]]:
-    """Both revisions at once, each on a fresh copy of the counties (both copied before either starts); each
-    process's counties, A's then B's.
+def run_pair(trees: tuple[Path, Path], environments: tuple[dict[str, str], dict[str, str]], source: Path,
+             counties: list[str], month: str, work: Path, b_first: bool = False) -> tuple[list[County], list[County]]:
+    """Both revisions at once, each in its worktree with its environment (`revision_environment`, asked once per
+    revision, not between two starts), each on a fresh copy of the counties (both copied before either starts);
+    each process's counties, A's then B's.
 
     `b_first` starts B's process first: `main` alternates it (`b_starts_first`), because the process started second
     used more CPU in six of eight A/A pairs on session 34's VM (by 0.4-8.6%, bench/FINDINGS.md): were that a bias
@@ -116,10 +117,10 @@ def run_pair(trees: tuple[Path, Path], source: Path, counties: list[str], month:
         provinces[arm] = work / arm
         shutil.rmtree(provinces[arm], ignore_errors=True)
         province_sample(source, len(counties), provinces[arm])
-    trees_by_arm = dict(zip("ab", trees))
+    arms = dict(zip("ab", zip(trees, environments)))
     processes = {arm: subprocess.Popen([sys.executable, "-c", CHILD, str(provinces[arm]), month, ",".join(counties)],
-                                       cwd=trees_by_arm[arm], env=revision_environment(trees_by_arm[arm]),
-                                       stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                                       cwd=arms[arm][0], env=arms[arm][1], stdout=subprocess.PIPE,
+                                       stderr=subprocess.DEVNULL, text=True)
                  for arm in ("ba" if b_first else "ab")}
     outputs = {arm: process.communicate()[0] for arm, process in processes.items()}
     return parse_counties(outputs["a"]), parse_counties(outputs["b"])
@@ -175,9 +176,11 @@ def main(argv: list[str] | None = None) -> int:
     names = (args.a, args.b) if args.a != args.b else (f"{args.a} (A)", f"{args.b} (B)")
     with tempfile.TemporaryDirectory(prefix="fangpin-sbs-") as temp, \
             checked_out(args.a, Path(temp)) as tree_a, checked_out(args.b, Path(temp)) as tree_b:
+        trees = (tree_a, tree_b)
+        environments = (revision_environment(tree_a), revision_environment(tree_b))
         pairs = []
         for number in range(1, args.pairs + 1):
-            pairs.append(run_pair((tree_a, tree_b), source, counties, scenario.month, Path(temp) / "work",
+            pairs.append(run_pair(trees, environments, source, counties, scenario.month, Path(temp) / "work",
                                   b_first=b_starts_first(number)))
             print(f"pair {number} of {args.pairs} done", file=sys.stderr, flush=True)
     for line in summary(pairs, names):

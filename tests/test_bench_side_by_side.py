@@ -107,18 +107,19 @@ def test_every_second_pair_starts_b_first_and_both_copies_are_made_before_either
     started = []
 
     class Started:
-        def __init__(self, command, cwd, **_):
+        def __init__(self, command, cwd, env, **_):
             copies = sorted(path.parent.name for path in (tmp_path / "work").glob("*/counties"))
-            started.append((Path(cwd).name, copies))
+            started.append((Path(cwd).name, env["REVISION"], copies))
 
         def communicate(self):
             return "", None
 
     monkeypatch.setattr(side_by_side.subprocess, "Popen", Started)
-    monkeypatch.setattr(side_by_side, "revision_environment", lambda tree: {})
     trees = (tmp_path / "tree_a", tmp_path / "tree_b")
+    environments = ({"REVISION": "a"}, {"REVISION": "b"})
     for pair in (1, 2, 3):
-        run_pair(trees, source, ["360099", "360199"], "2026-10", tmp_path / "work",
+        run_pair(trees, environments, source, ["360099", "360199"], "2026-10", tmp_path / "work",
                  b_first=side_by_side.b_starts_first(pair))
-    assert [cwd for cwd, _ in started] == ["tree_a", "tree_b", "tree_b", "tree_a", "tree_a", "tree_b"]
-    assert all(copies == ["a", "b"] for _, copies in started)
+    assert [(cwd, revision) for cwd, revision, _ in started] == [
+        ("tree_a", "a"), ("tree_b", "b"), ("tree_b", "b"), ("tree_a", "a"), ("tree_a", "a"), ("tree_b", "b")]
+    assert all(copies == ["a", "b"] for _, _, copies in started)
