@@ -73,6 +73,29 @@ def report(done: list[tuple["CountyOutcome", float]]) -> list[str]:
     return lines
 
 
+def start_again_as_a_worker(module: str, argv: list[str] | None) -> None:
+    """Start this tool again (`python -m module argv`) with a one run's worker's thread pools, unless it has them.
+
+    A one run's worker starts with its share of the cores (fangpin.cores); Polars, imported already, sizes its pool
+    once, so the tool starts again as a worker would."""
+    if os.environ.get(cores.DUCKDB_THREADS_ENV) is not None:
+        return
+    from fangpin.instance import side_by_side_runs
+
+    os.execve(sys.executable, [sys.executable, "-m", module, *(sys.argv[1:] if argv is None else argv)],
+              os.environ | cores.worker_environment(side_by_side_runs()))
+
+
+def cached_province(scenario: str) -> Path | None:
+    """The data dir of the cached bench province `scenario`, or None (said on stderr) when it was never generated."""
+    data_dir = scenario_dir(SCENARIOS[scenario], CACHE_DIR) / "data"
+    if (data_dir / "counties").is_dir():
+        return data_dir
+    print(f"no bench province in {data_dir}: run `make bench province` (or `python -m bench.run "
+          f"{scenario}`) once first", file=sys.stderr)
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--counties", type=int, default=5, help="the first N counties (default 5: one warm-up)")
@@ -80,18 +103,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--all-cores", action="store_true",
                         help="Polars' and DuckDB's thread pools on every core, not a one run worker's share")
     args = parser.parse_args(argv)
-    if not args.all_cores and os.environ.get(cores.DUCKDB_THREADS_ENV) is None:
-        # A one run's worker starts with its share of the cores (fangpin.cores); Polars, imported already, sizes
-        # its pool once, so this process starts again as a worker would.
-        from fangpin.instance import side_by_side_runs
-
-        os.execve(sys.executable, [sys.executable, "-m", "bench.steps", *(sys.argv[1:] if argv is None else argv)],
-                  os.environ | cores.worker_environment(side_by_side_runs()))
+    if not args.all_cores:
+        start_again_as_a_worker("bench.steps", argv)
     scenario = SCENARIOS[args.scenario]
-    data_dir = scenario_dir(scenario, CACHE_DIR) / "data"
-    if not (data_dir / "counties").is_dir():
-        print(f"no bench province in {data_dir}: run `make bench province` (or `python -m bench.run "
-              f"{args.scenario}`) once first", file=sys.stderr)
+    data_dir = cached_province(scenario.name)
+    if data_dir is None:
         return 2
     with tempfile.TemporaryDirectory(prefix="fangpin-steps-") as temp:
         province = province_sample(data_dir, args.counties, Path(temp) / "province")
