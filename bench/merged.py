@@ -82,6 +82,25 @@ def comparison(separate: list[Sample], merged: list[Sample], counties: int) -> l
     return lines
 
 
+def alternated_rounds(sample: Path, merged: Path, codes: list[str], month: str, rounds: int) -> dict[str, list[Sample]]:
+    """`rounds` rounds of the counties `codes` of `sample` one by one and of `merged` (one county, `codes[0]`),
+    each on a fresh copy of its drop zones (no warehouse or read cache of an earlier run); every second round
+    starts with the merged run."""
+    samples: dict[str, list[Sample]] = {SEPARATE: [], MERGED: []}
+    for round_number in range(rounds):
+        for kind in [SEPARATE, MERGED] if round_number % 2 == 0 else [MERGED, SEPARATE]:
+            source, counties = (sample, codes) if kind == SEPARATE else (merged, codes[:1])
+            run = sample.parent / f"run-{round_number}-{kind}"
+            for code in counties:
+                shutil.copytree(source / "counties" / code / "raw", run / "counties" / code / "raw")
+            started = time.perf_counter()
+            samples[kind].append(run_sample(run, month, counties))
+            print(f"round {round_number + 1}, {kind}: {samples[kind][-1][0]:.2f} CPU-s "
+                  f"({time.perf_counter() - started:.1f} s)", flush=True)
+            shutil.rmtree(run)
+    return samples
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--counties", type=int, default=4, help="how many counties to merge (default 4)")
@@ -92,26 +111,13 @@ def main(argv: list[str] | None = None) -> int:
     if data_dir is None:
         return 2
     month = SCENARIOS["province"].month
-    samples: dict[str, list[Sample]] = {SEPARATE: [], MERGED: []}
     with tempfile.TemporaryDirectory(prefix="fangpin-merged-") as temp:
         sample = province_sample(data_dir, args.counties + 1, Path(temp) / "province")
-        codes = sorted(path.name for path in (sample / "counties").iterdir())
-        run_counties_here(sample, month, codes[:1])  # the warm-up: imports, great-expectations, plotly.js
+        warm_up, *codes = sorted(path.name for path in (sample / "counties").iterdir())
+        run_counties_here(sample, month, [warm_up])  # imports, great-expectations, plotly.js: not in the figures
         merged = Path(temp) / "merged"
-        merge_drop_zones([sample / "counties" / code for code in codes[1:]], month, merged / "counties" / codes[1])
-        for round_number in range(args.rounds):
-            order = [SEPARATE, MERGED] if round_number % 2 == 0 else [MERGED, SEPARATE]
-            for kind in order:
-                run = Path(temp) / f"run-{round_number}-{kind}"
-                counties = codes[1:] if kind == SEPARATE else codes[1:2]
-                for code in counties:  # each run on fresh drop zones: no warehouse or read cache of an earlier one
-                    source = sample if kind == SEPARATE else merged
-                    shutil.copytree(source / "counties" / code / "raw", run / "counties" / code / "raw")
-                started = time.perf_counter()
-                samples[kind].append(run_sample(run, month, counties))
-                print(f"round {round_number + 1}, {kind}: {samples[kind][-1][0]:.2f} CPU-s "
-                      f"({time.perf_counter() - started:.1f} s)", flush=True)
-                shutil.rmtree(run)
+        merge_drop_zones([sample / "counties" / code for code in codes], month, merged / "counties" / codes[0])
+        samples = alternated_rounds(sample, merged, codes, month, args.rounds)
     for line in comparison(samples[SEPARATE], samples[MERGED], args.counties):
         print(line)
     return 0
