@@ -37,9 +37,9 @@ def test_merging_keeps_every_file_of_every_county_in_its_department_folder(tmp_p
 
 
 def test_the_comparison_gives_each_steps_medians_and_the_totals_share():
-    separate = [(20.0, collections.Counter(roster=4.0, data_quality=2.0)),
-                (18.0, collections.Counter(roster=3.6, data_quality=2.2)),
-                (19.0, collections.Counter(roster=3.8, data_quality=2.4))]
+    separate = [(20.0, collections.Counter(roster=4.0, data_quality=2.0)),  # medians, not means: 3.8 not 3.6
+                (18.0, collections.Counter(roster=3.0, data_quality=2.2)),
+                (19.5, collections.Counter(roster=3.8, data_quality=2.9))]
     together = [(17.0, collections.Counter(roster=4.4, data_quality=1.0)),
                 (17.2, collections.Counter(roster=4.2, data_quality=1.2, county_dashboard=0.1))]
     lines = merged.comparison(separate, together, counties=4)
@@ -47,7 +47,7 @@ def test_the_comparison_gives_each_steps_medians_and_the_totals_share():
     assert lines[1].split() == ["roster", "3.80", "4.30", "+0.50"]
     assert lines[2].split() == ["data_quality", "2.20", "1.10", "-1.10"]
     assert lines[3].split() == ["county_dashboard", "0.00", "0.05", "+0.05"]  # a step a run lacks counts as none
-    assert lines[4].split() == ["all", "(process", "CPU)", "19.00", "17.10", "-1.90", "(-10.0%)"]
+    assert lines[4].split() == ["all", "(process", "CPU)", "19.50", "17.10", "-2.40", "(-12.3%)"]
     assert lines[5].endswith("0.850, 0.956; median 0.903")  # 17.0 / 20.0, 17.2 / 18.0 (a third unpaired)
 
 
