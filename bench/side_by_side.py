@@ -28,7 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.ab import checked_out, province_sample, revisions_parser
-from bench.run import CACHE_DIR, SCENARIOS, scenario_dir
+from bench.run import SCENARIOS
+from bench.steps import cached_province
 from fangpin import cores
 
 MARK = "SIDE_BY_SIDE "  # the child's result lines start with this; fangpin's own output goes around them
@@ -168,9 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pairs", type=int, default=3)
     args = parser.parse_args(argv)
     scenario = SCENARIOS["province"]
-    source = scenario_dir(scenario, CACHE_DIR) / "data"
-    if not (source / "counties").is_dir():
-        print(f"no bench province in {source}: run `make bench province` once first", file=sys.stderr)
+    source = cached_province(scenario.name)
+    if source is None:
         return 2
     counties = sorted(path.name for path in (source / "counties").iterdir())[:args.counties]
     names = (args.a, args.b) if args.a != args.b else (f"{args.a} (A)", f"{args.b} (B)")
