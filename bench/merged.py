@@ -1,7 +1,7 @@
 """What a county's fixed costs are worth: N province counties run one after the other, against the same N merged
 into one county's drop zone and run as one county, alternated; CPU per step of each.
 
-Why: the province as one run misses three minutes by ~19% of its CPU (bench/README.md). If much of a county's CPU
+Why: the province as one run misses three minutes for want of CPU (bench/README.md). If much of a county's CPU
 were fixed, whatever its size (the great-expectations suites, the marts' statements, the dashboard, each step's own
 start), a set-based path over many counties could save it. Merging counties measures the most such a path could
 save: the merged run pays each fixed cost once for N counties. It is not a valid province run (it links persons
