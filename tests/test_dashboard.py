@@ -203,13 +203,13 @@ def test_every_chart_is_what_plotly_s_validated_figure_makes_of_it(con):
 
     default = pio.templates.default
     charts = _charts(dashboard.render_dashboard(con, MONTH))
+    template = json.loads(pio.json.to_json_plotly(pio.templates[dashboard.CHART_TEMPLATE].to_plotly_json()))
     assert [div for div, _, _ in charts] == ["chart-trend-township", "chart-trend-risk-type", "chart-clusters",
                                              "chart-submissions"]
     for div, traces, layout in charts:
         validated = json.loads(go.Figure({"data": traces, "layout": layout}).to_json())
         assert validated == {"data": traces, "layout": layout}, div
-        template = pio.templates[dashboard.CHART_TEMPLATE].to_plotly_json()
-        assert layout["template"] == json.loads(pio.json.to_json_plotly(template)), div
+        assert layout["template"] == template, div
         assert all(trace["type"] in ("scatter", "bar") for trace in traces) and traces, div
     assert pio.templates.default == default
 
